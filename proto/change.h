@@ -1,0 +1,141 @@
+/*
+ * change.h - the unit of replication, and its msgpack codec.
+ *
+ * A change names one register of one record and carries a new version of
+ * it: a field value, a set element, the record's live/deleted state, its
+ * audience, or its erasure.  Every version is ordered by (hlc, origin).
+ *
+ * Strings in a change are borrowed slices (struct nbx_str): they point into
+ * whatever buffer the change was decoded from or built over, and are valid
+ * only as long as that buffer.  A change owns no memory.
+ */
+#ifndef NBX_CHANGE_H
+#define NBX_CHANGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define NBX_ID_MAX	32	/* node id: 1-32 of [a-z0-9-] */
+#define NBX_NAME_MAX	32	/* collection and field names */
+#define NBX_RECID_MAX	128	/* record id, "<node>:<local part>" */
+#define NBX_AUD_MAX	16	/* nodes in one audience */
+#define NBX_STR_MAX	65536	/* hard cap on a string value or set element */
+#define NBX_CHANGE_MAX	(NBX_STR_MAX + 4096)	/* encoded size of one change */
+#define NBX_DEPTH_MAX	4	/* msgpack nesting accepted in a change */
+
+/* A borrowed byte string; not NUL-terminated. */
+struct nbx_str {
+	const char *p;
+	uint32_t n;
+};
+
+#define NBX_STR(lit)	((struct nbx_str){ (lit), (uint32_t)(sizeof(lit) - 1) })
+
+enum nbx_vtype {
+	NBX_V_NIL = 0,		/* no value: the field is cleared */
+	NBX_V_BOOL = 1,
+	NBX_V_INT = 2,
+	NBX_V_STR = 3,		/* string, date (YYYY-MM-DD) and enum values */
+};
+
+struct nbx_value {
+	enum nbx_vtype t;
+	int64_t i;		/* NBX_V_BOOL (0/1) and NBX_V_INT */
+	struct nbx_str s;	/* NBX_V_STR */
+};
+
+/*
+ * An audience version: the set of node ids allowed to hold a record's
+ * audience-scoped fields, stamped with the (hlc, origin) of the write that
+ * set it.  n == 0 and hlc == 0 mean "no audience" (region and local
+ * fields).  ids are kept sorted and unique by the code that builds them.
+ */
+struct nbx_audience {
+	uint64_t hlc;
+	struct nbx_str origin;
+	uint32_t n;
+	struct nbx_str ids[NBX_AUD_MAX];
+};
+
+enum change_kind {
+	CHANGE_FIELD = 1,	/* set scalar field `field` to `val` */
+	CHANGE_ELEM = 2,	/* set element `elem` of set field `field`:
+				   val is NBX_V_BOOL, 1 present, 0 removed */
+	CHANGE_STATE = 3,	/* val is NBX_V_INT REC_LIVE or REC_DELETED */
+	CHANGE_AUDIENCE = 4,	/* `aud` is the record's new audience */
+	CHANGE_ERASE = 5,	/* the record is erased (absorbing) */
+};
+
+enum rec_state {
+	REC_LIVE = 0,
+	REC_DELETED = 1,
+};
+
+struct change {
+	enum change_kind kind;
+	struct nbx_str coll;	/* collection name */
+	struct nbx_str id;	/* record id */
+	struct nbx_str field;	/* FIELD, ELEM; empty otherwise */
+	struct nbx_str elem;	/* ELEM; empty otherwise */
+	struct nbx_value val;	/* FIELD, ELEM, STATE */
+	uint64_t hlc;		/* version of this change */
+	struct nbx_str origin;	/* node that made the change */
+	/*
+	 * FIELD/ELEM of an audience-scoped field: the audience the value was
+	 * written or sent under.  AUDIENCE: the new audience; its hlc and
+	 * origin equal the change's.  Empty (n == 0, hlc == 0) otherwise.
+	 */
+	struct nbx_audience aud;
+};
+
+/* A growable output buffer; see change_buf_* below. */
+struct nbx_buf {
+	uint8_t *p;
+	size_t len;
+	size_t cap;
+	size_t max;		/* appends past this fail with NBX_ETOOBIG */
+};
+
+/* Initialises an empty buffer that may grow up to `max` bytes. */
+void nbx_buf_init(struct nbx_buf *b, size_t max);
+/* Frees the buffer's memory; the buffer may be reused after nbx_buf_init. */
+void nbx_buf_fini(struct nbx_buf *b);
+/* Appends n bytes; 0, NBX_ENOMEM or NBX_ETOOBIG (nothing appended). */
+int nbx_buf_append(struct nbx_buf *b, const void *p, size_t n);
+
+/*
+ * Appends the msgpack encoding of `c` to `out`.  Returns 0, NBX_EINVAL if
+ * the change breaks a structural cap (name lengths, audience size), or the
+ * buffer's error.  On error `out` is left as it was.
+ */
+int change_encode(const struct change *c, struct nbx_buf *out);
+
+/*
+ * Decodes one change from the start of buf[0..len).  Every declared length
+ * and count is checked against its cap and against the bytes present before
+ * anything is trusted; nesting is capped at NBX_DEPTH_MAX.  On success
+ * fills *c (strings borrowed from buf), stores the number of bytes consumed
+ * in *used and returns 0.  Returns NBX_EAGAIN if buf holds only a prefix of
+ * a valid encoding, NBX_ETOOBIG / NBX_EDEPTH / NBX_EMALFORMED if it can
+ * never be one.  On error *c is zeroed and *used is 0.
+ */
+int change_decode(const void *buf, size_t len, struct change *c,
+    size_t *used);
+
+/* Returns 1 if the two strings hold the same bytes. */
+int nbx_str_eq(struct nbx_str a, struct nbx_str b);
+/* Bytewise comparison, shorter-is-less on a common prefix: <0, 0, >0. */
+int nbx_str_cmp(struct nbx_str a, struct nbx_str b);
+/* Slice over a NUL-terminated C string. */
+struct nbx_str nbx_str_c(const char *s);
+
+/*
+ * The creating node of a record id: the part before the first ':'.
+ * Returns an empty string if the id has no ':'.
+ */
+struct nbx_str nbx_id_creator(struct nbx_str id);
+
+/* 1 if s is a valid node id: 1-32 of [a-z0-9-]. */
+int nbx_node_id_valid(struct nbx_str s);
+
+#endif

@@ -1,0 +1,97 @@
+/* nbxstr.c - borrowed strings, node ids and the bounded output buffer. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "change.h"
+#include "nbx_err.h"
+
+int
+nbx_str_eq(struct nbx_str a, struct nbx_str b)
+{
+	return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
+}
+
+int
+nbx_str_cmp(struct nbx_str a, struct nbx_str b)
+{
+	uint32_t n = a.n < b.n ? a.n : b.n;
+	int r = n ? memcmp(a.p, b.p, n) : 0;
+
+	if (r != 0)
+		return r;
+	return (a.n > b.n) - (a.n < b.n);
+}
+
+struct nbx_str
+nbx_str_c(const char *s)
+{
+	struct nbx_str r = { s, s ? (uint32_t)strlen(s) : 0 };
+
+	return r;
+}
+
+struct nbx_str
+nbx_id_creator(struct nbx_str id)
+{
+	struct nbx_str r = { id.p, 0 };
+	const char *colon = id.n ? memchr(id.p, ':', id.n) : NULL;
+
+	if (colon)
+		r.n = (uint32_t)(colon - id.p);
+	return r;
+}
+
+int
+nbx_node_id_valid(struct nbx_str s)
+{
+	if (s.n == 0 || s.n > NBX_ID_MAX)
+		return 0;
+	for (uint32_t i = 0; i < s.n; i++) {
+		char ch = s.p[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+		    ch == '-'))
+			return 0;
+	}
+	return 1;
+}
+
+void
+nbx_buf_init(struct nbx_buf *b, size_t max)
+{
+	b->p = NULL;
+	b->len = 0;
+	b->cap = 0;
+	b->max = max;
+}
+
+void
+nbx_buf_fini(struct nbx_buf *b)
+{
+	free(b->p);
+	b->p = NULL;
+	b->len = b->cap = 0;
+}
+
+int
+nbx_buf_append(struct nbx_buf *b, const void *p, size_t n)
+{
+	if (n > b->max || b->len > b->max - n)
+		return NBX_ETOOBIG;
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		uint8_t *np;
+
+		while (cap < b->len + n)
+			cap *= 2;
+		if (cap > b->max)
+			cap = b->max;
+		if ((np = realloc(b->p, cap)) == NULL)
+			return NBX_ENOMEM;
+		b->p = np;
+		b->cap = cap;
+	}
+	if (n)
+		memcpy(b->p + b->len, p, n);
+	b->len += n;
+	return 0;
+}

@@ -1,0 +1,161 @@
+/*
+ * policy.h - the regional schema (conf/schema.conf) and the rules derived
+ * from it: which changes are valid, who may write a field, and which peer
+ * may receive a field value.
+ *
+ * Schema file format (INI, read with inih):
+ *
+ *   [service]                 ; a collection: a section without a dot
+ *   description = ...         ; optional, free text
+ *
+ *   [service.name]            ; a field: <collection>.<field>, after its
+ *   type = string             ; collection; string|int|bool|date|enum|set
+ *   max = 200                 ; string: max bytes (default 256, cap
+ *                             ; NBX_STR_MAX); int: max value; set: max items
+ *                             ; (default 32)
+ *   min = 0                   ; int only: min value
+ *   values = a, b, c          ; enum: required; set: optional allowed set.
+ *                             ; May continue on indented lines.
+ *   elem_max = 64             ; set only: max bytes of one element
+ *   share = region            ; local (default) | region | audience
+ *   writers = origin          ; origin (default) | audience
+ *
+ * Names are 1-32 of [a-z0-9_].  Rules checked at load: writers = audience
+ * needs share = audience; a set field may not be share = audience (a purged
+ * element would leave its value in the register key).  Unknown keys,
+ * duplicate sections and bad numbers are errors.
+ *
+ * The defaults are the safe ones: a field without `share` never leaves the
+ * node, and without `writers` only the record's creator may change it.
+ */
+#ifndef NBX_POLICY_H
+#define NBX_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "change.h"
+
+enum pol_type {
+	POL_STRING = 1,
+	POL_INT,
+	POL_BOOL,
+	POL_DATE,		/* "YYYY-MM-DD", a real calendar date */
+	POL_ENUM,
+	POL_SET,		/* set of strings, replicated element-wise */
+};
+
+enum pol_share {
+	SHARE_LOCAL = 0,
+	SHARE_REGION,
+	SHARE_AUDIENCE,
+};
+
+enum pol_writers {
+	WRITERS_ORIGIN = 0,
+	WRITERS_AUDIENCE,
+};
+
+struct pol_field {
+	char name[NBX_NAME_MAX + 1];
+	enum pol_type type;
+	enum pol_share share;
+	enum pol_writers writers;
+	int64_t min, max;	/* see the file format above */
+	uint32_t elem_max;	/* set element max bytes */
+	char **values;		/* enum/set allowed values, or NULL */
+	size_t nvalues;
+	int line;		/* line of the field's section header */
+};
+
+struct pol_coll {
+	char name[NBX_NAME_MAX + 1];
+	struct pol_field *fields;
+	size_t nfields;
+	int has_audience_fields;	/* any field with share = audience */
+	int line;
+};
+
+struct policy;
+
+/*
+ * Loads a schema file.  On success stores a new policy in *out (free with
+ * policy_free) and returns 0.  On failure returns NBX_EIO (cannot read) or
+ * NBX_ESCHEMA, writes "FILE:LINE: what is wrong" into err (always
+ * NUL-terminated when errlen > 0) and leaves *out NULL.
+ */
+int policy_load(const char *path, struct policy **out, char *err,
+    size_t errlen);
+
+/* As policy_load, from a string; `name` stands for the file in messages. */
+int policy_load_string(const char *text, const char *name,
+    struct policy **out, char *err, size_t errlen);
+
+/* Frees a policy; NULL is a no-op. */
+void policy_free(struct policy *p);
+
+/* Collections in file order. The pointers live as long as the policy. */
+size_t policy_ncoll(const struct policy *p);
+const struct pol_coll *policy_coll_at(const struct policy *p, size_t i);
+
+/* Lookups; NULL when unknown.  Pointers live as long as the policy. */
+const struct pol_coll *policy_coll(const struct policy *p,
+    struct nbx_str name);
+const struct pol_field *policy_field(const struct pol_coll *c,
+    struct nbx_str name);
+
+/*
+ * Checks a scalar value against field f (type and limits).  NBX_V_NIL is
+ * accepted for every scalar type (it clears the field).  For POL_SET use
+ * policy_elem_check.  Returns 0, NBX_ETYPE or NBX_ELIMIT.
+ */
+int policy_value_check(const struct pol_field *f, const struct nbx_value *v);
+
+/* Checks one element of a set field.  Returns 0, NBX_ETYPE or NBX_ELIMIT. */
+int policy_elem_check(const struct pol_field *f, struct nbx_str elem);
+
+/*
+ * "May origin O write field f of record `id`?"  writers = origin: O must be
+ * the record's creator (nbx_id_creator(id)).  writers = audience: O must be
+ * in `aud`, the audience the write was made under.  Returns 0 or
+ * NBX_EWRITER.
+ */
+int policy_may_write(const struct pol_field *f, struct nbx_str origin,
+    struct nbx_str id, const struct nbx_audience *aud);
+
+/*
+ * "May the value of field f go to peer P?"  share = local: never.
+ * share = region: always.  share = audience: only if P is in `value_aud`,
+ * the audience the value was written or sent under, and in `rec_aud`, the
+ * record's current audience at this node.  Returns 1 or 0.
+ */
+int policy_may_send(const struct pol_field *f,
+    const struct nbx_audience *value_aud, const struct nbx_audience *rec_aud,
+    struct nbx_str peer);
+
+/*
+ * Validates a change against the schema, as this node `self` sees it.
+ * `remote` is 1 for a change received from a peer, 0 for a local write.
+ * Checks, in order: the record id ("<creator>:<rest>", creator a valid
+ * node id, at most NBX_RECID_MAX bytes), the collection, then by kind:
+ *  - FIELD/ELEM: the field exists and its type matches the kind; the value
+ *    passes policy_value_check / policy_elem_check; a share = local field
+ *    may not arrive remotely (NBX_ELOCAL); an audience-scoped field carries
+ *    a non-empty audience that holds `self` (NBX_EAUDIENCE) and other
+ *    fields carry none (NBX_EINVAL); policy_may_write.
+ *  - STATE: val is REC_LIVE or REC_DELETED; origin is the creator.
+ *  - AUDIENCE: origin is the creator; the audience is non-empty, holds
+ *    valid node ids, includes the creator, and its hlc/origin equal the
+ *    change's.  (It need not hold `self`: that is how removal arrives.)
+ *  - ERASE: any origin.
+ * The origin must be a valid node id.  On success stores the field (or
+ * NULL for record-level kinds) in *fout if fout is non-NULL.  Returns 0 or
+ * the NBX_E* reason.
+ */
+int policy_check_change(const struct policy *p, const struct change *c,
+    struct nbx_str self, int remote, const struct pol_field **fout);
+
+/* 1 if `id` is in the audience's id list. */
+int nbx_audience_has(const struct nbx_audience *a, struct nbx_str id);
+
+#endif

@@ -1,0 +1,23 @@
+#!/bin/sh
+# Runs every tests/integration/*.sh with the built programs in $BUILD and
+# prints "integration: N passed, M failed".  Each script starts its own
+# nbxd processes on 127.0.0.1 and cleans up after itself.
+set -u
+BUILD=${BUILD:-build}
+export NBX_BIN="$(cd "$BUILD" && pwd)"
+pass=0
+fail=0
+for t in tests/integration/*_test.sh; do
+	[ -e "$t" ] || continue
+	start=$(date +%s)
+	if sh "$t" >"$BUILD/$(basename "$t").log" 2>&1; then
+		pass=$((pass + 1))
+		echo "PASS $(basename "$t") ($(( $(date +%s) - start ))s)"
+	else
+		fail=$((fail + 1))
+		echo "FAIL $(basename "$t"); its log:"
+		tail -n 60 "$BUILD/$(basename "$t").log"
+	fi
+done
+echo "integration: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

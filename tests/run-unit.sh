@@ -1,0 +1,33 @@
+#!/bin/sh
+# Runs each Criterion unit-test binary given as argument and prints one
+# closing line "unit: N passed, M failed" over all of them.  Exits 1 if any
+# test failed or crashed, or if a binary did not report.
+set -u
+pass=0
+fail=0
+bad=0
+for t in "$@"; do
+	out=$("$t" --jobs 2 2>&1)
+	rc=$?
+	line=$(printf '%s\n' "$out" | grep 'Synthesis:' | tail -n 1)
+	if [ -z "$line" ]; then
+		printf '%s\n' "$out"
+		echo "unit: $t did not report (exit $rc)"
+		bad=1
+		continue
+	fi
+	p=$(printf '%s' "$line" | sed -n 's/.*Passing: \([0-9]*\).*/\1/p')
+	f=$(printf '%s' "$line" | sed -n 's/.*Failing: \([0-9]*\).*/\1/p')
+	c=$(printf '%s' "$line" | sed -n 's/.*Crashing: \([0-9]*\).*/\1/p')
+	pass=$((pass + p))
+	fail=$((fail + f + c))
+	if [ "$rc" -ne 0 ] || [ "$((f + c))" -ne 0 ]; then
+		printf '%s\n' "$out"
+		bad=1
+	else
+		printf '%s\n' "$out" | grep -E '^(seed|property)' || true
+		echo "$(basename "$t"): $p passed"
+	fi
+done
+echo "unit: $pass passed, $fail failed"
+[ "$bad" -eq 0 ] && [ "$fail" -eq 0 ]
