@@ -48,7 +48,8 @@ struct nbx_value {
  * An audience version: the set of node ids allowed to hold a record's
  * audience-scoped fields, stamped with the (hlc, origin) of the write that
  * set it.  n == 0 and hlc == 0 mean "no audience" (region and local
- * fields).  ids are kept sorted and unique by the code that builds them.
+ * fields).  ids may come in any order, with repeats: the merge (crdt.c)
+ * stores them sorted and unique, so equal sets encode equally.
  */
 struct nbx_audience {
 	uint64_t hlc;
@@ -121,6 +122,13 @@ int change_encode(const struct change *c, struct nbx_buf *out);
  */
 int change_decode(const void *buf, size_t len, struct change *c,
     size_t *used);
+
+/*
+ * Returns 1 if a and b describe the same change: equal kind, hlc and
+ * audience, strings equal by content, and of the value its type and the
+ * member that type uses (i for BOOL and INT, s for STR).
+ */
+int change_eq(const struct change *a, const struct change *b);
 
 /* Returns 1 if the two strings hold the same bytes. */
 int nbx_str_eq(struct nbx_str a, struct nbx_str b);

@@ -1,0 +1,531 @@
+/*
+ * conn.c - one peer connection: TCP from libuv, TLS 1.3 over memory BIOs,
+ * and the sync session once the peer's certificate has been checked.  It
+ * only moves bytes: socket -> TLS -> session (which commits to the store)
+ * -> TLS -> socket.  Not one plaintext byte is handed to the session, or
+ * taken from it, before the handshake and identity check succeeded.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "log.h"
+#include "nbx_err.h"
+#include "node_int.h"
+
+#define WRITE_CHUNK	(256u << 10)	/* plaintext per tls_conn_write */
+
+struct wreq {
+	uv_write_t req;
+	char data[];
+};
+
+static const char *
+conn_name(const struct conn *c)
+{
+	return c->peer ? c->peer->id : c->addr;
+}
+
+static struct conn *
+conn_new(struct node *n)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		return NULL;
+	if ((c->rbuf = malloc(CONN_READ_CHUNK)) == NULL ||
+	    (c->pbuf = malloc(CONN_READ_CHUNK)) == NULL) {
+		free(c->rbuf);
+		free(c);
+		return NULL;
+	}
+	c->node = n;
+	c->created_ms = log_now_ms();
+	uv_tcp_init(n->loop, &c->tcp);
+	uv_tcp_nodelay(&c->tcp, 1);
+	c->tcp.data = c;
+	c->next = n->conns;
+	n->conns = c;
+	return c;
+}
+
+static void
+conn_closed(uv_handle_t *h)
+{
+	struct conn *c = h->data;
+	struct conn **pp;
+
+	for (pp = &c->node->conns; *pp; pp = &(*pp)->next)
+		if (*pp == c) {
+			*pp = c->next;
+			break;
+		}
+	sync_session_free(c->sess);
+	tls_conn_free(c->tls);
+	free(c->rbuf);
+	free(c->pbuf);
+	free(c);
+}
+
+/* Schedules the next dial of p: exponential backoff with jitter. */
+static void
+peer_backoff(struct node *n, struct peer *p, int was_up)
+{
+	uint64_t lo = n->cfg.backoff_min_ms ? n->cfg.backoff_min_ms : 200;
+	uint64_t hi = n->cfg.backoff_max_ms ? n->cfg.backoff_max_ms : 30000;
+	uint64_t b;
+
+	if (was_up || p->backoff_ms == 0)
+		p->backoff_ms = lo;
+	else if (p->backoff_ms < hi)
+		p->backoff_ms = p->backoff_ms * 2 > hi ? hi : p->backoff_ms * 2;
+	/* jitter in [b/2, 3b/2) keeps restarted nodes from dialling in step */
+	b = p->backoff_ms / 2 + (uint64_t)random() % (p->backoff_ms + 1);
+	p->next_dial_ms = log_now_ms() + b;
+}
+
+/* Detaches c from its peer, keeping the peer's counters and schedule. */
+static void
+peer_detach(struct conn *c, const char *why)
+{
+	struct peer *p = c->peer;
+	int was_up;
+
+	if (p == NULL)
+		return;
+	was_up = p->active == c;
+	if (c->sess) {
+		const struct sync_stats *s = sync_session_stats(c->sess);
+
+		p->bytes_in += s->bytes_in;
+		p->bytes_out += s->bytes_out;
+		p->changes_in += s->changes_in;
+		p->changes_out += s->changes_out;
+		p->rejected_in += s->rejected_in;
+	}
+	if (p->active == c) {
+		p->active = NULL;
+		p->since_ms = log_now_ms();
+	}
+	if (p->dialing == c)
+		p->dialing = NULL;
+	if (why && (was_up || c->outbound))
+		snprintf(p->last_error, sizeof(p->last_error), "%s", why);
+	if (!p->active && !p->dialing)
+		peer_backoff(c->node, p, was_up);
+	c->peer = NULL;
+	/* keep the name for the log line of the close callback */
+	snprintf(c->addr, sizeof(c->addr), "%s", p->id);
+}
+
+void
+conn__close(struct conn *c, const char *why)
+{
+	if (c->state == CONN_CLOSING)
+		return;
+	if (c->state == CONN_ESTABLISHED)
+		log_msg(LOG_INFO, conn_name(c), "disconnected: %s", why);
+	else
+		log_msg(LOG_WARN, conn_name(c), "connection failed: %s", why);
+	c->state = CONN_CLOSING;
+	peer_detach(c, why);
+	uv_close((uv_handle_t *)&c->tcp, conn_closed);
+}
+
+static void
+write_done(uv_write_t *req, int status)
+{
+	struct conn *c = req->data;
+
+	free(req);
+	if (status < 0 && status != UV_ECANCELED && c->state != CONN_CLOSING)
+		conn__close(c, uv_strerror(status));
+}
+
+/* Hands everything TLS produced to libuv in one write. */
+static int
+send_tls_out(struct conn *c)
+{
+	size_t n = tls_conn_pending_out(c->tls);
+	struct wreq *w;
+	uv_buf_t b;
+	int rc;
+
+	if (n == 0 || c->state == CONN_CLOSING)
+		return 0;
+	if ((w = malloc(sizeof(*w) + n)) == NULL)
+		return NBX_ENOMEM;
+	n = tls_conn_take_out(c->tls, w->data, n);
+	w->req.data = c;
+	b = uv_buf_init(w->data, (unsigned)n);
+	/* the uv_write_t is the first member: freeing it frees the data */
+	if ((rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1,
+	    write_done)) != 0) {
+		free(w);
+		conn__close(c, uv_strerror(rc));
+		return NBX_EIO;
+	}
+	return 0;
+}
+
+/*
+ * Streams what the session has to send: pump, encrypt in large records,
+ * hand to libuv, until the session has nothing more or libuv's queue for
+ * this peer is full (a slow reader is paused here, not buffered without
+ * bound; the session's window stops it producing, and the dead-link timer
+ * eventually drops it).
+ */
+void
+conn__flush(struct conn *c)
+{
+	const uint8_t *p;
+	size_t n;
+	int rounds = 64, rc;
+
+	if (c->state != CONN_ESTABLISHED) {
+		if (c->tls)
+			send_tls_out(c);
+		return;
+	}
+	while (rounds-- > 0 && c->state == CONN_ESTABLISHED) {
+		if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) >
+		    CONN_WQ_MAX)
+			break;
+		if ((rc = sync_session_pump(c->sess, log_now_ms())) != 0) {
+			conn__close(c, nbx_strerror(rc));
+			return;
+		}
+		if ((n = sync_session_pending(c->sess, &p)) == 0)
+			break;
+		if (n > WRITE_CHUNK)
+			n = WRITE_CHUNK;
+		rc = tls_conn_write(c->tls, p, n);
+		if (rc == NBX_EAGAIN)
+			break;	/* TLS output is full: wait for libuv */
+		if (rc != 0) {
+			conn__close(c, tls_conn_error(c->tls));
+			return;
+		}
+		sync_session_consume(c->sess, n);
+		send_tls_out(c);
+	}
+	if (c->state == CONN_ESTABLISHED)
+		send_tls_out(c);
+}
+
+static void
+shutdown_done(uv_shutdown_t *req, int status)
+{
+	struct conn *c = req->data;
+
+	(void)status;
+	if (!uv_is_closing((uv_handle_t *)&c->tcp))
+		uv_close((uv_handle_t *)&c->tcp, conn_closed);
+}
+
+/*
+ * Graceful close: what the session queued (an ERROR, say) and TLS
+ * close_notify go out first, then the socket is shut down and closed.
+ */
+void
+conn__shutdown(struct conn *c)
+{
+	const uint8_t *p;
+	size_t n;
+
+	if (c->state == CONN_CLOSING)
+		return;
+	if (c->state != CONN_ESTABLISHED) {
+		conn__close(c, "shutting down");
+		return;
+	}
+	while ((n = sync_session_pending(c->sess, &p)) > 0 &&
+	    tls_conn_write(c->tls, p, n > WRITE_CHUNK ? WRITE_CHUNK : n) == 0)
+		sync_session_consume(c->sess, n > WRITE_CHUNK ? WRITE_CHUNK : n);
+	tls_conn_shutdown(c->tls);
+	send_tls_out(c);
+	log_msg(LOG_INFO, conn_name(c), "closing (close_notify sent)");
+	c->state = CONN_CLOSING;
+	peer_detach(c, "closed by us");
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	c->shutdown_req.data = c;
+	if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp,
+	    shutdown_done) != 0)
+		uv_close((uv_handle_t *)&c->tcp, conn_closed);
+}
+
+/* An inbound peer's key against its configured pin, in constant time. */
+static int
+pin_matches(const struct tls_conn *t, const uint8_t pin[32])
+{
+	uint8_t got[32];
+
+	return tls_conn_peer_pin(t, got) == 0 && CRYPTO_memcmp(got, pin,
+	    32) == 0;
+}
+
+/* The handshake finished: check who it is, then start the session. */
+static void
+established(struct conn *c)
+{
+	struct node *n = c->node;
+	const char *id = tls_conn_peer_id(c->tls);
+	struct peer *p;
+	int keep_outbound, rc;
+
+	p = c->outbound ? c->peer : node__peer_find(n, id, strlen(id));
+	if (p == NULL) {
+		log_msg(LOG_WARN, id, "refused: not a peer of this node "
+		    "(add it with nbxctl peer add)");
+		conn__close(c, "unknown peer");
+		return;
+	}
+	if (!c->outbound && p->has_pin && !pin_matches(c->tls, p->pin)) {
+		log_msg(LOG_WARN, id, "refused: certificate key does not match "
+		    "the pinned SPKI");
+		conn__close(c, "SPKI pin mismatch");
+		return;
+	}
+	c->peer = p;
+	if (p->active && p->active != c) {
+		/* one session per pair: the dial of the smaller id wins */
+		keep_outbound = strcmp(n->cfg.id, p->id) < 0;
+		if (c->outbound != keep_outbound) {
+			log_msg(LOG_DEBUG, p->id, "duplicate connection dropped");
+			if (p->dialing == c)
+				p->dialing = NULL;
+			c->peer = NULL;
+			conn__close(c, "duplicate connection");
+			return;
+		}
+		conn__close(p->active, "duplicate connection");
+	}
+	if (p->dialing == c)
+		p->dialing = NULL;
+	if ((rc = sync_session_new(n->st, n->pol, p->id, &n->sopts,
+	    &c->sess)) != 0 || (rc = sync_session_start(c->sess,
+	    log_now_ms())) != 0) {
+		conn__close(c, nbx_strerror(rc));
+		return;
+	}
+	c->state = CONN_ESTABLISHED;
+	p->active = c;
+	p->since_ms = log_now_ms();
+	p->backoff_ms = 0;
+	p->last_error[0] = 0;
+	log_msg(LOG_INFO, p->id, "connected (%s %s, TLS 1.3, identity "
+	    "verified%s)", c->outbound ? "to" : "from", c->addr,
+	    p->has_pin ? ", pin matched" : "");
+	conn__flush(c);
+}
+
+/* Feeds received plaintext to the session until TLS has no more. */
+static void
+read_plaintext(struct conn *c)
+{
+	size_t got;
+	int rc;
+
+	for (;;) {
+		rc = tls_conn_read(c->tls, c->pbuf, CONN_READ_CHUNK, &got);
+		if (rc == NBX_EAGAIN)
+			break;
+		if (rc == NBX_ECLOSED) {
+			conn__close(c, "peer closed the session");
+			return;
+		}
+		if (rc != 0) {
+			conn__close(c, tls_conn_error(c->tls));
+			return;
+		}
+		rc = sync_session_feed(c->sess, c->pbuf, got, log_now_ms());
+		if (rc != 0) {
+			log_msg(LOG_WARN, conn_name(c), "session error: %s (%s)",
+			    sync_session_error(c->sess), nbx_strerror(rc));
+			if (rc != NBX_ECLOSED)
+				sync_session_fail(c->sess, rc,
+				    sync_session_error(c->sess));
+			conn__shutdown(c);
+			return;
+		}
+	}
+	send_tls_out(c);	/* TLS may answer reads (tickets, key update) */
+	node__pump_all(c->node);
+}
+
+static void
+on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
+{
+	struct conn *c = h->data;
+
+	(void)hint;
+	*b = uv_buf_init(c->rbuf, CONN_READ_CHUNK);
+}
+
+static void
+on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
+{
+	struct conn *c = s->data;
+	int rc;
+
+	if (c->state == CONN_CLOSING)
+		return;
+	if (nread < 0) {
+		if (nread == UV_EOF && c->tls && tls_conn_eof(c->tls) == 0)
+			conn__close(c, "peer closed the connection");
+		else if (nread == UV_EOF)
+			conn__close(c, "connection ended without close_notify "
+			    "(truncated; partial frame discarded)");
+		else
+			conn__close(c, uv_strerror((int)nread));
+		return;
+	}
+	if (nread == 0)
+		return;
+	if ((rc = tls_conn_feed(c->tls, b->base, (size_t)nread)) != 0) {
+		conn__close(c, tls_conn_error(c->tls));
+		return;
+	}
+	if (c->state == CONN_HANDSHAKE) {
+		rc = tls_conn_handshake(c->tls);
+		send_tls_out(c);
+		if (rc == NBX_EAGAIN)
+			return;
+		if (rc != 0) {
+			log_msg(LOG_WARN, conn_name(c), "TLS handshake refused: "
+			    "%s", tls_conn_error(c->tls));
+			conn__close(c, tls_conn_error(c->tls));
+			return;
+		}
+		established(c);
+		if (c->state != CONN_ESTABLISHED)
+			return;
+	}
+	read_plaintext(c);
+}
+
+static int
+start_tls(struct conn *c, int server)
+{
+	struct peer *p = c->peer;
+	int rc;
+
+	rc = tls_conn_new(c->node->tls, server, server ? NULL : p->id,
+	    (!server && p->has_pin) ? p->pin : NULL, &c->tls);
+	if (rc != 0)
+		return rc;
+	c->state = CONN_HANDSHAKE;
+	if ((rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read)) != 0)
+		return NBX_EIO;
+	if (!server) {
+		rc = tls_conn_handshake(c->tls);	/* ClientHello */
+		if (rc != NBX_EAGAIN && rc != 0)
+			return rc;
+		send_tls_out(c);
+	}
+	return 0;
+}
+
+static void
+on_connect(uv_connect_t *req, int status)
+{
+	struct conn *c = req->data;
+
+	if (c->state == CONN_CLOSING)
+		return;
+	if (status < 0) {
+		conn__close(c, uv_strerror(status));
+		return;
+	}
+	if (start_tls(c, 0) != 0)
+		conn__close(c, c->tls ? tls_conn_error(c->tls) : "TLS setup failed");
+}
+
+int
+conn__dial(struct node *n, struct peer *p)
+{
+	struct sockaddr_storage sa;
+	struct conn *c;
+	int rc;
+
+	if (n->stopping || p->active || p->dialing)
+		return 0;
+	if (uv_ip4_addr(p->host, p->port, (struct sockaddr_in *)&sa) != 0 &&
+	    uv_ip6_addr(p->host, p->port, (struct sockaddr_in6 *)&sa) != 0) {
+		snprintf(p->last_error, sizeof(p->last_error),
+		    "address '%.200s' is not an IP address", p->host);
+		p->next_dial_ms = log_now_ms() + 60000;
+		return NBX_EINVAL;
+	}
+	if ((c = conn_new(n)) == NULL)
+		return NBX_ENOMEM;
+	c->outbound = 1;
+	c->peer = p;
+	c->state = CONN_CONNECTING;
+	p->dialing = c;
+	snprintf(c->addr, sizeof(c->addr), "%.64s:%u", p->host,
+	    (unsigned)p->port);
+	c->connect_req.data = c;
+	rc = uv_tcp_connect(&c->connect_req, &c->tcp, (struct sockaddr *)&sa,
+	    on_connect);
+	if (rc != 0) {
+		conn__close(c, uv_strerror(rc));
+		return NBX_EIO;
+	}
+	log_msg(LOG_DEBUG, p->id, "dialling %s", c->addr);
+	return 0;
+}
+
+int
+conn__accept(struct node *n)
+{
+	struct sockaddr_storage sa;
+	int len = sizeof(sa);
+	struct conn *c = conn_new(n);
+
+	if (c == NULL)
+		return NBX_ENOMEM;
+	if (uv_accept((uv_stream_t *)&n->listener, (uv_stream_t *)&c->tcp) != 0) {
+		conn__close(c, "accept failed");
+		return NBX_EIO;
+	}
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&sa, &len) == 0) {
+		char ip[64] = "?";
+
+		if (sa.ss_family == AF_INET6)
+			uv_ip6_name((struct sockaddr_in6 *)&sa, ip, sizeof(ip));
+		else
+			uv_ip4_name((struct sockaddr_in *)&sa, ip, sizeof(ip));
+		snprintf(c->addr, sizeof(c->addr), "%s", ip);
+	}
+	c->state = CONN_CONNECTING;
+	if (start_tls(c, 1) != 0) {
+		conn__close(c, "TLS setup failed");
+		return NBX_ETLS;
+	}
+	return 0;
+}
+
+void
+conn__tick(struct conn *c, uint64_t now)
+{
+	char why[96];
+	int rc;
+
+	if (c->state == CONN_CLOSING)
+		return;
+	if (c->state != CONN_ESTABLISHED) {
+		if (now - c->created_ms > NODE_HANDSHAKE_MS)
+			conn__close(c, "handshake timed out");
+		return;
+	}
+	if ((rc = sync_session_tick(c->sess, now)) == NBX_ECLOSED) {
+		snprintf(why, sizeof(why), "dead link: nothing received for "
+		    "%llu ms", (unsigned long long)c->node->sopts.dead_after_ms);
+		conn__close(c, why);
+		return;
+	}
+	conn__flush(c);
+}

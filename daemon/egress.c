@@ -1,0 +1,322 @@
+/*
+ * egress.c - what leaves this node for one peer: the CHANGES batches
+ * built from the change log, the egress filter that decides which of a
+ * record's changes the peer may receive, and the disclosure log entry
+ * written before a batch may be queued.
+ *
+ * A byte that leaves a node where policy did not permit it is the worst
+ * bug this project can have, so this file keeps three lines of defence:
+ * the filter (sync__egress_filter), a re-check of every change decoded
+ * back from the finished frame against the schema before it is disclosed
+ * (a local or unknown field stops the batch), and the disclosure log
+ * itself, written from those decoded bytes, so it names exactly what the
+ * peer will receive.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "egress.h"
+#include "frame.h"
+#include "nbx_err.h"
+
+void
+sync__egress_init(struct sync_egress *e)
+{
+	memset(e, 0, sizeof(*e));
+	nbx_buf_init(&e->frame, FRAME_HDR + FRAME_BODY_MAX);
+}
+
+void
+sync__egress_fini(struct sync_egress *e)
+{
+	free(e->rec);
+	free(e->keep);
+	free(e->sent);
+	nbx_buf_fini(&e->frame);
+	memset(e, 0, sizeof(*e));
+}
+
+/* ------------------------------------------------------------------ */
+/* The filter                                                          */
+/* ------------------------------------------------------------------ */
+
+static int
+coll_has_region(const struct pol_coll *pc)
+{
+	for (size_t i = 0; i < pc->nfields; i++)
+		if (pc->fields[i].share == SHARE_REGION)
+			return 1;
+	return 0;
+}
+
+/* A FIELD or ELEM change: a known field, of its kind, that may go to P. */
+static int
+field_may_go(const struct pol_coll *pc, const struct crdt_record *r,
+    const struct change *c, struct nbx_str peer)
+{
+	const struct pol_field *f = policy_field(pc, c->field);
+
+	if (f == NULL || f->share == SHARE_LOCAL)
+		return 0;
+	if ((c->kind == CHANGE_ELEM) != (f->type == POL_SET))
+		return 0;
+	return policy_may_send(f, &c->aud, &r->aud, peer) == 1;
+}
+
+size_t
+sync__egress_filter(const struct policy *pol, const struct crdt_record *r,
+    const struct change *chs, size_t n, int disclosed, struct nbx_str peer,
+    unsigned char *keep)
+{
+	const struct pol_coll *pc = policy_coll(pol, r->coll);
+	size_t count = 0;
+	int data = 0;
+
+	if (n > 0)
+		memset(keep, 0, n);
+	if (pc == NULL)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct change *c = &chs[i];
+
+		switch (c->kind) {
+		case CHANGE_FIELD:
+		case CHANGE_ELEM:
+			keep[i] = (unsigned char)field_may_go(pc, r, c, peer);
+			data |= keep[i];
+			break;
+		case CHANGE_AUDIENCE:
+			keep[i] = nbx_audience_has(&r->aud, peer) || disclosed;
+			data |= keep[i];
+			break;
+		case CHANGE_ERASE:
+			keep[i] = disclosed || coll_has_region(pc);
+			break;
+		case CHANGE_STATE:
+			break;		/* decided below, once data is known */
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (chs[i].kind == CHANGE_STATE)
+			keep[i] = data || disclosed;
+		count += keep[i];
+	}
+	return count;
+}
+
+/* ------------------------------------------------------------------ */
+/* Building a batch                                                    */
+/* ------------------------------------------------------------------ */
+
+/* A capacity of at least `need`, doubling from `cap`; 0 on overflow. */
+static size_t
+next_cap(size_t cap, size_t need, size_t size)
+{
+	size_t n = cap ? cap : 16;
+
+	while (n < need) {
+		if (n > SIZE_MAX / 2 / size)
+			return 0;
+		n *= 2;
+	}
+	return n;
+}
+
+/* Makes room for `need` changes (and their verdicts) in e->rec. */
+static int
+rec_reserve(struct sync_egress *e, size_t need)
+{
+	size_t n = next_cap(e->rec_cap, need, sizeof(*e->rec));
+	struct change *rec;
+	unsigned char *keep;
+
+	if (need <= e->rec_cap)
+		return 0;
+	if (n == 0 || (rec = realloc(e->rec, n * sizeof(*rec))) == NULL)
+		return NBX_ENOMEM;
+	e->rec = rec;
+	if ((keep = realloc(e->keep, n)) == NULL)
+		return NBX_ENOMEM;
+	e->keep = keep;
+	e->rec_cap = n;
+	return 0;
+}
+
+static int
+sent_reserve(struct sync_egress *e, size_t need)
+{
+	size_t n = next_cap(e->sent_cap, need, sizeof(*e->sent));
+	struct change *sent;
+
+	if (need <= e->sent_cap)
+		return 0;
+	if (n == 0 || (sent = realloc(e->sent, n * sizeof(*sent))) == NULL)
+		return NBX_ENOMEM;
+	e->sent = sent;
+	e->sent_cap = n;
+	return 0;
+}
+
+/* crdt_record_changes callback: copies each change into e->rec. */
+struct collect {
+	struct sync_egress *e;
+	size_t n;
+};
+
+static int
+collect_one(void *arg, const struct change *c)
+{
+	struct collect *k = arg;
+
+	if (rec_reserve(k->e, k->n + 1) != 0)
+		return NBX_ENOMEM;
+	k->e->rec[k->n++] = *c;
+	return 0;
+}
+
+/*
+ * Adds the permitted changes of record (coll, id) to the batch.  Returns
+ * 0 (added, or nothing to add), NBX_ETOOBIG if they do not fit in what is
+ * left of the frame (the batch is then as before), or an error.
+ */
+static int
+add_record(struct store_rtxn *t, const struct policy *pol,
+    struct nbx_str peer, struct sync_egress *e, struct frame_batch *fb,
+    struct nbx_str coll, struct nbx_str id)
+{
+	struct crdt_record r;
+	struct collect k = { e, 0 };
+	struct frame_batch save = *fb;
+	size_t len = e->frame.len;
+	int disclosed, rc;
+
+	rc = store_record_get(t, coll, id, &r);
+	if (rc == NBX_ENOTFOUND) {
+		rc = 0;		/* a log entry without its record: nothing */
+		goto out;
+	}
+	if (rc != 0)
+		goto out;
+	if ((rc = crdt_record_changes(&r, collect_one, &k)) != 0)
+		goto out;
+	disclosed = store_disclosed(t, coll, id, peer);
+	if (sync__egress_filter(pol, &r, e->rec, k.n, disclosed, peer,
+	    e->keep) == 0)
+		goto out;
+	for (size_t i = 0; i < k.n; i++) {
+		if (!e->keep[i])
+			continue;
+		if ((rc = frame_changes_add(&e->frame, fb, &e->rec[i])) != 0) {
+			*fb = save;
+			e->frame.len = len;
+			goto out;
+		}
+	}
+out:
+	crdt_record_fini(&r);
+	return rc;
+}
+
+/*
+ * Decodes the finished frame back into changes, checks each against the
+ * schema once more, and records them in the disclosure log.
+ */
+static int
+disclose(struct store *st, const struct policy *pol, struct nbx_str peer,
+    uint64_t now_ms, struct sync_egress *e)
+{
+	struct frame_msg m;
+	const uint8_t *p;
+	size_t off = 0, len, used, n = 0;
+	int rc;
+
+	if ((rc = frame_decode(e->frame.p + FRAME_HDR,
+	    e->frame.len - FRAME_HDR, &m)) != 0)
+		return rc;
+	if ((rc = sent_reserve(e, m.nchanges)) != 0)
+		return rc;
+	while (n < m.nchanges &&
+	    (rc = frame_changes_next(&m, &off, &p, &len)) == 1) {
+		struct change *c = &e->sent[n];
+		const struct pol_coll *pc;
+		const struct pol_field *f;
+
+		if ((rc = change_decode(p, len, c, &used)) != 0)
+			return rc;
+		if (used != len)
+			return NBX_EMALFORMED;
+		if (c->kind == CHANGE_FIELD || c->kind == CHANGE_ELEM) {
+			pc = policy_coll(pol, c->coll);
+			f = pc ? policy_field(pc, c->field) : NULL;
+			if (f == NULL || f->share == SHARE_LOCAL)
+				return NBX_EPERM;
+		}
+		n++;
+	}
+	if (rc < 0)
+		return rc;
+	if (n != m.nchanges)
+		return NBX_EMALFORMED;
+	return store_disclose(st, peer, e->sent, n, now_ms);
+}
+
+int
+sync__egress_batch(struct store *st, const struct policy *pol,
+    struct nbx_str peer, uint64_t epoch, uint64_t now_ms,
+    struct sync_egress *e, struct sync_batch *b)
+{
+	struct store_rtxn *t = NULL;
+	struct frame_batch fb;
+	uint64_t pos = b->after, seq;
+	struct nbx_str coll, id;
+	int rc;
+
+	b->upto = b->after;
+	b->scanned = 0;
+	b->nchanges = 0;
+	e->frame.len = 0;
+	if ((rc = frame_changes_begin(&e->frame, epoch, &fb)) != 0)
+		goto out;
+	if ((rc = store_rtxn_begin(st, &t)) != 0)
+		goto out;
+	while (b->scanned < b->scan_max) {
+		rc = store_log_next(t, pos, &seq, &coll, &id);
+		if (rc == NBX_ENOTFOUND) {
+			rc = 0;
+			break;
+		}
+		if (rc != 0)
+			goto out;
+		rc = add_record(t, pol, peer, e, &fb, coll, id);
+		if (rc == NBX_ETOOBIG && fb.n > 0) {
+			rc = 0;		/* full: the record opens the next batch */
+			break;
+		}
+		if (rc != 0)
+			goto out;
+		pos = seq;
+		b->scanned++;
+		if (frame_changes_size(&e->frame, &fb) >= b->bytes)
+			break;
+	}
+	/* the read transaction must end before the store is written */
+	store_rtxn_end(t);
+	t = NULL;
+	if (b->scanned == 0)
+		goto out;
+	if ((rc = frame_changes_finish(&e->frame, &fb, pos)) != 0 ||
+	    (rc = disclose(st, pol, peer, now_ms, e)) != 0)
+		goto out;
+	b->upto = pos;
+	b->nchanges = fb.n;
+out:
+	store_rtxn_end(t);
+	if (rc != 0 || b->scanned == 0) {
+		e->frame.len = 0;
+		b->upto = b->after;
+		b->scanned = 0;
+		b->nchanges = 0;
+	}
+	return rc;
+}

@@ -1,0 +1,140 @@
+/*
+ * frame.h - framing and message codec of the sync protocol (session.h).
+ *
+ * A frame is a 4-byte big-endian body length followed by the body: one
+ * msgpack array whose first element is the message type.  Splitting and
+ * decoding are pure and borrow from the caller's bytes (h2o style): the
+ * length prefix is checked against a limit before anything is trusted or
+ * allocated, "incomplete" (NBX_EAGAIN) is told apart from "invalid", and
+ * a decoded message points into the body it came from.
+ *
+ * Encoders append one whole frame (prefix included) to an nbx_buf and
+ * leave the buffer as it was on failure.
+ */
+#ifndef NBX_FRAME_H
+#define NBX_FRAME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "change.h"
+
+#define FRAME_HDR		4		/* length prefix bytes */
+#define FRAME_BODY_MAX		(16u << 20)	/* = SYNC_FRAME_MAX */
+#define FRAME_CHANGES_MAX	65536		/* changes in one CHANGES */
+#define FRAME_TEXT_MAX		1024		/* ERROR message bytes */
+#define FRAME_DEPTH_MAX		5	/* frame, batch, change, aud, ids */
+
+enum frame_type {
+	FRAME_HELLO = 1,	/* [1, version, node_id, log_epoch] */
+	FRAME_SUBSCRIBE = 2,	/* [2, epoch, from_seq] */
+	FRAME_CHANGES = 3,	/* [3, epoch, upto_seq, [change, ...]] */
+	FRAME_ACK = 4,		/* [4, upto_seq] */
+	FRAME_ERASE_RECEIPT = 5,/* [5, coll, id, erase_hlc, erase_origin] */
+	FRAME_PING = 6,		/* [6, nonce] */
+	FRAME_PONG = 7,		/* [7, nonce] */
+	FRAME_ERROR = 8,	/* [8, code, message] */
+};
+
+/*
+ * A decoded message.  Only the members of its type are set; the others
+ * are zero.  Strings and `changes` borrow from the decoded body.
+ */
+struct frame_msg {
+	enum frame_type type;
+	uint64_t version;	/* HELLO */
+	struct nbx_str node;	/* HELLO: 1..NBX_ID_MAX bytes, not checked
+				   further: the session compares it */
+	uint64_t epoch;		/* HELLO, SUBSCRIBE, CHANGES */
+	uint64_t seq;		/* SUBSCRIBE from, CHANGES and ACK upto */
+	uint64_t nonce;		/* PING, PONG */
+	int64_t code;		/* ERROR */
+	struct nbx_str text;	/* ERROR: 0..FRAME_TEXT_MAX bytes */
+	struct nbx_str coll, id, origin;	/* ERASE_RECEIPT */
+	uint64_t hlc;		/* ERASE_RECEIPT */
+	uint32_t nchanges;	/* CHANGES: elements in the batch */
+	const uint8_t *changes;	/* CHANGES: the elements, back to back */
+	size_t changes_len;
+};
+
+/*
+ * Finds the first frame in buf[0..len).  Returns 0 with *body, *body_len
+ * (borrowed from buf) and *used (prefix + body) set; NBX_EAGAIN if buf
+ * holds only part of a frame; NBX_ETOOBIG if the length prefix announces
+ * more than `max` body bytes, decided from the 4 prefix bytes alone.  On
+ * a non-zero return the outputs are zero/NULL.
+ */
+int frame_split(const uint8_t *buf, size_t len, size_t max,
+    const uint8_t **body, size_t *body_len, size_t *used);
+
+/*
+ * Decodes one frame body.  The body is first validated as a single
+ * msgpack object spanning exactly len bytes (mpscan: depth <=
+ * FRAME_DEPTH_MAX, strings <= NBX_STR_MAX, counts <= FRAME_CHANGES_MAX
+ * and backed by the bytes present), then read by type with exact arity
+ * (HELLO may carry extra trailing elements, so that a later version is
+ * reported as a version mismatch rather than as garbage).  CHANGES
+ * elements are only checked to be arrays here; change_decode each one
+ * (see frame_changes_next).  Returns 0, NBX_ETOOBIG (len over
+ * FRAME_BODY_MAX) or NBX_EMALFORMED (anything else that is off: unknown
+ * type, wrong arity or item type, a count over its cap or beyond the bytes
+ * present, trailing bytes); on error *out is zeroed.
+ */
+int frame_decode(const uint8_t *body, size_t len, struct frame_msg *out);
+
+/*
+ * Iterates the change elements of a decoded CHANGES message.  Start with
+ * *off = 0.  Returns 1 with the next element's bytes in *p, *len (borrowed
+ * from the body) and *off advanced, 0 after the last one, or
+ * NBX_EMALFORMED if the bytes do not hold another element.
+ */
+int frame_changes_next(const struct frame_msg *m, size_t *off,
+    const uint8_t **p, size_t *len);
+
+/* Encoders: append a whole frame to b.  0, NBX_ENOMEM or NBX_ETOOBIG. */
+int frame_put_hello(struct nbx_buf *b, uint64_t version, struct nbx_str node,
+    uint64_t epoch);
+int frame_put_subscribe(struct nbx_buf *b, uint64_t epoch, uint64_t from);
+int frame_put_ack(struct nbx_buf *b, uint64_t seq);
+int frame_put_erase_receipt(struct nbx_buf *b, struct nbx_str coll,
+    struct nbx_str id, uint64_t hlc, struct nbx_str origin);
+int frame_put_ping(struct nbx_buf *b, uint64_t nonce);
+int frame_put_pong(struct nbx_buf *b, uint64_t nonce);
+/* The message is cut to FRAME_TEXT_MAX bytes. */
+int frame_put_error(struct nbx_buf *b, int64_t code, const char *msg);
+
+/*
+ * A CHANGES frame built incrementally in b: begin writes the prefix and
+ * header with placeholders, add appends one change, finish patches the
+ * body length, upto_seq and element count.  Between begin and finish the
+ * bytes after fb->start are not a valid frame yet.  To drop what a series
+ * of adds wrote, save a copy of *fb and b->len before it and restore both.
+ * To drop the whole frame, set b->len = fb->start.
+ */
+struct frame_batch {
+	size_t start;		/* offset of the frame's length prefix in b */
+	size_t fixed;		/* offset of the fixed-width upto and count */
+	uint32_t n;		/* changes added */
+};
+
+int frame_changes_begin(struct nbx_buf *b, uint64_t epoch,
+    struct frame_batch *fb);
+/*
+ * Encodes c (change_encode) into the batch.  NBX_ETOOBIG if the batch
+ * already holds FRAME_CHANGES_MAX changes or b is full, NBX_EINVAL if c
+ * breaks the change format; b and fb are unchanged on error.
+ */
+int frame_changes_add(struct nbx_buf *b, struct frame_batch *fb,
+    const struct change *c);
+/* Appends one change already encoded by change_encode. */
+int frame_changes_add_raw(struct nbx_buf *b, struct frame_batch *fb,
+    const void *enc, size_t n);
+/* NBX_ETOOBIG if the body grew past FRAME_BODY_MAX; else 0. */
+int frame_changes_finish(struct nbx_buf *b, struct frame_batch *fb,
+    uint64_t upto);
+
+/* Body bytes of a batch so far (what batch_bytes is compared with). */
+size_t frame_changes_size(const struct nbx_buf *b,
+    const struct frame_batch *fb);
+
+#endif

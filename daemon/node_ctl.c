@@ -1,0 +1,457 @@
+/*
+ * node_ctl.c - answers the control socket: writes (put, delete, erase),
+ * peering (peer_add, peer_remove, peer_list), status, quarantine and
+ * reload.  Every reply is one JSON object with "ok"; errors carry a message
+ * naming what is wrong.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "control.h"
+#include "hlc.h"
+#include "log.h"
+#include "nbx_err.h"
+#include "node_int.h"
+#include "writes.h"
+
+static json_t *
+ok(void)
+{
+	return json_pack("{s:b}", "ok", 1);
+}
+
+static json_t *
+iso(uint64_t ms)
+{
+	char b[40];
+
+	if (ms == 0)
+		return json_null();
+	log_time_iso(ms, b, sizeof(b));
+	return json_string(b);
+}
+
+/* ------------------------------------------------------------------ */
+/* Writes                                                              */
+/* ------------------------------------------------------------------ */
+
+static const char *
+op_name(enum write_op op)
+{
+	return op == WRITE_PUT ? "put" : op == WRITE_DELETE ? "delete" : "erase";
+}
+
+static json_t *
+do_write(struct node *n, json_t *req, enum write_op op)
+{
+	struct write_batch b;
+	struct store_outcome *out = NULL;
+	char err[1024];
+	json_t *reply;
+	size_t applied = 0, unchanged = 0;
+	uint64_t seq = 0;
+	int rc;
+
+	rc = write_batch_build(&b, op, n->pol, n->st, n->cfg.id, req, err,
+	    sizeof(err));
+	if (rc != 0) {
+		reply = ctl_error(rc, "%s", err);
+		goto out;
+	}
+	if ((out = calloc(b.n ? b.n : 1, sizeof(*out))) == NULL) {
+		reply = ctl_error(NBX_ENOMEM, "out of memory");
+		goto out;
+	}
+	rc = store_apply(n->st, n->pol, b.chs, b.n, (struct nbx_str){ 0 },
+	    NULL, log_now_ms(), STORE_ATOMIC, out);
+	if (rc != 0) {
+		for (size_t i = 0; i < b.n; i++) {
+			if (out[i].status != STORE_REJECTED)
+				continue;
+			reply = ctl_error(out[i].err, "%s %.*s/%s%s%.*s: %s",
+			    op_name(op), (int)b.chs[i].coll.n, b.chs[i].coll.p,
+			    b.id, b.chs[i].field.n ? " field " : "",
+			    (int)b.chs[i].field.n, b.chs[i].field.p,
+			    nbx_strerror(out[i].err));
+			goto out;
+		}
+		reply = ctl_error(rc, "%s: %s", op_name(op),
+		    store_last_error(n->st));
+		goto out;
+	}
+	for (size_t i = 0; i < b.n; i++) {
+		if (out[i].status == STORE_APPLIED) {
+			applied++;
+			seq = out[i].seq;
+		} else {
+			unchanged++;
+		}
+	}
+	reply = json_pack("{s:b, s:s, s:I, s:I, s:I}", "ok", 1, "id", b.id,
+	    "applied", (json_int_t)applied, "unchanged", (json_int_t)unchanged,
+	    "seq", (json_int_t)seq);
+	if (applied)
+		node__pump_all(n);
+out:
+	free(out);
+	write_batch_fini(&b);
+	return reply;
+}
+
+/*
+ * import: {"writes": [write, ...]} applied in one transaction.  Each write
+ * is all or nothing: a write the store refuses is dropped and the rest
+ * retried, so a bad line never leaves half a record behind.  The reply
+ * lists each write's outcome in order.
+ */
+static json_t *
+do_import(struct node *n, json_t *req)
+{
+	json_t *writes = json_object_get(req, "writes"), *results = NULL, *w;
+	struct write_batch *b = NULL;
+	struct change *all = NULL;
+	struct store_outcome *out = NULL;
+	size_t nw, i, total, *owner = NULL, applied_total = 0;
+	char **errs = NULL;
+	int *dead = NULL, rc = 0;
+	char err[1024];
+
+	if (!json_is_array(writes))
+		return ctl_error(NBX_EINVAL, "import needs \"writes\": [...]");
+	nw = json_array_size(writes);
+	b = calloc(nw ? nw : 1, sizeof(*b));
+	errs = calloc(nw ? nw : 1, sizeof(*errs));
+	dead = calloc(nw ? nw : 1, sizeof(*dead));
+	if (!b || !errs || !dead) {
+		rc = NBX_ENOMEM;
+		goto out;
+	}
+	json_array_foreach(writes, i, w) {
+		if (!json_is_object(w)) {
+			errs[i] = strdup("line is not a JSON object");
+			dead[i] = 1;
+			continue;
+		}
+		if (write_batch_build(&b[i], WRITE_PUT, n->pol, n->st, n->cfg.id,
+		    w, err, sizeof(err)) != 0) {
+			errs[i] = strdup(err);
+			dead[i] = 1;
+		}
+	}
+	for (;;) {
+		size_t k = 0, bad = SIZE_MAX;
+
+		total = 0;
+		for (i = 0; i < nw; i++)
+			total += dead[i] ? 0 : b[i].n;
+		free(all);
+		free(out);
+		free(owner);
+		all = calloc(total ? total : 1, sizeof(*all));
+		out = calloc(total ? total : 1, sizeof(*out));
+		owner = calloc(total ? total : 1, sizeof(*owner));
+		if (!all || !out || !owner) {
+			rc = NBX_ENOMEM;
+			goto out;
+		}
+		for (i = 0; i < nw; i++)
+			for (size_t j = 0; !dead[i] && j < b[i].n; j++) {
+				owner[k] = i;
+				all[k++] = b[i].chs[j];
+			}
+		rc = store_apply(n->st, n->pol, all, total, (struct nbx_str){ 0 },
+		    NULL, log_now_ms(), STORE_ATOMIC, out);
+		if (rc == 0)
+			break;
+		for (k = 0; k < total && bad == SIZE_MAX; k++)
+			if (out[k].status == STORE_REJECTED)
+				bad = k;
+		if (bad == SIZE_MAX)
+			goto out;	/* a store failure, not a bad write */
+		snprintf(err, sizeof(err), "%.*s/%s%s%.*s: %s",
+		    (int)all[bad].coll.n, all[bad].coll.p, b[owner[bad]].id,
+		    all[bad].field.n ? " field " : "", (int)all[bad].field.n,
+		    all[bad].field.p, nbx_strerror(out[bad].err));
+		errs[owner[bad]] = strdup(err);
+		dead[owner[bad]] = 1;
+	}
+	results = json_array();
+	for (i = 0; i < nw; i++) {
+		size_t applied = 0, unchanged = 0;
+
+		for (size_t k = 0; k < total; k++) {
+			if (owner[k] != i)
+				continue;
+			if (out[k].status == STORE_APPLIED)
+				applied++;
+			else
+				unchanged++;
+		}
+		applied_total += applied;
+		if (dead[i])
+			json_array_append_new(results, json_pack("{s:b, s:s}",
+			    "ok", 0, "error", errs[i] ? errs[i] : "refused"));
+		else
+			json_array_append_new(results, json_pack(
+			    "{s:b, s:s, s:I, s:I}", "ok", 1, "id", b[i].id,
+			    "applied", (json_int_t)applied, "unchanged",
+			    (json_int_t)unchanged));
+	}
+	if (applied_total)
+		node__pump_all(n);
+out:
+	for (i = 0; b && i < nw; i++) {
+		write_batch_fini(&b[i]);
+		free(errs[i]);
+	}
+	free(b);
+	free(errs);
+	free(dead);
+	free(all);
+	free(out);
+	free(owner);
+	if (rc != 0) {
+		json_decref(results);
+		return ctl_error(rc, "import: %s", rc == NBX_ENOMEM ?
+		    "out of memory" : store_last_error(n->st));
+	}
+	return json_pack("{s:b, s:o}", "ok", 1, "results", results);
+}
+
+/* ------------------------------------------------------------------ */
+/* Peers                                                               */
+/* ------------------------------------------------------------------ */
+
+static const char *
+peer_state(const struct peer *p)
+{
+	if (p->active)
+		return "up";
+	if (p->dialing)
+		return "connecting";
+	return "down";
+}
+
+static json_t *
+peer_json(struct node *n, const struct peer *p, uint64_t last_seq)
+{
+	const struct sync_stats *s = p->active && p->active->sess ?
+	    sync_session_stats(p->active->sess) : NULL;
+	char addr[300], pin[65];
+	json_t *o;
+
+	snprintf(addr, sizeof(addr), "%s:%u", p->host, (unsigned)p->port);
+	for (int i = 0; i < 32; i++)
+		snprintf(pin + 2 * i, 3, "%02x", p->has_pin ? p->pin[i] : 0);
+	o = json_pack("{s:s, s:s, s:s, s:b, s:o, s:s, s:s, s:s}",
+	    "id", p->id, "address", addr, "state", peer_state(p),
+	    "connected", p->active != NULL, "since", iso(p->since_ms),
+	    "identity", p->has_pin ? "CA chain + certificate name + SPKI pin" :
+	    "CA chain + certificate name",
+	    "source", p->from_config ? "config" : "runtime",
+	    "last_error", p->last_error);
+	if (p->has_pin)
+		json_object_set_new(o, "pin", json_string(pin));
+	json_object_set_new(o, "sent_seq", json_integer(s ? (json_int_t)s->sent_seq : 0));
+	json_object_set_new(o, "acked_seq", json_integer(s ? (json_int_t)s->acked_seq : 0));
+	json_object_set_new(o, "recv_seq", json_integer(s ? (json_int_t)s->recv_seq : 0));
+	json_object_set_new(o, "lag", s && s->established ?
+	    json_integer((json_int_t)(last_seq > s->acked_seq ?
+	    last_seq - s->acked_seq : 0)) : json_null());
+	json_object_set_new(o, "bytes_in", json_integer((json_int_t)(p->bytes_in +
+	    (s ? s->bytes_in : 0))));
+	json_object_set_new(o, "bytes_out", json_integer((json_int_t)(p->bytes_out +
+	    (s ? s->bytes_out : 0))));
+	json_object_set_new(o, "changes_in", json_integer((json_int_t)(p->changes_in +
+	    (s ? s->changes_in : 0))));
+	json_object_set_new(o, "changes_out", json_integer((json_int_t)(p->changes_out +
+	    (s ? s->changes_out : 0))));
+	json_object_set_new(o, "quarantined", json_integer((json_int_t)(p->rejected_in +
+	    (s ? s->rejected_in : 0))));
+	json_object_set_new(o, "last_rx", iso(s ? s->last_rx_ms : 0));
+	(void)n;
+	return o;
+}
+
+static json_t *
+do_peer_list(struct node *n)
+{
+	struct store_meta m;
+	json_t *arr = json_array();
+
+	if (store_meta_get(n->st, &m) != 0)
+		memset(&m, 0, sizeof(m));
+	for (struct peer *p = n->peers; p; p = p->next)
+		json_array_append_new(arr, peer_json(n, p, m.last_seq));
+	return json_pack("{s:b, s:o}", "ok", 1, "peers", arr);
+}
+
+static json_t *
+do_peer_add(struct node *n, json_t *req)
+{
+	const char *id = json_string_value(json_object_get(req, "id"));
+	const char *addr = json_string_value(json_object_get(req, "address"));
+	const char *pin_hex = json_string_value(json_object_get(req, "pin"));
+	struct store_peer sp;
+	struct peer *p;
+	char host[256];
+	uint16_t port;
+	int rc;
+
+	memset(&sp, 0, sizeof(sp));
+	if (id == NULL || !nbx_node_id_valid(nbx_str_c(id)))
+		return ctl_error(NBX_EINVAL, "peer id '%s' is not a node id "
+		    "(1-32 of a-z, 0-9, -)", id ? id : "");
+	if (strcmp(id, n->cfg.id) == 0)
+		return ctl_error(NBX_EINVAL, "'%s' is this node itself", id);
+	if (addr == NULL || config_parse_hostport(addr, host, sizeof(host),
+	    &port) != 0)
+		return ctl_error(NBX_EINVAL, "address '%s' is not HOST:PORT",
+		    addr ? addr : "");
+	if (pin_hex && *pin_hex && config_parse_pin(pin_hex, sp.pin) != 0)
+		return ctl_error(NBX_EINVAL, "pin must be 64 hex digits (the "
+		    "SPKI SHA-256 that `nbxctl ca issue` printed)");
+	sp.has_pin = pin_hex && *pin_hex;
+	p = node__peer_find(n, id, strlen(id));
+	if (p && p->from_config)
+		return ctl_error(NBX_EEXIST, "peer %s is set in %s; change it "
+		    "there and reload", id, n->config_path);
+	sp.id = nbx_str_c(id);
+	sp.address = nbx_str_c(addr);
+	if ((rc = store_peer_put(n->st, &sp)) != 0)
+		return ctl_error(rc, "cannot store peer %s: %s", id,
+		    store_last_error(n->st));
+	if (p)
+		node__peer_remove(n, p);
+	p = node__peer_add(n, id, host, port, sp.has_pin ? sp.pin : NULL, 0);
+	if (p == NULL)
+		return ctl_error(NBX_ENOMEM, "out of memory");
+	log_msg(LOG_INFO, id, "peer added at %s:%u", host, (unsigned)port);
+	conn__dial(n, p);
+	return ok();
+}
+
+static json_t *
+do_peer_remove(struct node *n, json_t *req)
+{
+	const char *id = json_string_value(json_object_get(req, "id"));
+	struct peer *p;
+	int rc;
+
+	if (id == NULL)
+		return ctl_error(NBX_EINVAL, "peer_remove needs \"id\"");
+	p = node__peer_find(n, id, strlen(id));
+	if (p && p->from_config)
+		return ctl_error(NBX_EPERM, "peer %s is set in %s; remove it "
+		    "there and reload", id, n->config_path);
+	if ((rc = store_peer_del(n->st, nbx_str_c(id))) != 0 && p == NULL)
+		return ctl_error(NBX_ENOTFOUND, "no peer '%s'", id);
+	if (p)
+		node__peer_remove(n, p);
+	log_msg(LOG_INFO, id, "peer removed");
+	return ok();
+}
+
+/* ------------------------------------------------------------------ */
+/* Status, quarantine, reload                                          */
+/* ------------------------------------------------------------------ */
+
+static json_t *
+do_status(struct node *n)
+{
+	struct store_meta m;
+	json_t *peers, *node;
+	int rc;
+
+	if ((rc = store_meta_get(n->st, &m)) != 0)
+		return ctl_error(rc, "%s", store_last_error(n->st));
+	peers = json_array();
+	for (struct peer *p = n->peers; p; p = p->next)
+		json_array_append_new(peers, peer_json(n, p, m.last_seq));
+	node = json_pack("{s:s, s:I, s:I, s:I, s:o, s:I, s:I, s:I, s:o, s:s}",
+	    "id", n->cfg.id, "seq", (json_int_t)m.last_seq,
+	    "records", (json_int_t)m.records,
+	    "epoch", (json_int_t)(m.epoch & INT64_MAX),
+	    "hlc", iso(HLC_MS(m.hlc)), "quarantined", (json_int_t)m.quarantined,
+	    "map_size", (json_int_t)m.map_size, "map_used", (json_int_t)m.map_used,
+	    "started", iso(n->started_ms), "listen", "");
+	{
+		char l[300];
+
+		snprintf(l, sizeof(l), "%s:%u", n->cfg.listen_host,
+		    (unsigned)n->cfg.listen_port);
+		json_object_set_new(node, "listen", json_string(l));
+	}
+	return json_pack("{s:b, s:o, s:o}", "ok", 1, "node", node, "peers",
+	    peers);
+}
+
+static json_t *
+do_quarantine(struct node *n, json_t *req)
+{
+	json_int_t limit = json_integer_value(json_object_get(req, "limit"));
+	struct store_rtxn *t;
+	struct store_qentry q;
+	json_t *arr = json_array();
+	uint64_t after = 0;
+	int rc;
+
+	if (limit <= 0)
+		limit = 1000;
+	if ((rc = store_rtxn_begin(n->st, &t)) != 0) {
+		json_decref(arr);
+		return ctl_error(rc, "%s", store_last_error(n->st));
+	}
+	while (limit-- > 0 && store_quarantine_next(t, after, &q) == 0) {
+		json_array_append_new(arr, json_pack(
+		    "{s:I, s:o, s:s#, s:s#, s:s#, s:s#, s:s#, s:s, s:i}",
+		    "qseq", (json_int_t)q.qseq, "time", iso(q.time_ms),
+		    "peer", q.peer.p, (int)q.peer.n, "collection", q.coll.p,
+		    (int)q.coll.n, "id", q.id.p, (int)q.id.n, "field",
+		    q.field.p, (int)q.field.n, "origin", q.origin.p,
+		    (int)q.origin.n, "reason", nbx_strerror(q.err), "code",
+		    q.err));
+		after = q.qseq;
+	}
+	store_rtxn_end(t);
+	return json_pack("{s:b, s:o}", "ok", 1, "entries", arr);
+}
+
+json_t *
+node__control(void *arg, json_t *req)
+{
+	struct node *n = arg;
+	const char *cmd = json_string_value(json_object_get(req, "cmd"));
+	char err[1024];
+	int rc;
+
+	if (n->stopping)
+		return ctl_error(NBX_ECLOSED, "nbxd is shutting down");
+	if (!strcmp(cmd, "put"))
+		return do_write(n, req, WRITE_PUT);
+	if (!strcmp(cmd, "delete"))
+		return do_write(n, req, WRITE_DELETE);
+	if (!strcmp(cmd, "erase"))
+		return do_write(n, req, WRITE_ERASE);
+	if (!strcmp(cmd, "import"))
+		return do_import(n, req);
+	if (!strcmp(cmd, "status"))
+		return do_status(n);
+	if (!strcmp(cmd, "peer_list"))
+		return do_peer_list(n);
+	if (!strcmp(cmd, "peer_add"))
+		return do_peer_add(n, req);
+	if (!strcmp(cmd, "peer_remove"))
+		return do_peer_remove(n, req);
+	if (!strcmp(cmd, "quarantine"))
+		return do_quarantine(n, req);
+	if (!strcmp(cmd, "reload")) {
+		if ((rc = node__reload(n, err, sizeof(err))) != 0)
+			return ctl_error(rc, "reload failed, still running with "
+			    "the old settings: %s", err);
+		return ok();
+	}
+	return ctl_error(NBX_EINVAL, "unknown command '%s'", cmd);
+}

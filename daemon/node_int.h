@@ -1,0 +1,110 @@
+/*
+ * node_int.h - what the files of nbxd's shell share: the node, its peers
+ * and its connections.  node.c owns start-up, peers, timers and signals;
+ * conn.c moves bytes for one connection; node_ctl.c answers the control
+ * socket.
+ */
+#ifndef NBX_NODE_INT_H
+#define NBX_NODE_INT_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "change.h"
+#include "config.h"
+#include "node.h"
+#include "policy.h"
+#include "session.h"
+#include "store.h"
+#include "tls.h"
+
+#define NODE_TICK_MS		100
+#define NODE_HANDSHAKE_MS	10000	/* give up on a silent handshake */
+#define CONN_WQ_MAX		(8u << 20)	/* bytes queued in libuv */
+#define CONN_READ_CHUNK		(64u << 10)
+
+struct conn;
+
+struct peer {
+	struct peer *next;
+	char id[NBX_ID_MAX + 1];
+	char host[256];
+	uint16_t port;
+	int has_pin;
+	uint8_t pin[32];
+	int from_config;	/* static: removed only by editing the file */
+	int mark;		/* scratch, used by reload */
+	struct conn *active;	/* the established session, if any */
+	struct conn *dialing;	/* our outgoing attempt, if any */
+	uint64_t next_dial_ms, backoff_ms;
+	uint64_t since_ms;	/* up since / down since */
+	/* totals of connections that ended, so counters survive reconnects */
+	uint64_t bytes_in, bytes_out, changes_in, changes_out, rejected_in;
+	char last_error[256];
+};
+
+enum conn_state {
+	CONN_CONNECTING = 1,	/* TCP connect in progress */
+	CONN_HANDSHAKE,		/* TLS handshake in progress */
+	CONN_ESTABLISHED,	/* identity checked, session running */
+	CONN_CLOSING,
+};
+
+struct conn {
+	struct conn *next;
+	struct node *node;
+	uv_tcp_t tcp;
+	uv_connect_t connect_req;
+	uv_shutdown_t shutdown_req;
+	struct tls_conn *tls;
+	struct sync_session *sess;
+	struct peer *peer;	/* known from the start when we dialled */
+	int outbound;
+	enum conn_state state;
+	uint64_t created_ms;
+	char addr[80];		/* remote address, for logs */
+	char *rbuf;		/* read buffer, CONN_READ_CHUNK */
+	uint8_t *pbuf;		/* plaintext scratch, CONN_READ_CHUNK */
+};
+
+struct node {
+	uv_loop_t *loop;
+	char config_path[4096];
+	struct nbx_config cfg;
+	struct policy *pol;
+	struct store *st;
+	struct tls_ctx *tls;
+	uv_tcp_t listener;
+	uv_timer_t timer;
+	uv_signal_t sigterm, sigint, sighup;
+	struct ctl_server *ctl;
+	struct peer *peers;
+	struct conn *conns;
+	struct sync_opts sopts;
+	int stopping;
+	int pumping;
+	uint64_t started_ms;
+};
+
+/* node.c */
+struct peer *node__peer_find(struct node *n, const char *id, size_t len);
+struct peer *node__peer_add(struct node *n, const char *id, const char *host,
+    uint16_t port, const uint8_t *pin, int from_config);
+void node__peer_remove(struct node *n, struct peer *p);
+void node__pump_all(struct node *n);
+int node__reload(struct node *n, char *err, size_t errlen);
+void node__stop(struct node *n);
+
+/* conn.c */
+int conn__dial(struct node *n, struct peer *p);
+int conn__accept(struct node *n);
+void conn__close(struct conn *c, const char *why);
+void conn__flush(struct conn *c);
+void conn__tick(struct conn *c, uint64_t now);
+void conn__shutdown(struct conn *c);
+
+/* node_ctl.c */
+json_t *node__control(void *arg, json_t *req);
+
+#endif

@@ -1,0 +1,723 @@
+/*
+ * session.c - one sync session with one peer (session.h): the protocol
+ * state machine, fed bytes and drained of bytes, with time as an argument.
+ *
+ * Receiving: bytes are split into frames (a partial frame waits in `in`,
+ * which never holds more than one frame), each frame is decoded and acted
+ * on at once.  CHANGES are applied with one store_apply that also moves
+ * the peer's cursor, and only then ACKed.  Sending: after the peer's
+ * SUBSCRIBE, pump streams the log through egress.c in batches, at most
+ * `window` of them unacknowledged and no new one while `out_max` bytes
+ * wait to be drained.
+ *
+ * Any fatal error is sticky: it is recorded with its reason, an ERROR
+ * frame is queued for the peer (unless the peer ended the session), and
+ * every later feed or tick returns the same code.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "egress.h"
+#include "frame.h"
+#include "nbx_err.h"
+#include "session.h"
+
+_Static_assert(FRAME_BODY_MAX == SYNC_FRAME_MAX, "one frame cap");
+
+#define DEF_BATCH_BYTES	(64u << 10)
+#define DEF_WINDOW	8
+#define DEF_PING_MS	5000
+#define DEF_DEAD_MS	15000
+#define DEF_SCAN_MAX	10000
+#define DEF_OUT_MAX	((size_t)4 << 20)
+
+#define KEEP_MAX	((size_t)1 << 20)	/* buffers above: freed when idle */
+#define CHS_KEEP	4096		/* change slots kept between frames */
+
+struct sync_session {
+	struct store *st;
+	const struct policy *pol;
+	char peer[NBX_ID_MAX + 1];
+	char self[NBX_ID_MAX + 1];
+	struct sync_opts o;
+	struct sync_stats stats;
+	uint64_t epoch;			/* our log epoch */
+	struct store_cursor cur;	/* what we asked the peer for */
+
+	int started, got_hello, subscribed;
+	int fatal;			/* sticky error that ended it */
+	char err[256];
+
+	/* receiving */
+	struct nbx_buf in;		/* one partial frame */
+	uint64_t alive_ms;		/* last frame received, or start */
+	uint64_t last_upto;		/* greatest CHANGES upto so far */
+	struct change *chs;		/* one CHANGES, decoded */
+	struct store_outcome *outs;
+	size_t chs_cap;
+
+	/* sending */
+	struct nbx_buf out;
+	size_t out_off;			/* bytes of out already consumed */
+	uint64_t last_tx_ms;
+	uint64_t nonce;
+	uint64_t send_pos;		/* our log position streamed */
+	uint64_t *inflight;		/* upto of each unacked batch */
+	uint32_t ninflight;
+	struct sync_egress eg;
+};
+
+enum tell {
+	TELL_NOTHING,		/* the peer ended it, or is gone */
+	TELL_REASON,		/* ERROR carries our reason */
+	TELL_INTERNAL,		/* ERROR says only "internal error" */
+};
+
+static const char *const type_names[] = {
+	"?", "HELLO", "SUBSCRIBE", "CHANGES", "ACK", "ERASE_RECEIPT", "PING",
+	"PONG", "ERROR",
+};
+
+/* ------------------------------------------------------------------ */
+/* Helpers                                                             */
+/* ------------------------------------------------------------------ */
+
+/* Copies peer-supplied bytes for a log line: printable ASCII only. */
+static void
+sanitize(char *dst, size_t dstlen, struct nbx_str s)
+{
+	size_t i;
+
+	for (i = 0; i < s.n && i + 1 < dstlen; i++) {
+		unsigned char ch = (unsigned char)s.p[i];
+
+		dst[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+	}
+	if (dstlen > 0)
+		dst[i] = 0;
+}
+
+static struct nbx_str
+peer_str(const struct sync_session *s)
+{
+	return nbx_str_c(s->peer);
+}
+
+static size_t
+pending_len(const struct sync_session *s)
+{
+	return s->out.len - s->out_off;
+}
+
+/* Accounts for a frame appended to out at offset `before` by `rc = put`. */
+static int
+queued(struct sync_session *s, size_t before, int rc, uint64_t now_ms)
+{
+	if (rc != 0)
+		return rc;
+	s->stats.frames_out++;
+	s->stats.bytes_out += s->out.len - before;
+	s->last_tx_ms = now_ms;
+	return 0;
+}
+
+/*
+ * Ends the session with `code` unless it already ended: records the
+ * reason and queues an ERROR frame as `tell` says.  Returns the code the
+ * session ended with.
+ */
+static int
+session_end(struct sync_session *s, int code, enum tell tell,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static int
+session_end(struct sync_session *s, int code, enum tell tell,
+    const char *fmt, ...)
+{
+	va_list ap;
+	size_t before = s->out.len;
+
+	if (s->fatal != 0)
+		return s->fatal;
+	va_start(ap, fmt);
+	vsnprintf(s->err, sizeof(s->err), fmt, ap);
+	va_end(ap);
+	s->fatal = code;
+	if (tell != TELL_NOTHING)
+		(void)queued(s, before, frame_put_error(&s->out, code,
+		    tell == TELL_REASON ? s->err : "internal error"),
+		    s->last_tx_ms);
+	return code;
+}
+
+static int
+violation(struct sync_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int
+violation(struct sync_session *s, const char *fmt, ...)
+{
+	char msg[160];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return session_end(s, NBX_EPEER, TELL_REASON, "protocol violation: %s",
+	    msg);
+}
+
+/* Makes room for n decoded changes and their outcomes. */
+static int
+chs_reserve(struct sync_session *s, size_t n)
+{
+	struct change *c;
+	struct store_outcome *o;
+	size_t cap = s->chs_cap ? s->chs_cap : 64;
+
+	if (n <= s->chs_cap)
+		return 0;
+	while (cap < n)
+		cap *= 2;
+	if ((c = realloc(s->chs, cap * sizeof(*c))) == NULL)
+		return NBX_ENOMEM;
+	s->chs = c;
+	if ((o = realloc(s->outs, cap * sizeof(*o))) == NULL)
+		return NBX_ENOMEM;
+	s->outs = o;
+	s->chs_cap = cap;
+	return 0;
+}
+
+static void
+chs_release(struct sync_session *s)
+{
+	free(s->chs);
+	free(s->outs);
+	s->chs = NULL;
+	s->outs = NULL;
+	s->chs_cap = 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Life cycle                                                          */
+/* ------------------------------------------------------------------ */
+
+int
+sync_session_new(struct store *st, const struct policy *pol,
+    const char *peer, const struct sync_opts *o, struct sync_session **out)
+{
+	struct sync_session *s;
+
+	*out = NULL;
+	if (st == NULL || pol == NULL || peer == NULL ||
+	    !nbx_node_id_valid(nbx_str_c(peer)))
+		return NBX_EINVAL;
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return NBX_ENOMEM;
+	s->st = st;
+	s->pol = pol;
+	snprintf(s->peer, sizeof(s->peer), "%s", peer);
+	if (o != NULL)
+		s->o = *o;
+	if (s->o.batch_bytes == 0)
+		s->o.batch_bytes = DEF_BATCH_BYTES;
+	if (s->o.window == 0)
+		s->o.window = DEF_WINDOW;
+	if (s->o.ping_interval_ms == 0)
+		s->o.ping_interval_ms = DEF_PING_MS;
+	if (s->o.dead_after_ms == 0)
+		s->o.dead_after_ms = DEF_DEAD_MS;
+	if (s->o.scan_max == 0)
+		s->o.scan_max = DEF_SCAN_MAX;
+	if (s->o.out_max == 0)
+		s->o.out_max = DEF_OUT_MAX;
+	if ((s->inflight = calloc(s->o.window, sizeof(*s->inflight))) == NULL) {
+		free(s);
+		return NBX_ENOMEM;
+	}
+	nbx_buf_init(&s->in, FRAME_HDR + FRAME_BODY_MAX);
+	/* control frames may still be queued past out_max, within reason */
+	nbx_buf_init(&s->out, s->o.out_max + 2 * (FRAME_HDR + FRAME_BODY_MAX));
+	sync__egress_init(&s->eg);
+	*out = s;
+	return 0;
+}
+
+void
+sync_session_free(struct sync_session *s)
+{
+	if (s == NULL)
+		return;
+	nbx_buf_fini(&s->in);
+	nbx_buf_fini(&s->out);
+	sync__egress_fini(&s->eg);
+	chs_release(s);
+	free(s->inflight);
+	free(s);
+}
+
+int
+sync_session_start(struct sync_session *s, uint64_t now_ms)
+{
+	struct store_meta meta;
+	size_t before;
+	int rc;
+
+	if (s->started)
+		return NBX_EINVAL;
+	if ((rc = store_meta_get(s->st, &meta)) != 0 ||
+	    (rc = store_cursor_get(s->st, peer_str(s), &s->cur)) != 0)
+		return rc;
+	/* the cursor's peer string borrows from s->peer, which stays put */
+	snprintf(s->self, sizeof(s->self), "%s", meta.node_id);
+	s->epoch = meta.epoch;
+	s->alive_ms = now_ms;
+	s->last_tx_ms = now_ms;
+	before = s->out.len;
+	if ((rc = queued(s, before, frame_put_hello(&s->out, SYNC_PROTO_VERSION,
+	    nbx_str_c(s->self), s->epoch), now_ms)) != 0)
+		return rc;
+	before = s->out.len;
+	if ((rc = queued(s, before, frame_put_subscribe(&s->out, s->cur.epoch,
+	    s->cur.seq), now_ms)) != 0)
+		return rc;
+	s->started = 1;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Messages received                                                   */
+/* ------------------------------------------------------------------ */
+
+static int
+on_hello(struct sync_session *s, const struct frame_msg *m)
+{
+	char said[NBX_ID_MAX + 1];
+
+	if (s->got_hello)
+		return violation(s, "second HELLO");
+	if (m->version != SYNC_PROTO_VERSION)
+		return session_end(s, NBX_EVERSION, TELL_REASON,
+		    "peer speaks protocol version %llu, this node %d",
+		    (unsigned long long)m->version, SYNC_PROTO_VERSION);
+	if (!nbx_str_eq(m->node, peer_str(s))) {
+		sanitize(said, sizeof(said), m->node);
+		return session_end(s, NBX_EPEER, TELL_REASON,
+		    "HELLO says '%s' but certificate says '%s'", said,
+		    s->peer);
+	}
+	s->got_hello = 1;
+	s->stats.established = 1;
+	s->stats.peer_epoch = m->epoch;
+	s->stats.recv_seq = s->cur.epoch == m->epoch ? s->cur.seq : 0;
+	return 0;
+}
+
+/*
+ * Streaming starts where the peer's cursor says, if that cursor is of our
+ * current log; a cursor of another epoch, or one beyond our log's end
+ * (not the log it was taken from), restarts from 0, which idempotent
+ * merge makes safe.
+ */
+static int
+on_subscribe(struct sync_session *s, const struct frame_msg *m,
+    uint64_t now_ms)
+{
+	struct store_meta meta;
+	uint64_t from = 0;
+	int rc;
+
+	if (s->subscribed)
+		return violation(s, "second SUBSCRIBE");
+	if (m->epoch == s->epoch && m->seq > 0) {
+		if ((rc = store_meta_get(s->st, &meta)) != 0)
+			return session_end(s, rc, TELL_INTERNAL,
+			    "reading meta: %s", store_last_error(s->st));
+		if (m->seq <= meta.last_seq)
+			from = m->seq;
+	}
+	s->send_pos = from;
+	s->stats.sent_seq = from;
+	s->stats.acked_seq = from;
+	s->subscribed = 1;
+	return sync_session_pump(s, now_ms);
+}
+
+/* Acknowledges each ERASE applied from another origin with a receipt. */
+static int
+send_receipts(struct sync_session *s, size_t n, uint64_t now_ms)
+{
+	struct nbx_str self = nbx_str_c(s->self);
+	int rc;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct change *c = &s->chs[i];
+		size_t before = s->out.len;
+
+		if (c->kind != CHANGE_ERASE ||
+		    s->outs[i].status == STORE_REJECTED ||
+		    nbx_str_eq(c->origin, self))
+			continue;
+		if ((rc = queued(s, before, frame_put_erase_receipt(&s->out,
+		    c->coll, c->id, c->hlc, c->origin), now_ms)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/*
+ * Applies a batch: every change must decode (one that does not is a
+ * framing error), then one store_apply commits the changes and the
+ * cursor (peer epoch, upto) together; rejected changes are quarantined
+ * by the store and do not stop the session.  The ACK is queued only
+ * after that commit.
+ */
+static int
+on_changes(struct sync_session *s, const struct frame_msg *m, uint64_t now_ms)
+{
+	struct store_cursor cur;
+	const uint8_t *p;
+	size_t off = 0, len, used, before;
+	uint32_t n = m->nchanges;
+	int rc;
+
+	if (m->epoch != s->stats.peer_epoch)
+		return violation(s, "CHANGES of log epoch %llu, HELLO said %llu",
+		    (unsigned long long)m->epoch,
+		    (unsigned long long)s->stats.peer_epoch);
+	if (m->seq < s->last_upto)
+		return violation(s, "CHANGES upto %llu after upto %llu",
+		    (unsigned long long)m->seq,
+		    (unsigned long long)s->last_upto);
+	if (chs_reserve(s, n) != 0)
+		return session_end(s, NBX_ENOMEM, TELL_INTERNAL,
+		    "no memory for %u changes", n);
+	for (uint32_t i = 0; i < n; i++) {
+		if (frame_changes_next(m, &off, &p, &len) != 1 ||
+		    (rc = change_decode(p, len, &s->chs[i], &used)) != 0 ||
+		    used != len)
+			return session_end(s, NBX_EMALFORMED, TELL_REASON,
+			    "change %u of a CHANGES frame does not decode", i);
+	}
+	cur.peer = peer_str(s);
+	cur.epoch = m->epoch;
+	cur.seq = m->seq;
+	rc = store_apply(s->st, s->pol, s->chs, n, peer_str(s), &cur, now_ms,
+	    0, s->outs);
+	if (rc != 0)
+		return session_end(s, rc, TELL_INTERNAL, "applying CHANGES: %s",
+		    store_last_error(s->st));
+	s->stats.changes_in += n;
+	for (uint32_t i = 0; i < n; i++) {
+		if (s->outs[i].status == STORE_APPLIED)
+			s->stats.applied_in++;
+		else if (s->outs[i].status == STORE_REJECTED)
+			s->stats.rejected_in++;
+	}
+	s->last_upto = m->seq;
+	s->stats.recv_seq = m->seq;
+	before = s->out.len;
+	if ((rc = queued(s, before, frame_put_ack(&s->out, m->seq),
+	    now_ms)) != 0 || (rc = send_receipts(s, n, now_ms)) != 0)
+		return session_end(s, rc, TELL_INTERNAL, "output queue: %s",
+		    nbx_strerror(rc));
+	if (s->chs_cap > CHS_KEEP)
+		chs_release(s);
+	return 0;
+}
+
+static int
+on_ack(struct sync_session *s, const struct frame_msg *m, uint64_t now_ms)
+{
+	uint32_t i;
+
+	for (i = 0; i < s->ninflight; i++)
+		if (s->inflight[i] == m->seq)
+			break;
+	if (i == s->ninflight)
+		return violation(s, "ACK %llu for nothing sent",
+		    (unsigned long long)m->seq);
+	memmove(s->inflight, s->inflight + i + 1,
+	    (s->ninflight - i - 1) * sizeof(*s->inflight));
+	s->ninflight -= i + 1;
+	s->stats.acked_seq = m->seq;
+	return sync_session_pump(s, now_ms);
+}
+
+static int
+handle_frame(struct sync_session *s, const uint8_t *body, size_t len,
+    uint64_t now_ms)
+{
+	struct frame_msg m;
+	char text[FRAME_TEXT_MAX + 1];
+	size_t before = s->out.len;
+	int rc;
+
+	s->stats.frames_in++;
+	s->stats.last_rx_ms = now_ms;
+	s->alive_ms = now_ms;
+	if ((rc = frame_decode(body, len, &m)) != 0)
+		return session_end(s, rc, TELL_REASON,
+		    "malformed frame of %zu bytes", len);
+	/* an ERROR may come first: the peer may refuse us before HELLO */
+	if (!s->got_hello && m.type != FRAME_HELLO && m.type != FRAME_ERROR)
+		return violation(s, "%s before HELLO", type_names[m.type]);
+	switch (m.type) {
+	case FRAME_HELLO:
+		return on_hello(s, &m);
+	case FRAME_SUBSCRIBE:
+		return on_subscribe(s, &m, now_ms);
+	case FRAME_CHANGES:
+		return on_changes(s, &m, now_ms);
+	case FRAME_ACK:
+		return on_ack(s, &m, now_ms);
+	case FRAME_ERASE_RECEIPT:
+		/* nothing records receipts yet; they are accepted */
+		return 0;
+	case FRAME_PING:
+		if ((rc = queued(s, before, frame_put_pong(&s->out, m.nonce),
+		    now_ms)) != 0)
+			return session_end(s, rc, TELL_INTERNAL,
+			    "output queue: %s", nbx_strerror(rc));
+		return 0;
+	case FRAME_PONG:
+		return 0;
+	case FRAME_ERROR:
+		sanitize(text, sizeof(text), m.text);
+		return session_end(s, NBX_ECLOSED, TELL_NOTHING,
+		    "peer closed the session: %s (%lld)", text,
+		    (long long)m.code);
+	}
+	return session_end(s, NBX_EMALFORMED, TELL_REASON, "unknown message");
+}
+
+/* Bytes still missing from the partial frame in s->in. */
+static size_t
+in_missing(const struct sync_session *s)
+{
+	const uint8_t *p = s->in.p;
+	size_t n;
+
+	if (s->in.len < FRAME_HDR)
+		return FRAME_HDR - s->in.len;
+	n = FRAME_HDR + ((size_t)p[0] << 24 | (size_t)p[1] << 16 |
+	    (size_t)p[2] << 8 | p[3]);
+	return n - s->in.len;
+}
+
+static void
+in_reset(struct sync_session *s)
+{
+	s->in.len = 0;
+	if (s->in.cap > KEEP_MAX)
+		nbx_buf_fini(&s->in);
+}
+
+/*
+ * Frames wholly inside the caller's bytes are handled in place; only a
+ * frame cut by the end of a call is copied into s->in, which is then
+ * completed from the next calls' bytes, taking no more than that frame
+ * needs.  s->in thus never holds more than one frame, whose size the
+ * prefix check bounded.
+ */
+int
+sync_session_feed(struct sync_session *s, const void *data, size_t n,
+    uint64_t now_ms)
+{
+	const uint8_t *p = data, *body;
+	size_t blen, used, take;
+	int rc;
+
+	if (s->fatal != 0)
+		return s->fatal;
+	if (!s->started)
+		return NBX_EINVAL;
+	s->stats.bytes_in += n;
+	while (n > 0) {
+		if (s->in.len == 0) {
+			rc = frame_split(p, n, FRAME_BODY_MAX, &body, &blen,
+			    &used);
+			if (rc == NBX_EAGAIN) {
+				if (nbx_buf_append(&s->in, p, n) != 0)
+					return session_end(s, NBX_ENOMEM,
+					    TELL_INTERNAL, "input buffer");
+				return 0;
+			}
+			if (rc != 0)
+				return session_end(s, rc, TELL_REASON,
+				    "frame length over %u bytes",
+				    SYNC_FRAME_MAX);
+			p += used;
+			n -= used;
+		} else {
+			take = in_missing(s);
+			if (take > n)
+				take = n;
+			if (nbx_buf_append(&s->in, p, take) != 0)
+				return session_end(s, NBX_ENOMEM, TELL_INTERNAL,
+				    "input buffer");
+			p += take;
+			n -= take;
+			rc = frame_split(s->in.p, s->in.len, FRAME_BODY_MAX,
+			    &body, &blen, &used);
+			if (rc == NBX_EAGAIN)
+				continue;
+			if (rc != 0)
+				return session_end(s, rc, TELL_REASON,
+				    "frame length over %u bytes",
+				    SYNC_FRAME_MAX);
+		}
+		rc = handle_frame(s, body, blen, now_ms);
+		if (s->in.len > 0)
+			in_reset(s);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Sending                                                             */
+/* ------------------------------------------------------------------ */
+
+static const char *
+egress_reason(const struct sync_session *s, int rc)
+{
+	switch (rc) {
+	case NBX_ETOOBIG:
+		return "a record does not fit in one frame";
+	case NBX_EPERM:
+		return "a batch held a field that may not leave this node; "
+		    "nothing was sent";
+	case NBX_ENOMEM:
+		return "out of memory";
+	default:
+		return store_last_error(s->st);
+	}
+}
+
+int
+sync_session_pump(struct sync_session *s, uint64_t now_ms)
+{
+	uint32_t scanned = 0;
+	int rc;
+
+	if (s->fatal != 0)
+		return s->fatal;
+	if (!s->subscribed)
+		return 0;
+	while (s->ninflight < s->o.window && pending_len(s) < s->o.out_max &&
+	    scanned < s->o.scan_max) {
+		struct sync_batch b = {
+			.after = s->send_pos,
+			.scan_max = s->o.scan_max - scanned,
+			.bytes = s->o.batch_bytes,
+		};
+		size_t before = s->out.len;
+
+		rc = sync__egress_batch(s->st, s->pol, peer_str(s), s->epoch,
+		    now_ms, &s->eg, &b);
+		if (rc != 0)
+			return session_end(s, rc, TELL_INTERNAL,
+			    "streaming the log: %s", egress_reason(s, rc));
+		if (b.scanned == 0)
+			break;
+		scanned += b.scanned;
+		/* disclosed before queued: the audit never misses a send */
+		if ((rc = queued(s, before, nbx_buf_append(&s->out,
+		    s->eg.frame.p, s->eg.frame.len), now_ms)) != 0)
+			return session_end(s, rc, TELL_INTERNAL,
+			    "output queue: %s", nbx_strerror(rc));
+		s->inflight[s->ninflight++] = b.upto;
+		s->send_pos = b.upto;
+		s->stats.sent_seq = b.upto;
+		s->stats.changes_out += b.nchanges;
+	}
+	return 0;
+}
+
+int
+sync_session_tick(struct sync_session *s, uint64_t now_ms)
+{
+	uint64_t last;
+	size_t before = s->out.len;
+	int rc;
+
+	if (s->fatal != 0)
+		return s->fatal;
+	if (!s->started)
+		return 0;
+	if (now_ms >= s->alive_ms &&
+	    now_ms - s->alive_ms >= s->o.dead_after_ms)
+		return session_end(s, NBX_ECLOSED, TELL_REASON,
+		    "nothing received for %llu ms",
+		    (unsigned long long)(now_ms - s->alive_ms));
+	last = s->alive_ms > s->last_tx_ms ? s->alive_ms : s->last_tx_ms;
+	if (now_ms >= last && now_ms - last >= s->o.ping_interval_ms &&
+	    (rc = queued(s, before, frame_put_ping(&s->out, ++s->nonce),
+	    now_ms)) != 0)
+		return session_end(s, rc, TELL_INTERNAL, "output queue: %s",
+		    nbx_strerror(rc));
+	return 0;
+}
+
+size_t
+sync_session_pending(struct sync_session *s, const uint8_t **p)
+{
+	size_t n = pending_len(s);
+
+	*p = n > 0 ? s->out.p + s->out_off : NULL;
+	return n;
+}
+
+void
+sync_session_consume(struct sync_session *s, size_t n)
+{
+	size_t left = pending_len(s);
+
+	s->out_off += n < left ? n : left;
+	if (s->out_off == s->out.len) {
+		s->out.len = 0;
+		s->out_off = 0;
+		if (s->out.cap > KEEP_MAX)
+			nbx_buf_fini(&s->out);
+	} else if (s->out_off >= (64u << 10) && s->out_off >= s->out.len / 2) {
+		memmove(s->out.p, s->out.p + s->out_off, pending_len(s));
+		s->out.len -= s->out_off;
+		s->out_off = 0;
+	}
+}
+
+void
+sync_session_fail(struct sync_session *s, int code, const char *msg)
+{
+	size_t before = s->out.len;
+
+	if (s->fatal != 0)
+		return;
+	snprintf(s->err, sizeof(s->err), "%s", msg ? msg : "closed");
+	s->fatal = NBX_ECLOSED;
+	(void)queued(s, before, frame_put_error(&s->out, code, s->err),
+	    s->last_tx_ms);
+}
+
+const struct sync_stats *
+sync_session_stats(const struct sync_session *s)
+{
+	return &s->stats;
+}
+
+const char *
+sync_session_error(const struct sync_session *s)
+{
+	return s->err;
+}
+
+const char *
+sync_session_peer(const struct sync_session *s)
+{
+	return s->peer;
+}

@@ -1,0 +1,537 @@
+/*
+ * crdt.c - merge of changes into a record's state, and the record's
+ * canonical encoding.  See crdt.h for the laws this file must keep; the
+ * property tests in tests/unit/crdt_prop_test.c check them through the
+ * store.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "crdt.h"
+#include "mpbuf.h"
+#include "nbx_err.h"
+
+#define RECORD_FORMAT 1
+
+/* ------------------------------------------------------------------ */
+/* Versions and audiences                                              */
+/* ------------------------------------------------------------------ */
+
+int
+crdt_ver_cmp(struct crdt_ver a, struct crdt_ver b)
+{
+	if (a.hlc != b.hlc)
+		return a.hlc < b.hlc ? -1 : 1;
+	return nbx_str_cmp(a.origin, b.origin);
+}
+
+static struct crdt_ver
+aud_ver(const struct nbx_audience *a)
+{
+	struct crdt_ver v = { a->hlc, a->origin };
+
+	return v;
+}
+
+static int
+aud_has(const struct nbx_audience *a, struct nbx_str id)
+{
+	for (uint32_t i = 0; i < a->n; i++)
+		if (nbx_str_eq(a->ids[i], id))
+			return 1;
+	return 0;
+}
+
+/* Sorts and de-duplicates the id list so equal sets encode equally. */
+static void
+aud_normalise(struct nbx_audience *a)
+{
+	uint32_t i, j, n = 0;
+
+	for (i = 1; i < a->n; i++) {
+		struct nbx_str t = a->ids[i];
+
+		for (j = i; j > 0 && nbx_str_cmp(a->ids[j - 1], t) > 0; j--)
+			a->ids[j] = a->ids[j - 1];
+		a->ids[j] = t;
+	}
+	for (i = 0; i < a->n; i++)
+		if (n == 0 || !nbx_str_eq(a->ids[n - 1], a->ids[i]))
+			a->ids[n++] = a->ids[i];
+	a->n = n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Registers                                                           */
+/* ------------------------------------------------------------------ */
+
+void
+crdt_record_init(struct crdt_record *r, struct nbx_str coll, struct nbx_str id)
+{
+	memset(r, 0, sizeof(*r));
+	r->coll = coll;
+	r->id = id;
+	r->state = REC_LIVE;
+}
+
+void
+crdt_record_fini(struct crdt_record *r)
+{
+	free(r->regs);
+	r->regs = NULL;
+	r->nregs = r->cap = 0;
+}
+
+static int
+reg_key_cmp(const struct crdt_reg *g, struct nbx_str field, struct nbx_str elem)
+{
+	int c = nbx_str_cmp(g->field, field);
+
+	return c ? c : nbx_str_cmp(g->elem, elem);
+}
+
+/* Binary search: index of the register, or where it would be inserted. */
+static size_t
+reg_search(const struct crdt_record *r, struct nbx_str field,
+    struct nbx_str elem, int *found)
+{
+	size_t lo = 0, hi = r->nregs;
+
+	*found = 0;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = reg_key_cmp(&r->regs[mid], field, elem);
+
+		if (c == 0) {
+			*found = 1;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+const struct crdt_reg *
+crdt_record_find(const struct crdt_record *r, struct nbx_str field,
+    struct nbx_str elem)
+{
+	int found;
+	size_t i = reg_search(r, field, elem, &found);
+
+	return found ? &r->regs[i] : NULL;
+}
+
+static int
+reg_insert(struct crdt_record *r, size_t at, struct crdt_reg **out)
+{
+	if (r->nregs == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 8;
+		struct crdt_reg *n = realloc(r->regs, cap * sizeof(*n));
+
+		if (n == NULL)
+			return NBX_ENOMEM;
+		r->regs = n;
+		r->cap = cap;
+	}
+	memmove(&r->regs[at + 1], &r->regs[at],
+	    (r->nregs - at) * sizeof(r->regs[0]));
+	r->nregs++;
+	memset(&r->regs[at], 0, sizeof(r->regs[at]));
+	*out = &r->regs[at];
+	return 0;
+}
+
+/* Register order: the write's version, then the audience it travelled under. */
+static int
+reg_order_cmp(struct crdt_ver v1, struct crdt_ver a1, struct crdt_ver v2,
+    struct crdt_ver a2)
+{
+	int c = crdt_ver_cmp(v1, v2);
+
+	return c ? c : crdt_ver_cmp(a1, a2);
+}
+
+static void
+reg_purge(struct crdt_reg *g)
+{
+	g->flags &= ~(uint32_t)CRDT_REG_VALUE;
+	memset(&g->val, 0, sizeof(g->val));
+	memset(g->aud.ids, 0, sizeof(g->aud.ids));
+	g->aud.n = 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Merge                                                               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Takes in an audience version seen on a change.  The record's audience is
+ * the greatest version seen; `excl` is the greatest version seen that did
+ * not hold `self`, and every scoped value sent under an older audience is
+ * purged when it rises.
+ */
+static int
+adopt_audience(struct crdt_record *r, const struct nbx_audience *a,
+    struct nbx_str self)
+{
+	int changed = 0;
+	struct crdt_ver v = aud_ver(a);
+
+	if (crdt_ver_cmp(v, aud_ver(&r->aud)) > 0) {
+		r->aud = *a;
+		aud_normalise(&r->aud);
+		changed = 1;
+	}
+	if (!aud_has(a, self) && crdt_ver_cmp(v, r->excl) > 0) {
+		r->excl = v;
+		changed = 1;
+		for (size_t i = 0; i < r->nregs; i++) {
+			struct crdt_reg *g = &r->regs[i];
+
+			if ((g->flags & CRDT_REG_SCOPED) &&
+			    (g->flags & CRDT_REG_VALUE) &&
+			    crdt_ver_cmp(aud_ver(&g->aud), r->excl) < 0)
+				reg_purge(g);
+		}
+	}
+	return changed;
+}
+
+static int
+merge_register(struct crdt_record *r, const struct change *c,
+    struct nbx_str self, int *changed)
+{
+	int scoped = c->aud.n > 0, found, rc;
+	struct crdt_ver v = { c->hlc, c->origin };
+	struct nbx_str elem = c->kind == CHANGE_ELEM ? c->elem : (struct nbx_str){ "", 0 };
+	struct crdt_reg *g;
+	size_t at;
+
+	if (scoped && adopt_audience(r, &c->aud, self))
+		*changed = 1;
+	at = reg_search(r, c->field, elem, &found);
+	if (found) {
+		g = &r->regs[at];
+		if (reg_order_cmp(g->ver, aud_ver(&g->aud), v,
+		    aud_ver(&c->aud)) >= 0)
+			return 0;
+	} else if ((rc = reg_insert(r, at, &g)) != 0) {
+		return rc;
+	}
+	g->field = c->field;
+	g->elem = elem;
+	g->ver = v;
+	g->flags = (scoped ? CRDT_REG_SCOPED : 0) |
+	    (c->kind == CHANGE_ELEM ? CRDT_REG_ELEM : 0) | CRDT_REG_VALUE;
+	g->val = c->val;
+	g->aud = scoped ? c->aud : (struct nbx_audience){ 0 };
+	aud_normalise(&g->aud);
+	if (scoped && crdt_ver_cmp(aud_ver(&c->aud), r->excl) <= 0)
+		reg_purge(g);
+	*changed = 1;
+	return 0;
+}
+
+int
+crdt_record_merge(struct crdt_record *r, const struct change *c,
+    struct nbx_str self, int *changed)
+{
+	struct crdt_ver v = { c->hlc, c->origin };
+
+	*changed = 0;
+	if (r->erased) {
+		if (c->kind == CHANGE_ERASE && crdt_ver_cmp(v, r->erase) > 0) {
+			r->erase = v;
+			*changed = 1;
+		}
+		return 0;
+	}
+	switch (c->kind) {
+	case CHANGE_ERASE:
+		crdt_record_fini(r);
+		crdt_record_init(r, r->coll, r->id);
+		r->erased = 1;
+		r->erase = v;
+		*changed = 1;
+		return 0;
+	case CHANGE_STATE:
+		if (crdt_ver_cmp(v, r->state_ver) > 0) {
+			r->state = (int)c->val.i;
+			r->state_ver = v;
+			*changed = 1;
+		}
+		return 0;
+	case CHANGE_AUDIENCE:
+		*changed = adopt_audience(r, &c->aud, self);
+		return 0;
+	case CHANGE_FIELD:
+	case CHANGE_ELEM:
+		return merge_register(r, c, self, changed);
+	}
+	return NBX_EINVAL;
+}
+
+size_t
+crdt_record_restamp(struct crdt_record *r, struct nbx_str self)
+{
+	size_t n = 0;
+
+	if (r->erased || !aud_has(&r->aud, self))
+		return 0;
+	for (size_t i = 0; i < r->nregs; i++) {
+		struct crdt_reg *g = &r->regs[i];
+
+		if ((g->flags & CRDT_REG_SCOPED) &&
+		    (g->flags & CRDT_REG_VALUE) &&
+		    crdt_ver_cmp(aud_ver(&g->aud), aud_ver(&r->aud)) < 0) {
+			g->aud = r->aud;
+			n++;
+		}
+	}
+	return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Canonical encoding                                                  */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Layout: [format, erased, erase ver, state, state ver, audience ver,
+ * [audience ids], excl ver, [registers]] where a version is [hlc, origin]
+ * and a register is [field, elem, flags, value, ver, aud ver, [aud ids]].
+ * Registers are kept sorted and id lists normalised, so equal states
+ * encode to equal bytes.
+ */
+#define REC_ARITY 9
+#define REG_ARITY 7
+
+static int
+pack_ver(msgpack_packer *pk, struct crdt_ver v)
+{
+	if (msgpack_pack_array(pk, 2) != 0 ||
+	    msgpack_pack_uint64(pk, v.hlc) != 0)
+		return -1;
+	return nbx_mp_pack_str(pk, v.origin);
+}
+
+static int
+pack_ids(msgpack_packer *pk, const struct nbx_audience *a, int with_ids)
+{
+	uint32_t n = with_ids ? a->n : 0;
+
+	if (msgpack_pack_array(pk, n) != 0)
+		return -1;
+	for (uint32_t i = 0; i < n; i++)
+		if (nbx_mp_pack_str(pk, a->ids[i]) != 0)
+			return -1;
+	return 0;
+}
+
+static int
+pack_reg(msgpack_packer *pk, const struct crdt_reg *g)
+{
+	static const struct nbx_value nil = { NBX_V_NIL, 0, { NULL, 0 } };
+	int has = (g->flags & CRDT_REG_VALUE) != 0;
+
+	if (msgpack_pack_array(pk, REG_ARITY) != 0 ||
+	    nbx_mp_pack_str(pk, g->field) != 0 ||
+	    nbx_mp_pack_str(pk, g->elem) != 0 ||
+	    msgpack_pack_uint32(pk, g->flags) != 0 ||
+	    nbx_mp_pack_value(pk, has ? &g->val : &nil) != 0 ||
+	    pack_ver(pk, g->ver) != 0 ||
+	    pack_ver(pk, aud_ver(&g->aud)) != 0 ||
+	    pack_ids(pk, &g->aud, has) != 0)
+		return -1;
+	return 0;
+}
+
+int
+crdt_record_encode(const struct crdt_record *r, struct nbx_buf *out)
+{
+	msgpack_packer pk;
+	size_t mark = out->len;
+
+	nbx_mp_packer_init(&pk, out);
+	if (msgpack_pack_array(&pk, REC_ARITY) != 0 ||
+	    msgpack_pack_uint32(&pk, RECORD_FORMAT) != 0 ||
+	    (r->erased ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk)) ||
+	    pack_ver(&pk, r->erase) != 0 ||
+	    msgpack_pack_int32(&pk, r->state) != 0 ||
+	    pack_ver(&pk, r->state_ver) != 0 ||
+	    pack_ver(&pk, aud_ver(&r->aud)) != 0 ||
+	    pack_ids(&pk, &r->aud, 1) != 0 ||
+	    pack_ver(&pk, r->excl) != 0 ||
+	    msgpack_pack_array(&pk, (uint32_t)r->nregs) != 0)
+		goto fail;
+	for (size_t i = 0; i < r->nregs; i++)
+		if (pack_reg(&pk, &r->regs[i]) != 0)
+			goto fail;
+	return 0;
+fail:
+	out->len = mark;
+	return NBX_ETOOBIG;
+}
+
+static int
+get_ver(const msgpack_object *o, struct crdt_ver *v)
+{
+	if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2 ||
+	    nbx_mp_get_u64(&o->via.array.ptr[0], &v->hlc) != 0 ||
+	    nbx_mp_get_str(&o->via.array.ptr[1], NBX_ID_MAX, &v->origin) != 0)
+		return NBX_EMALFORMED;
+	return 0;
+}
+
+/* Reads an audience from its version object and its id-list object. */
+static int
+get_aud(const msgpack_object *ver, const msgpack_object *ids,
+    struct nbx_audience *a)
+{
+	struct crdt_ver v;
+
+	memset(a, 0, sizeof(*a));
+	if (get_ver(ver, &v) != 0 || ids->type != MSGPACK_OBJECT_ARRAY ||
+	    ids->via.array.size > NBX_AUD_MAX)
+		return NBX_EMALFORMED;
+	a->hlc = v.hlc;
+	a->origin = v.origin;
+	a->n = ids->via.array.size;
+	for (uint32_t i = 0; i < a->n; i++)
+		if (nbx_mp_get_str(&ids->via.array.ptr[i], NBX_ID_MAX,
+		    &a->ids[i]) != 0)
+			return NBX_EMALFORMED;
+	return 0;
+}
+
+static int
+get_reg(const msgpack_object *o, struct crdt_reg *g)
+{
+	const msgpack_object *e;
+	uint64_t flags;
+
+	memset(g, 0, sizeof(*g));
+	if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != REG_ARITY)
+		return NBX_EMALFORMED;
+	e = o->via.array.ptr;
+	if (nbx_mp_get_str(&e[0], NBX_NAME_MAX, &g->field) != 0 ||
+	    nbx_mp_get_str(&e[1], NBX_STR_MAX, &g->elem) != 0 ||
+	    nbx_mp_get_u64(&e[2], &flags) != 0 || flags > 7 ||
+	    nbx_mp_get_value(&e[3], NBX_STR_MAX, &g->val) != 0 ||
+	    get_ver(&e[4], &g->ver) != 0 ||
+	    get_aud(&e[5], &e[6], &g->aud) != 0)
+		return NBX_EMALFORMED;
+	g->flags = (uint32_t)flags;
+	return 0;
+}
+
+int
+crdt_record_decode(const void *buf, size_t len, struct crdt_record *r)
+{
+	msgpack_unpacked u;
+	const msgpack_object *e, *regs;
+	size_t off = 0;
+	uint64_t fmt;
+	int64_t state;
+	int rc = NBX_EMALFORMED;
+
+	msgpack_unpacked_init(&u);
+	if (msgpack_unpack_next(&u, buf, len, &off) != MSGPACK_UNPACK_SUCCESS ||
+	    off != len || u.data.type != MSGPACK_OBJECT_ARRAY ||
+	    u.data.via.array.size != REC_ARITY)
+		goto out;
+	e = u.data.via.array.ptr;
+	regs = &e[8];
+	if (nbx_mp_get_u64(&e[0], &fmt) != 0 || fmt != RECORD_FORMAT ||
+	    nbx_mp_get_bool(&e[1], &r->erased) != 0 ||
+	    get_ver(&e[2], &r->erase) != 0 ||
+	    nbx_mp_get_i64(&e[3], &state) != 0 ||
+	    (state != REC_LIVE && state != REC_DELETED) ||
+	    get_ver(&e[4], &r->state_ver) != 0 ||
+	    get_aud(&e[5], &e[6], &r->aud) != 0 ||
+	    get_ver(&e[7], &r->excl) != 0 ||
+	    regs->type != MSGPACK_OBJECT_ARRAY)
+		goto out;
+	r->state = (int)state;
+	if (regs->via.array.size > 0) {
+		r->regs = calloc(regs->via.array.size, sizeof(*r->regs));
+		if (r->regs == NULL) {
+			rc = NBX_ENOMEM;
+			goto out;
+		}
+		r->cap = regs->via.array.size;
+	}
+	for (uint32_t i = 0; i < regs->via.array.size; i++) {
+		if (get_reg(&regs->via.array.ptr[i], &r->regs[i]) != 0)
+			goto out;
+		r->nregs++;
+	}
+	rc = 0;
+out:
+	msgpack_unpacked_destroy(&u);
+	if (rc != 0) {
+		struct nbx_str coll = r->coll, id = r->id;
+
+		crdt_record_fini(r);
+		crdt_record_init(r, coll, id);
+	}
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Record -> changes                                                   */
+/* ------------------------------------------------------------------ */
+
+int
+crdt_record_changes(const struct crdt_record *r,
+    int (*fn)(void *arg, const struct change *c), void *arg)
+{
+	struct change c;
+	int rc;
+
+	memset(&c, 0, sizeof(c));
+	c.coll = r->coll;
+	c.id = r->id;
+	if (r->erased) {
+		c.kind = CHANGE_ERASE;
+		c.hlc = r->erase.hlc;
+		c.origin = r->erase.origin;
+		return fn(arg, &c);
+	}
+	if (r->state_ver.hlc != 0) {
+		c.kind = CHANGE_STATE;
+		c.val.t = NBX_V_INT;
+		c.val.i = r->state;
+		c.hlc = r->state_ver.hlc;
+		c.origin = r->state_ver.origin;
+		if ((rc = fn(arg, &c)) != 0)
+			return rc;
+	}
+	if (r->aud.hlc != 0) {
+		memset(&c.val, 0, sizeof(c.val));
+		c.kind = CHANGE_AUDIENCE;
+		c.hlc = r->aud.hlc;
+		c.origin = r->aud.origin;
+		c.aud = r->aud;
+		if ((rc = fn(arg, &c)) != 0)
+			return rc;
+	}
+	for (size_t i = 0; i < r->nregs; i++) {
+		const struct crdt_reg *g = &r->regs[i];
+
+		if (!(g->flags & CRDT_REG_VALUE))
+			continue;
+		c.kind = (g->flags & CRDT_REG_ELEM) ? CHANGE_ELEM : CHANGE_FIELD;
+		c.field = g->field;
+		c.elem = g->elem;
+		c.val = g->val;
+		c.hlc = g->ver.hlc;
+		c.origin = g->ver.origin;
+		c.aud = g->aud;
+		if ((rc = fn(arg, &c)) != 0)
+			return rc;
+	}
+	return 0;
+}

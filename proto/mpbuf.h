@@ -1,0 +1,32 @@
+/*
+ * mpbuf.h - glue between msgpack-c and the project's types: a packer that
+ * writes into a bounded struct nbx_buf, and readers that take typed values
+ * out of an unpacked msgpack_object, checking each type.
+ */
+#ifndef NBX_MPBUF_H
+#define NBX_MPBUF_H
+
+#include <msgpack.h>
+
+#include "change.h"
+
+/* Points a msgpack packer at b; packing past b->max fails. */
+void nbx_mp_packer_init(msgpack_packer *pk, struct nbx_buf *b);
+
+/* Packs a borrowed string. 0 or -1. */
+int nbx_mp_pack_str(msgpack_packer *pk, struct nbx_str s);
+/* Packs a value (nil, bool, int, str). 0 or -1. */
+int nbx_mp_pack_value(msgpack_packer *pk, const struct nbx_value *v);
+
+/*
+ * Readers: each returns 0 and sets *out if o has the right type (and fits),
+ * else NBX_EMALFORMED.  Strings borrow from the unpacked buffer.
+ */
+int nbx_mp_get_u64(const msgpack_object *o, uint64_t *out);
+int nbx_mp_get_i64(const msgpack_object *o, int64_t *out);
+int nbx_mp_get_bool(const msgpack_object *o, int *out);
+int nbx_mp_get_str(const msgpack_object *o, uint32_t max, struct nbx_str *out);
+int nbx_mp_get_value(const msgpack_object *o, uint32_t max_str,
+    struct nbx_value *out);
+
+#endif

@@ -1,0 +1,253 @@
+/*
+ * audit.c - the disclosure log: which peer was sent which fields (names
+ * and versions, never values) of which record, and when.  It answers
+ * "who received this person's data" and tells erasure where to go.
+ *
+ *   audit      aseq (u64 BE) -> [time, peer, coll, id,
+ *                                [[kind, field, elem, hlc, origin], ...]]
+ *   disclosed  coll \0 id \0 peer -> time of the last disclosure (u64 BE)
+ */
+#include <string.h>
+
+#include "mpbuf.h"
+#include "nbx_err.h"
+#include "store_int.h"
+
+struct disclose_args {
+	struct store *st;
+	struct nbx_str peer;
+	const struct change *chs;
+	size_t n;
+	uint64_t now_ms;
+	struct nbx_buf b;
+};
+
+static int
+same_record(const struct change *a, const struct change *b)
+{
+	return nbx_str_eq(a->coll, b->coll) && nbx_str_eq(a->id, b->id);
+}
+
+static int
+put_entry(MDB_txn *txn, struct disclose_args *x, uint64_t aseq, size_t from,
+    size_t to)
+{
+	struct store *st = x->st;
+	const struct change *c0 = &x->chs[from];
+	msgpack_packer pk;
+	uint8_t kb[8], key[KEY_MAX + 1 + NBX_ID_MAX], tb[8];
+	MDB_val k = { 8, kb }, d;
+	size_t klen;
+	int rc;
+
+	x->b.len = 0;
+	nbx_mp_packer_init(&pk, &x->b);
+	if (msgpack_pack_array(&pk, 5) != 0 ||
+	    msgpack_pack_uint64(&pk, x->now_ms) != 0 ||
+	    nbx_mp_pack_str(&pk, x->peer) != 0 ||
+	    nbx_mp_pack_str(&pk, c0->coll) != 0 ||
+	    nbx_mp_pack_str(&pk, c0->id) != 0 ||
+	    msgpack_pack_array(&pk, (uint32_t)(to - from)) != 0)
+		return NBX_ENOMEM;
+	for (size_t i = from; i < to; i++) {
+		const struct change *c = &x->chs[i];
+
+		if (msgpack_pack_array(&pk, 5) != 0 ||
+		    msgpack_pack_uint32(&pk, (uint32_t)c->kind) != 0 ||
+		    nbx_mp_pack_str(&pk, c->field) != 0 ||
+		    nbx_mp_pack_str(&pk, c->elem) != 0 ||
+		    msgpack_pack_uint64(&pk, c->hlc) != 0 ||
+		    nbx_mp_pack_str(&pk, c->origin) != 0)
+			return NBX_ENOMEM;
+	}
+	store__be64_put(kb, aseq);
+	d.mv_size = x->b.len;
+	d.mv_data = x->b.p;
+	if ((rc = mdb_put(txn, st->dbi[DB_AUDIT], &k, &d, MDB_APPEND)) != 0)
+		return store__mdb_code(st, rc, "put audit");
+	klen = store__rec_key(key, c0->coll, c0->id);
+	key[klen++] = 0;
+	memcpy(key + klen, x->peer.p, x->peer.n);
+	klen += x->peer.n;
+	k.mv_size = klen;
+	k.mv_data = key;
+	store__be64_put(tb, x->now_ms);
+	d.mv_size = 8;
+	d.mv_data = tb;
+	if ((rc = mdb_put(txn, st->dbi[DB_DISCLOSED], &k, &d, 0)) != 0)
+		return store__mdb_code(st, rc, "put disclosed");
+	return 0;
+}
+
+static int
+disclose_txn(MDB_txn *txn, void *arg)
+{
+	struct disclose_args *x = arg;
+	MDB_cursor *cu;
+	MDB_val k, d;
+	uint64_t aseq = 1;
+	size_t from = 0;
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, x->st->dbi[DB_AUDIT], &cu)) != 0)
+		return store__mdb_code(x->st, rc, "cursor");
+	if (mdb_cursor_get(cu, &k, &d, MDB_LAST) == 0 && k.mv_size == 8)
+		aseq = store__be64_get(k.mv_data) + 1;
+	mdb_cursor_close(cu);
+	for (size_t i = 1; i <= x->n; i++) {
+		if (i < x->n && same_record(&x->chs[i], &x->chs[from]))
+			continue;
+		if ((rc = put_entry(txn, x, aseq++, from, i)) != 0)
+			return rc;
+		from = i;
+	}
+	return 0;
+}
+
+int
+store_disclose(struct store *st, struct nbx_str peer, const struct change *chs,
+    size_t n, uint64_t now_ms)
+{
+	struct disclose_args x = { st, peer, chs, n, now_ms, { 0 } };
+	int rc;
+
+	if (n == 0)
+		return 0;
+	if (peer.n == 0 || peer.n > NBX_ID_MAX)
+		return NBX_EINVAL;
+	for (size_t i = 0; i < n; i++)
+		if (chs[i].coll.n > NBX_NAME_MAX || chs[i].id.n > NBX_RECID_MAX)
+			return NBX_EINVAL;
+	nbx_buf_init(&x.b, SIZE_MAX);
+	rc = store__write(st, disclose_txn, &x);
+	nbx_buf_fini(&x.b);
+	return rc;
+}
+
+/* The "disclosed" key prefix of a record: coll \0 id \0. */
+static size_t
+disclosed_prefix(uint8_t *key, struct nbx_str coll, struct nbx_str id)
+{
+	size_t n = store__rec_key(key, coll, id);
+
+	key[n++] = 0;
+	return n;
+}
+
+int
+store_disclosed(struct store_rtxn *t, struct nbx_str coll, struct nbx_str id,
+    struct nbx_str peer)
+{
+	uint8_t key[KEY_MAX + 1 + NBX_ID_MAX];
+	MDB_val k, d;
+	size_t n;
+
+	if (coll.n > NBX_NAME_MAX || id.n > NBX_RECID_MAX || peer.n > NBX_ID_MAX)
+		return 0;
+	n = disclosed_prefix(key, coll, id);
+	memcpy(key + n, peer.p, peer.n);
+	k.mv_size = n + peer.n;
+	k.mv_data = key;
+	return mdb_get(t->txn, t->st->dbi[DB_DISCLOSED], &k, &d) == 0;
+}
+
+int
+store_disclosed_peers(struct store_rtxn *t, struct nbx_str coll,
+    struct nbx_str id, int (*fn)(void *arg, struct nbx_str peer,
+    uint64_t time_ms), void *arg)
+{
+	uint8_t key[KEY_MAX + 1];
+	MDB_cursor *cu;
+	MDB_val k, d;
+	size_t plen;
+	int rc, op = MDB_SET_RANGE;
+
+	if (coll.n > NBX_NAME_MAX || id.n > NBX_RECID_MAX)
+		return 0;
+	plen = disclosed_prefix(key, coll, id);
+	k.mv_size = plen;
+	k.mv_data = key;
+	if ((rc = mdb_cursor_open(t->txn, t->st->dbi[DB_DISCLOSED], &cu)) != 0)
+		return store__mdb_code(t->st, rc, "cursor");
+	while ((rc = mdb_cursor_get(cu, &k, &d, op)) == 0) {
+		struct nbx_str peer;
+
+		op = MDB_NEXT;
+		if (k.mv_size <= plen || memcmp(k.mv_data, key, plen) != 0 ||
+		    d.mv_size != 8)
+			break;
+		peer.p = (const char *)k.mv_data + plen;
+		peer.n = (uint32_t)(k.mv_size - plen);
+		if ((rc = fn(arg, peer, store__be64_get(d.mv_data))) != 0)
+			break;
+	}
+	mdb_cursor_close(cu);
+	return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int
+store_audit_next(struct store_rtxn *t, uint64_t after,
+    struct store_audit_entry *out)
+{
+	uint8_t kb[8];
+	MDB_cursor *cu;
+	MDB_val k = { 8, kb }, d;
+	msgpack_unpacked u;
+	const msgpack_object *e, *items;
+	size_t off = 0;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (after == UINT64_MAX)
+		return NBX_ENOTFOUND;
+	store__be64_put(kb, after + 1);
+	if ((rc = mdb_cursor_open(t->txn, t->st->dbi[DB_AUDIT], &cu)) != 0)
+		return store__mdb_code(t->st, rc, "cursor");
+	rc = mdb_cursor_get(cu, &k, &d, MDB_SET_RANGE);
+	mdb_cursor_close(cu);
+	if (rc != 0)
+		return store__mdb_code(t->st, rc, "next audit entry");
+	out->aseq = store__be64_get(k.mv_data);
+	msgpack_unpacked_init(&u);
+	rc = NBX_EMALFORMED;
+	if (msgpack_unpack_next(&u, d.mv_data, d.mv_size, &off) !=
+	    MSGPACK_UNPACK_SUCCESS || u.data.type != MSGPACK_OBJECT_ARRAY ||
+	    u.data.via.array.size != 5)
+		goto out;
+	e = u.data.via.array.ptr;
+	items = &e[4];
+	if (nbx_mp_get_u64(&e[0], &out->time_ms) != 0 ||
+	    nbx_mp_get_str(&e[1], NBX_ID_MAX, &out->peer) != 0 ||
+	    nbx_mp_get_str(&e[2], NBX_NAME_MAX, &out->coll) != 0 ||
+	    nbx_mp_get_str(&e[3], NBX_RECID_MAX, &out->id) != 0 ||
+	    items->type != MSGPACK_OBJECT_ARRAY)
+		goto out;
+	for (uint32_t i = 0; i < items->via.array.size; i++) {
+		const msgpack_object *it = &items->via.array.ptr[i];
+		struct store_audit_item *o;
+		uint64_t kind;
+
+		if (out->nitems == STORE_AUDIT_FIELDS) {
+			out->more++;
+			continue;
+		}
+		o = &out->items[out->nitems];
+		if (it->type != MSGPACK_OBJECT_ARRAY ||
+		    it->via.array.size != 5 ||
+		    nbx_mp_get_u64(&it->via.array.ptr[0], &kind) != 0 ||
+		    nbx_mp_get_str(&it->via.array.ptr[1], NBX_NAME_MAX,
+		    &o->field) != 0 ||
+		    nbx_mp_get_str(&it->via.array.ptr[2], NBX_STR_MAX,
+		    &o->elem) != 0 ||
+		    nbx_mp_get_u64(&it->via.array.ptr[3], &o->hlc) != 0 ||
+		    nbx_mp_get_str(&it->via.array.ptr[4], NBX_ID_MAX,
+		    &o->origin) != 0)
+			goto out;
+		o->kind = (uint32_t)kind;
+		out->nitems++;
+	}
+	rc = 0;
+out:
+	msgpack_unpacked_destroy(&u);
+	return rc;
+}

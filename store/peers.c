@@ -1,0 +1,133 @@
+/*
+ * peers.c - peers added at run time with `nbxctl peer add`, kept in the
+ * store so they survive restarts.  Static peers from the config file are
+ * not stored here.
+ *
+ *   peers  id -> [address, pin (bin 32 or nil)]
+ */
+#include <string.h>
+
+#include "mpbuf.h"
+#include "nbx_err.h"
+#include "store_int.h"
+
+#define ADDRESS_MAX 300
+
+struct peer_args {
+	struct store *st;
+	const struct store_peer *p;
+	struct nbx_str id;
+	struct nbx_buf b;
+};
+
+static int
+peer_put_txn(MDB_txn *txn, void *arg)
+{
+	struct peer_args *x = arg;
+	MDB_val k = { x->p->id.n, (void *)x->p->id.p };
+	MDB_val d = { x->b.len, x->b.p };
+
+	return store__mdb_code(x->st, mdb_put(txn, x->st->dbi[DB_PEERS], &k, &d,
+	    0), "put peer");
+}
+
+int
+store_peer_put(struct store *st, const struct store_peer *p)
+{
+	struct peer_args x = { st, p, { 0 }, { 0 } };
+	msgpack_packer pk;
+	int rc;
+
+	if (!nbx_node_id_valid(p->id) || p->address.n == 0 ||
+	    p->address.n > ADDRESS_MAX)
+		return NBX_EINVAL;
+	nbx_buf_init(&x.b, 512);
+	nbx_mp_packer_init(&pk, &x.b);
+	if (msgpack_pack_array(&pk, 2) != 0 ||
+	    nbx_mp_pack_str(&pk, p->address) != 0 ||
+	    (p->has_pin ? (msgpack_pack_bin(&pk, 32) != 0 ||
+	    msgpack_pack_bin_body(&pk, p->pin, 32) != 0) :
+	    msgpack_pack_nil(&pk) != 0)) {
+		nbx_buf_fini(&x.b);
+		return NBX_ENOMEM;
+	}
+	rc = store__write(st, peer_put_txn, &x);
+	nbx_buf_fini(&x.b);
+	return rc;
+}
+
+static int
+peer_del_txn(MDB_txn *txn, void *arg)
+{
+	struct peer_args *x = arg;
+	MDB_val k = { x->id.n, (void *)x->id.p };
+	int rc;
+
+	rc = mdb_del(txn, x->st->dbi[DB_PEERS], &k, NULL);
+	if (rc != 0)
+		return store__mdb_code(x->st, rc, "delete peer");
+	rc = mdb_del(txn, x->st->dbi[DB_CURSORS], &k, NULL);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return store__mdb_code(x->st, rc, "delete cursor");
+	return 0;
+}
+
+int
+store_peer_del(struct store *st, struct nbx_str id)
+{
+	struct peer_args x = { st, NULL, id, { 0 } };
+
+	if (id.n == 0 || id.n > NBX_ID_MAX)
+		return NBX_ENOTFOUND;
+	return store__write(st, peer_del_txn, &x);
+}
+
+int
+store_peer_next(struct store_rtxn *t, struct nbx_str after,
+    struct store_peer *out)
+{
+	char key[NBX_ID_MAX + 2];
+	MDB_cursor *cu;
+	MDB_val k, d;
+	msgpack_unpacked u;
+	const msgpack_object *e;
+	size_t off = 0;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (after.n > NBX_ID_MAX)
+		return NBX_ENOTFOUND;
+	memcpy(key, after.p, after.n);
+	k.mv_size = after.n;
+	if (after.n)
+		key[k.mv_size++] = 0;	/* smallest key after `after` */
+	k.mv_data = key;
+	if ((rc = mdb_cursor_open(t->txn, t->st->dbi[DB_PEERS], &cu)) != 0)
+		return store__mdb_code(t->st, rc, "cursor");
+	rc = k.mv_size ? mdb_cursor_get(cu, &k, &d, MDB_SET_RANGE) :
+	    mdb_cursor_get(cu, &k, &d, MDB_FIRST);
+	mdb_cursor_close(cu);
+	if (rc != 0)
+		return store__mdb_code(t->st, rc, "next peer");
+	out->id.p = k.mv_data;
+	out->id.n = (uint32_t)k.mv_size;
+	msgpack_unpacked_init(&u);
+	rc = NBX_EMALFORMED;
+	if (msgpack_unpack_next(&u, d.mv_data, d.mv_size, &off) !=
+	    MSGPACK_UNPACK_SUCCESS || u.data.type != MSGPACK_OBJECT_ARRAY ||
+	    u.data.via.array.size != 2)
+		goto out;
+	e = u.data.via.array.ptr;
+	if (nbx_mp_get_str(&e[0], ADDRESS_MAX, &out->address) != 0)
+		goto out;
+	if (e[1].type == MSGPACK_OBJECT_BIN && e[1].via.bin.size == 32) {
+		memcpy(out->pin, e[1].via.bin.ptr, 32);
+		out->has_pin = 1;
+	} else if (e[1].type != MSGPACK_OBJECT_NIL) {
+		goto out;
+	}
+	rc = 0;
+out:
+	msgpack_unpacked_destroy(&u);
+	return rc;
+}

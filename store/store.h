@@ -1,0 +1,258 @@
+/*
+ * store.h - a node's persistent state in one LMDB environment.
+ *
+ * Named databases:
+ *   records     "coll\0id" -> canonical record (crdt_record_encode)
+ *   log         seq (u64 BE) -> "coll\0id": the change log.  A record
+ *               appears once, at the seq of its latest change, so a peer
+ *               catching up from seq S reads each changed record once.
+ *   logidx      "coll\0id" -> its seq in `log`
+ *   meta        node_id, epoch, next_seq, hlc
+ *   peers       id -> peer entry (daemon)
+ *   cursors     peer id -> (epoch, seq) applied from that peer
+ *   audit       disclosure log (daemon)
+ *   quarantine  qseq (u64 BE) -> rejected change metadata and reason
+ *
+ * The environment is opened with MDB_NOTLS and never with MDB_NOSYNC or
+ * MDB_WRITEMAP: a commit that returned is on disk.  One process writes
+ * (nbxd); others may open read-only while it runs.
+ *
+ * Threading: a struct store is used by one thread at a time.
+ */
+#ifndef NBX_STORE_H
+#define NBX_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "change.h"
+#include "crdt.h"
+#include "policy.h"
+
+#define STORE_MAP_DEFAULT	(64u << 20)
+
+struct store;
+struct store_rtxn;
+
+struct store_opts {
+	const char *node_id;	/* required unless readonly */
+	uint64_t map_size;	/* initial map size; 0 = STORE_MAP_DEFAULT */
+	int readonly;		/* MDB_RDONLY: for the query tool */
+	uint64_t max_drift_ms;	/* 0 = HLC_DEFAULT_DRIFT_MS */
+};
+
+/*
+ * Opens (creating if needed, directory mode 0700) the store in `dir`.  A
+ * new store gets a random log epoch.  Fails with NBX_ECONFIG if the store
+ * belongs to another node id, NBX_ENOTFOUND if readonly and no store is
+ * there, NBX_EIO / NBX_ESTORE otherwise; store_last_error() of NULL is not
+ * available, so a message is written into err (NUL-terminated).
+ */
+int store_open(const char *dir, const struct store_opts *o,
+    struct store **out, char *err, size_t errlen);
+
+/* Closes the store; NULL is a no-op.  No read transaction may be open. */
+void store_close(struct store *st);
+
+/* The message of the last failure on this store (static until next call). */
+const char *store_last_error(const struct store *st);
+
+enum store_status {
+	STORE_APPLIED = 1,	/* state changed; got a seq */
+	STORE_NOOP = 2,		/* nothing changed (duplicate, older, erased) */
+	STORE_REJECTED = 3,	/* invalid; err says why */
+};
+
+struct store_outcome {
+	enum store_status status;
+	int err;		/* NBX_E* reason when REJECTED */
+	uint64_t seq;		/* APPLIED: the change's seq */
+	uint64_t hlc;		/* the version written (stamped for local) */
+};
+
+/* Where a peer's stream stands: the last seq of its log we applied. */
+struct store_cursor {
+	struct nbx_str peer;
+	uint64_t epoch;
+	uint64_t seq;
+};
+
+enum {
+	STORE_ATOMIC = 1,	/* any rejection aborts the whole batch */
+};
+
+/*
+ * Validates and merges a batch of changes in one write transaction.
+ *
+ * from_peer empty: local writes.  Each change is stamped with a fresh HLC
+ * and origin = this node; an audience-scoped field is written under the
+ * record's current audience, and a new audience that holds this node
+ * re-stamps the record's scoped values.  A rejected local change is not
+ * quarantined.
+ *
+ * from_peer set: changes received from that (certificate-verified) peer.
+ * A change beyond the drift bound, or failing policy_check_change, is
+ * rejected and recorded in quarantine with the reason, and the batch goes
+ * on; accepted changes advance the HLC.  If cur is non-NULL the peer's
+ * cursor is written in the same transaction, so "applied" and "cursor
+ * advanced" are one atomic fact.
+ *
+ * Every change that alters state gets the next seq and puts its record at
+ * that seq in the log; one that alters nothing gets no seq.  out[i] tells
+ * each change's outcome.  Returns 0 once committed; with STORE_ATOMIC,
+ * returns the first rejection's code and commits nothing; NBX_EMAPFULL if
+ * the map cannot grow (nothing applied), NBX_ESTORE on other failures
+ * (nothing applied).  MDB_MAP_FULL is handled by aborting, doubling the
+ * map with no transaction open, and retrying the whole batch; this needs
+ * no read transaction of this process to be open.
+ */
+int store_apply(struct store *st, const struct policy *pol,
+    const struct change *chs, size_t n, struct nbx_str from_peer,
+    const struct store_cursor *cur, uint64_t now_ms, unsigned flags,
+    struct store_outcome *out);
+
+struct store_meta {
+	char node_id[NBX_ID_MAX + 1];
+	uint64_t epoch;		/* log epoch */
+	uint64_t last_seq;	/* latest seq assigned (0 = none) */
+	uint64_t hlc;		/* latest HLC issued or received */
+	uint64_t records;	/* entries in the records database */
+	uint64_t quarantined;	/* entries in quarantine */
+	uint64_t map_size;	/* current map size in bytes */
+	uint64_t map_used;	/* bytes in use (last page * page size) */
+};
+
+int store_meta_get(struct store *st, struct store_meta *out);
+
+/*
+ * Read transactions.  Everything read through one (records, log entries,
+ * strings) is a consistent snapshot and stays valid until store_rtxn_end.
+ * Opening one on a read-only store whose map another process has grown
+ * adopts the new size.
+ */
+int store_rtxn_begin(struct store *st, struct store_rtxn **out);
+void store_rtxn_end(struct store_rtxn *t);
+
+/*
+ * Reads the merged record (coll, id) into r (which this call initialises;
+ * call crdt_record_fini after).  Strings borrow from the transaction.
+ * Returns 0, NBX_ENOTFOUND, or NBX_EMALFORMED for a corrupt entry.
+ */
+int store_record_get(struct store_rtxn *t, struct nbx_str coll,
+    struct nbx_str id, struct crdt_record *r);
+
+/*
+ * The first log entry with seq > after: its seq and record key.  Returns
+ * 0 or NBX_ENOTFOUND at the end of the log.
+ */
+int store_log_next(struct store_rtxn *t, uint64_t after, uint64_t *seq,
+    struct nbx_str *coll, struct nbx_str *id);
+
+/*
+ * Iterates records of one collection in id order, starting after `after_id`
+ * (empty: from the first).  Returns 0 with *id and r filled, or
+ * NBX_ENOTFOUND at the end.
+ */
+int store_record_next(struct store_rtxn *t, struct nbx_str coll,
+    struct nbx_str after_id, struct nbx_str *id, struct crdt_record *r);
+
+/* A peer's cursor; 0 with zeros if none is stored. */
+int store_cursor_get(struct store *st, struct nbx_str peer,
+    struct store_cursor *out);
+
+struct store_qentry {
+	uint64_t qseq;
+	uint64_t time_ms;
+	int err;
+	uint32_t kind;
+	struct nbx_str peer, coll, id, field, origin;
+	uint64_t hlc;
+};
+
+/*
+ * The first quarantine entry with qseq > after.  No values are kept in
+ * quarantine, only what identifies the change and why it was refused: a
+ * refused value may be one this node must not hold.  0 or NBX_ENOTFOUND.
+ */
+int store_quarantine_next(struct store_rtxn *t, uint64_t after,
+    struct store_qentry *out);
+
+/* SHA-256 over every (key, value) of the records database, in key order. */
+int store_records_digest(struct store *st, uint8_t out[32]);
+
+/* ------------------------------------------------------------------ */
+/* Disclosure log (store/audit.c)                                      */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Records that the changes chs[0..n) were sent to `peer` at now_ms: one
+ * audit entry per record (consecutive changes of one record are grouped)
+ * naming the fields and versions, never the values, and the per-record
+ * "disclosed to" index.  One write transaction.  Returns 0 or NBX_E*.
+ */
+int store_disclose(struct store *st, struct nbx_str peer,
+    const struct change *chs, size_t n, uint64_t now_ms);
+
+/* 1 if any part of record (coll, id) was ever sent to peer, else 0. */
+int store_disclosed(struct store_rtxn *t, struct nbx_str coll,
+    struct nbx_str id, struct nbx_str peer);
+
+/*
+ * Calls fn for each peer that ever received any part of (coll, id), with
+ * the time of the last disclosure.  Stops and returns fn's value if it is
+ * non-zero; 0 at the end.
+ */
+int store_disclosed_peers(struct store_rtxn *t, struct nbx_str coll,
+    struct nbx_str id, int (*fn)(void *arg, struct nbx_str peer,
+    uint64_t time_ms), void *arg);
+
+#define STORE_AUDIT_FIELDS 64
+
+struct store_audit_item {
+	uint32_t kind;		/* enum change_kind */
+	struct nbx_str field, elem, origin;
+	uint64_t hlc;
+};
+
+struct store_audit_entry {
+	uint64_t aseq;
+	uint64_t time_ms;
+	struct nbx_str peer, coll, id;
+	uint32_t nitems;	/* items beyond STORE_AUDIT_FIELDS are counted
+				   in `more`, not returned */
+	uint32_t more;
+	struct store_audit_item items[STORE_AUDIT_FIELDS];
+};
+
+/*
+ * The first audit entry with aseq > after; strings borrow from the
+ * transaction.  0 or NBX_ENOTFOUND at the end.
+ */
+int store_audit_next(struct store_rtxn *t, uint64_t after,
+    struct store_audit_entry *out);
+
+/* ------------------------------------------------------------------ */
+/* Peers added at run time (store/peers.c)                             */
+/* ------------------------------------------------------------------ */
+
+struct store_peer {
+	struct nbx_str id;
+	struct nbx_str address;	/* "host:port" */
+	int has_pin;
+	uint8_t pin[32];	/* SPKI SHA-256 when has_pin */
+};
+
+/* Adds or replaces a peer.  0, NBX_EINVAL (bad id or address) or NBX_E*. */
+int store_peer_put(struct store *st, const struct store_peer *p);
+
+/* Removes a peer and its cursor.  0 or NBX_ENOTFOUND. */
+int store_peer_del(struct store *st, struct nbx_str id);
+
+/*
+ * The first peer with id > after (empty: the first).  Strings borrow from
+ * the transaction.  0 or NBX_ENOTFOUND at the end.
+ */
+int store_peer_next(struct store_rtxn *t, struct nbx_str after,
+    struct store_peer *out);
+
+#endif

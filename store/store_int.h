@@ -1,0 +1,76 @@
+/*
+ * store_int.h - what the files of the store module share and nobody else
+ * sees: the handle's layout, the database ids, and the write-transaction
+ * runner that grows the map.
+ */
+#ifndef NBX_STORE_INT_H
+#define NBX_STORE_INT_H
+
+#include <lmdb.h>
+#include <stdint.h>
+
+#include "store.h"
+
+#define STORE_FORMAT	1
+#define MAP_MAX		(UINT64_C(1) << 40)	/* 1 TiB: stop growing */
+#define KEY_MAX		(NBX_NAME_MAX + 1 + NBX_RECID_MAX)
+
+enum { DB_RECORDS, DB_LOG, DB_LOGIDX, DB_META, DB_PEERS, DB_CURSORS,
+    DB_AUDIT, DB_DISCLOSED, DB_QUARANTINE, DB_COUNT };
+
+struct store {
+	MDB_env *env;
+	MDB_dbi dbi[DB_COUNT];
+	char node_id[NBX_ID_MAX + 1];
+	uint64_t map_size;
+	uint64_t max_drift_ms;
+	int readonly;
+	int rtxns;		/* read transactions open now */
+	char err[256];
+};
+
+struct store_rtxn {
+	struct store *st;
+	MDB_txn *txn;
+};
+
+/* Records a message for store_last_error and returns code. */
+int store__fail(struct store *st, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Translates an MDB_* code (0 stays 0) and records the message. */
+int store__mdb_code(struct store *st, int rc, const char *what);
+
+/*
+ * Runs fn inside a write transaction and commits it.  fn returns 0 to
+ * commit, or an NBX_E* code to abort (returned as is).  When fn or the
+ * commit hits MDB_MAP_FULL, the transaction is aborted, the map doubled
+ * and fn run again from the start, so fn must only derive its effects from
+ * its argument and the transaction.
+ */
+int store__write(struct store *st, int (*fn)(MDB_txn *txn, void *arg),
+    void *arg);
+
+/* Record key: coll \0 id; returns its length (buf holds KEY_MAX). */
+size_t store__rec_key(uint8_t *buf, struct nbx_str coll, struct nbx_str id);
+int store__rec_key_split(const MDB_val *k, struct nbx_str *coll,
+    struct nbx_str *id);
+
+static inline void
+store__be64_put(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static inline uint64_t
+store__be64_get(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+#endif

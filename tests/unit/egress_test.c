@@ -1,0 +1,240 @@
+/*
+ * egress_test.c - the egress filter rule by rule, and the batch builder
+ * at the edge of a full frame: what may leave a node for a peer, and how
+ * it is cut into CHANGES frames without splitting a record.
+ */
+#include "egress.h"
+#include "synctest.h"
+
+TestSuite(egress, .init = setup, .fini = teardown);
+
+/* ------------------------------------------------------------------ */
+/* The egress filter alone                                             */
+/* ------------------------------------------------------------------ */
+
+/* A second schema: a collection with no region field at all. */
+static const char PRIVATE_SCHEMA[] =
+    "[p]\n"
+    "[p.note]\ntype = string\nshare = local\n"
+    "[p.secret]\ntype = string\nshare = audience\n";
+
+struct filt {
+	struct crdt_record r;
+	struct change chs[16];
+	unsigned char keep[16];
+	size_t n;
+};
+
+static int
+filt_collect(void *arg, const struct change *c)
+{
+	struct filt *f = arg;
+
+	cr_assert_lt(f->n, 16);
+	f->chs[f->n++] = *c;
+	return 0;
+}
+
+/* Merges the changes into a record of (coll, id) as seen by "ee". */
+static void
+filt_build(struct filt *f, const char *coll, struct change *cs, size_t n)
+{
+	int changed;
+
+	memset(f, 0, sizeof(*f));
+	crdt_record_init(&f->r, nbx_str_c(coll), cs[0].id);
+	for (size_t i = 0; i < n; i++) {
+		cs[i].coll = nbx_str_c(coll);
+		cr_assert_eq(crdt_record_merge(&f->r, &cs[i], nbx_str_c("ee"),
+		    &changed), 0);
+	}
+	cr_assert_eq(crdt_record_changes(&f->r, filt_collect, f), 0);
+}
+
+/* The verdict on the change of kind k (first one; FIELD by name). */
+static int
+verdict(const struct filt *f, enum change_kind k, const char *field)
+{
+	for (size_t i = 0; i < f->n; i++)
+		if (f->chs[i].kind == k && (field == NULL ||
+		    nbx_str_eq(f->chs[i].field, nbx_str_c(field))))
+			return f->keep[i];
+	cr_assert_fail("no such change");
+	return -1;
+}
+
+static struct change
+stamped(struct change c, uint64_t ctr)
+{
+	c.hlc = HLC_MAKE(T0, ctr);
+	c.origin = nbx_str_c("ee");
+	return c;
+}
+
+Test(egress, filter_rules)
+{
+	struct filt f;
+	struct change cs[5];
+	struct nbx_audience aud;
+	size_t k;
+
+	memset(&aud, 0, sizeof(aud));
+	aud.hlc = HLC_MAKE(T0, 1);
+	aud.origin = nbx_str_c("ee");
+	aud.n = 2;
+	aud.ids[0] = nbx_str_c("ee");
+	aud.ids[1] = nbx_str_c("lv");
+	cs[0] = stamped(test_change(CHANGE_AUDIENCE, "ee:1", NULL), 1);
+	cs[0].aud = aud;
+	cs[1] = stamped(test_change(CHANGE_STATE, "ee:1", NULL), 2);
+	cs[1].val.t = NBX_V_INT;
+	cs[2] = stamped(test_str("ee:1", "note", "local"), 3);
+	cs[3] = stamped(test_str("ee:1", "secret", "s"), 4);
+	cs[3].aud = aud;
+	cs[4] = stamped(test_str("ee:1", "name", "n"), 5);
+	filt_build(&f, "t", cs, 5);
+
+	/* a member gets all but the local field */
+	k = sync__egress_filter(pol, &f.r, f.chs, f.n, 0, nbx_str_c("lv"),
+	    f.keep);
+	cr_assert_eq(k, 4);
+	cr_assert_eq(verdict(&f, CHANGE_FIELD, "note"), 0);
+	cr_assert_eq(verdict(&f, CHANGE_FIELD, "secret"), 1);
+	cr_assert_eq(verdict(&f, CHANGE_AUDIENCE, NULL), 1);
+	cr_assert_eq(verdict(&f, CHANGE_STATE, NULL), 1);
+
+	/* an outsider gets the region field and the state, no audience */
+	k = sync__egress_filter(pol, &f.r, f.chs, f.n, 0, nbx_str_c("fi"),
+	    f.keep);
+	cr_assert_eq(k, 2);
+	cr_assert_eq(verdict(&f, CHANGE_FIELD, "name"), 1);
+	cr_assert_eq(verdict(&f, CHANGE_FIELD, "secret"), 0);
+	cr_assert_eq(verdict(&f, CHANGE_AUDIENCE, NULL), 0);
+	cr_assert_eq(verdict(&f, CHANGE_STATE, NULL), 1);
+	/* ... and the audience too once it was sent the record before */
+	sync__egress_filter(pol, &f.r, f.chs, f.n, 1, nbx_str_c("fi"), f.keep);
+	cr_assert_eq(verdict(&f, CHANGE_AUDIENCE, NULL), 1);
+	cr_assert_eq(verdict(&f, CHANGE_FIELD, "secret"), 0);
+	crdt_record_fini(&f.r);
+
+	/* a record of local fields only: not even its state goes */
+	cs[0] = stamped(test_str("ee:2", "note", "local"), 1);
+	cs[1] = stamped(test_change(CHANGE_STATE, "ee:2", NULL), 2);
+	cs[1].val.t = NBX_V_INT;
+	cs[1].val.i = REC_DELETED;
+	filt_build(&f, "t", cs, 2);
+	cr_assert_eq(sync__egress_filter(pol, &f.r, f.chs, f.n, 0,
+	    nbx_str_c("lv"), f.keep), 0);
+	/* unless the peer was sent the record before (a deletion of it) */
+	cr_assert_eq(sync__egress_filter(pol, &f.r, f.chs, f.n, 1,
+	    nbx_str_c("lv"), f.keep), 1);
+	cr_assert_eq(verdict(&f, CHANGE_STATE, NULL), 1);
+	crdt_record_fini(&f.r);
+
+	/* erase: a collection with region fields tells every peer */
+	cs[0] = stamped(test_change(CHANGE_ERASE, "ee:3", NULL), 9);
+	filt_build(&f, "t", cs, 1);
+	cr_assert_eq(sync__egress_filter(pol, &f.r, f.chs, f.n, 0,
+	    nbx_str_c("fi"), f.keep), 1);
+	crdt_record_fini(&f.r);
+
+	/* unknown collection: nothing */
+	cs[0] = stamped(test_str("ee:4", "name", "n"), 1);
+	filt_build(&f, "nosuch", cs, 1);
+	cr_assert_eq(sync__egress_filter(pol, &f.r, f.chs, f.n, 1,
+	    nbx_str_c("lv"), f.keep), 0);
+	crdt_record_fini(&f.r);
+}
+
+Test(egress, erase_of_a_private_collection_goes_only_where_disclosed)
+{
+	struct policy *pp = NULL;
+	struct filt f;
+	struct change er = stamped(test_change(CHANGE_ERASE, "ee:1", NULL), 9);
+	char err[256];
+
+	cr_assert_eq(policy_load_string(PRIVATE_SCHEMA, "private", &pp, err,
+	    sizeof(err)), 0, "%s", err);
+	filt_build(&f, "p", &er, 1);
+	cr_assert_eq(sync__egress_filter(pp, &f.r, f.chs, f.n, 0,
+	    nbx_str_c("lv"), f.keep), 0);
+	cr_assert_eq(sync__egress_filter(pp, &f.r, f.chs, f.n, 1,
+	    nbx_str_c("lv"), f.keep), 1);
+	crdt_record_fini(&f.r);
+	policy_free(pp);
+}
+
+Test(egress, field_of_the_wrong_kind_is_not_sent)
+{
+	struct filt f;
+	struct change c = stamped(test_change(CHANGE_ELEM, "ee:1", "name"), 1);
+
+	/* an ELEM register on a scalar field: no policy would let it in,
+	 * and egress does not pass it on either */
+	c.elem = nbx_str_c("x");
+	c.val.t = NBX_V_BOOL;
+	c.val.i = 1;
+	filt_build(&f, "t", &c, 1);
+	cr_assert_eq(sync__egress_filter(pol, &f.r, f.chs, f.n, 1,
+	    nbx_str_c("lv"), f.keep), 0);
+	crdt_record_fini(&f.r);
+}
+
+/*
+ * With a frame buffer of a few hundred bytes, batches end wherever the
+ * next record does not fit, records of two changes are never split, and
+ * consecutive batches cover every record exactly once.
+ */
+Test(egress, batches_end_before_a_record_that_does_not_fit)
+{
+	struct node ee;
+	struct sync_egress e;
+	struct sync_batch b;
+	struct frame_msg m;
+	uint64_t after = 0;
+	uint32_t total = 0, batches = 0;
+	char id[32];
+
+	node_open(&ee, "ee");
+	for (int i = 0; i < 40; i++) {
+		snprintf(id, sizeof(id), "ee:%d", i);
+		put(&ee, id, "name", "twenty-byte-name-xyz", T0);
+		put_int(&ee, id, "count", i, T0);
+	}
+	sync__egress_init(&e);
+	e.frame.max = 333;
+	for (;;) {
+		memset(&b, 0, sizeof(b));
+		b.after = after;
+		b.scan_max = 1000;
+		b.bytes = UINT32_MAX;
+		cr_assert_eq(sync__egress_batch(ee.st, pol, nbx_str_c("lv"), 7,
+		    T0, &e, &b), 0, "%s", store_last_error(ee.st));
+		if (b.scanned == 0)
+			break;
+		cr_assert_leq(e.frame.len, 333);
+		cr_assert_eq(frame_decode(e.frame.p + FRAME_HDR,
+		    e.frame.len - FRAME_HDR, &m), 0);
+		cr_assert_eq(m.nchanges, b.nchanges);
+		cr_assert_eq(m.nchanges, 2 * b.scanned, "whole records only");
+		cr_assert_eq(m.seq, b.upto);
+		cr_assert_gt(b.upto, after);
+		after = b.upto;
+		total += b.scanned;
+		batches++;
+	}
+	cr_assert_eq(total, 40);
+	cr_assert_gt(batches, 5);
+	cr_assert_eq(e.frame.len, 0);
+
+	/* a record that fits in no frame at all is an error, not a loop */
+	e.frame.max = 60;
+	memset(&b, 0, sizeof(b));
+	b.scan_max = 10;
+	b.bytes = 1;
+	cr_assert_eq(sync__egress_batch(ee.st, pol, nbx_str_c("lv"), 7, T0,
+	    &e, &b), NBX_ETOOBIG);
+	cr_assert_eq(b.scanned, 0);
+	sync__egress_fini(&e);
+	node_close(&ee);
+}

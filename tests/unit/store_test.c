@@ -1,0 +1,312 @@
+/*
+ * store_test.c - the LMDB store: persistence across reopen, change log and
+ * seq assignment, map growth, quarantine, local write rules.
+ */
+#include <criterion/criterion.h>
+#include <sys/stat.h>
+
+#include "hlc.h"
+#include "nbx_err.h"
+#include "store.h"
+#include "testlib.h"
+
+#define NOW 1700000000000ull
+
+static struct store *
+open_store(const char *dir, const char *node, uint64_t map)
+{
+	struct store_opts o = { .node_id = node, .map_size = map };
+	struct store *st = NULL;
+	char err[256];
+	int rc = store_open(dir, &o, &st, err, sizeof(err));
+
+	cr_assert_eq(rc, 0, "store_open: %s", err);
+	return st;
+}
+
+static const char *
+get_name(struct store *st, const char *id)
+{
+	static char out[256];
+	struct store_rtxn *t;
+	struct crdt_record r;
+	const struct crdt_reg *g;
+	int rc;
+
+	out[0] = 0;
+	cr_assert_eq(store_rtxn_begin(st, &t), 0);
+	rc = store_record_get(t, nbx_str_c("t"), nbx_str_c(id), &r);
+	if (rc == 0 && (g = crdt_record_find(&r, nbx_str_c("name"),
+	    (struct nbx_str){ "", 0 })) && (g->flags & CRDT_REG_VALUE))
+		snprintf(out, sizeof(out), "%.*s", (int)g->val.s.n, g->val.s.p);
+	crdt_record_fini(&r);
+	store_rtxn_end(t);
+	return rc == 0 ? out : NULL;
+}
+
+Test(store, creates_private_directory_and_persists)
+{
+	char *dir = test_tmpdir(), sub[512];
+	struct policy *pol = test_policy();
+	struct store *st;
+	struct change c = test_str("ee:1", "name", "Shelter Tallinn");
+	struct store_outcome out;
+	struct store_meta m1, m2;
+	struct stat sb;
+
+	snprintf(sub, sizeof(sub), "%s/data", dir);
+	st = open_store(sub, "ee", 0);
+	cr_assert_eq(stat(sub, &sb), 0);
+	cr_assert_eq(sb.st_mode & 0777, 0700);
+	cr_assert_eq(store_apply(st, pol, &c, 1, (struct nbx_str){ 0 }, NULL,
+	    NOW, 0, &out), 0);
+	cr_assert_eq(out.status, STORE_APPLIED);
+	cr_assert_eq(out.seq, 1);
+	cr_assert_eq(HLC_MS(out.hlc), NOW);
+	cr_assert_eq(store_meta_get(st, &m1), 0);
+	store_close(st);
+
+	st = open_store(sub, "ee", 0);
+	cr_assert_str_eq(get_name(st, "ee:1"), "Shelter Tallinn");
+	cr_assert_eq(store_meta_get(st, &m2), 0);
+	cr_assert_eq(m2.epoch, m1.epoch, "epoch survives reopen");
+	cr_assert_neq(m2.epoch, 0);
+	cr_assert_eq(m2.last_seq, 1);
+	cr_assert_eq(m2.hlc, out.hlc, "the clock is persisted");
+	cr_assert_eq(m2.records, 1);
+	store_close(st);
+	policy_free(pol);
+	test_rmdir(dir);
+}
+
+Test(store, refuses_another_nodes_store)
+{
+	char *dir = test_tmpdir(), err[256];
+	struct store *st = open_store(dir, "ee", 0);
+	struct store_opts o = { .node_id = "lv" };
+
+	store_close(st);
+	st = NULL;
+	cr_assert_eq(store_open(dir, &o, &st, err, sizeof(err)), NBX_ECONFIG);
+	cr_assert_null(st);
+	cr_assert(strstr(err, "belongs to node 'ee'"), "got: %s", err);
+	test_rmdir(dir);
+}
+
+Test(store, readonly_open_of_missing_store_fails_clearly)
+{
+	char *dir = test_tmpdir(), err[256];
+	struct store_opts o = { .readonly = 1 };
+	struct store *st = NULL;
+
+	cr_assert_eq(store_open(dir, &o, &st, err, sizeof(err)), NBX_ENOTFOUND);
+	cr_assert(strstr(err, dir), "message names the directory: %s", err);
+	test_rmdir(dir);
+}
+
+Test(store, noop_merge_gets_no_seq_and_log_holds_latest)
+{
+	char *dir = test_tmpdir();
+	struct policy *pol = test_policy();
+	struct store *st = open_store(dir, "ee", 0);
+	struct change c = test_str("lv:1", "name", "Riga helpline");
+	struct store_outcome out[3];
+	struct store_rtxn *t;
+	struct nbx_str coll, id;
+	uint64_t seq;
+
+	c.hlc = HLC_MAKE(NOW, 1);
+	c.origin = nbx_str_c("lv");
+	cr_assert_eq(store_apply(st, pol, &c, 1, nbx_str_c("lv"), NULL, NOW,
+	    0, out), 0);
+	cr_assert_eq(out[0].status, STORE_APPLIED);
+	cr_assert_eq(out[0].seq, 1);
+	/* the same change again, and an older one: no seq */
+	{
+		struct change older = c;
+
+		older.hlc = HLC_MAKE(NOW - 5, 0);
+		older.val.s = nbx_str_c("older");
+		struct change b[2] = { c, older };
+		cr_assert_eq(store_apply(st, pol, b, 2, nbx_str_c("lv"), NULL,
+		    NOW, 0, out), 0);
+	}
+	cr_assert_eq(out[0].status, STORE_NOOP);
+	cr_assert_eq(out[1].status, STORE_NOOP);
+	cr_assert_eq(out[0].seq, 0);
+	/* a local write to another record, then to the first one again */
+	{
+		struct change b[2] = { test_str("ee:9", "name", "x"),
+		    test_str("ee:9", "count", "") };
+		b[1].val.t = NBX_V_INT;
+		b[1].val.i = 4;
+		cr_assert_eq(store_apply(st, pol, b, 2, (struct nbx_str){ 0 },
+		    NULL, NOW, 0, out), 0);
+		cr_assert_eq(out[0].seq, 2);
+		cr_assert_eq(out[1].seq, 3);
+	}
+	c.hlc = HLC_MAKE(NOW, 9);
+	c.val.s = nbx_str_c("Riga helpline 24/7");
+	cr_assert_eq(store_apply(st, pol, &c, 1, nbx_str_c("lv"), NULL, NOW, 0,
+	    out), 0);
+	cr_assert_eq(out[0].seq, 4);
+	cr_assert_eq(store_rtxn_begin(st, &t), 0);
+	cr_assert_eq(store_log_next(t, 0, &seq, &coll, &id), 0);
+	cr_assert_eq(seq, 3, "ee:9 sits at its latest seq");
+	cr_assert_eq(store_log_next(t, seq, &seq, &coll, &id), 0);
+	cr_assert_eq(seq, 4);
+	cr_assert(nbx_str_eq(id, nbx_str_c("lv:1")));
+	cr_assert_eq(store_log_next(t, seq, &seq, &coll, &id), NBX_ENOTFOUND);
+	store_rtxn_end(t);
+	store_close(st);
+	policy_free(pol);
+	test_rmdir(dir);
+}
+
+Test(store, map_grows_from_tiny_initial_map)
+{
+	char *dir = test_tmpdir();
+	struct policy *pol = test_policy();
+	struct store *st = open_store(dir, "ee", 64 * 1024);
+	static char ids[2000][32];
+	static struct change b[2000];
+	static struct store_outcome out[2000];
+	struct store_meta m;
+	char name[64];
+
+	memset(name, 'x', 60);
+	name[60] = 0;
+	for (int i = 0; i < 2000; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "ee:rec-%05d", i);
+		b[i] = test_str(ids[i], "name", name);
+	}
+	cr_assert_eq(store_apply(st, pol, b, 2000, (struct nbx_str){ 0 }, NULL,
+	    NOW, 0, out), 0, "%s", store_last_error(st));
+	cr_assert_eq(store_meta_get(st, &m), 0);
+	cr_assert_eq(m.records, 2000);
+	cr_assert_gt(m.map_size, 64 * 1024, "map must have grown");
+	cr_assert_eq(out[1999].seq, 2000, "nothing half-applied or repeated");
+	store_close(st);
+	st = open_store(dir, "ee", 64 * 1024);
+	cr_assert_str_eq(get_name(st, "ee:rec-01999"), name);
+	store_close(st);
+	policy_free(pol);
+	test_rmdir(dir);
+}
+
+Test(store, rejected_remote_changes_go_to_quarantine_with_reason)
+{
+	char *dir = test_tmpdir();
+	struct policy *pol = test_policy();
+	struct store *st = open_store(dir, "ee", 0);
+	struct change b[4];
+	struct store_outcome out[4];
+	struct store_cursor cur = { nbx_str_c("lv"), 77, 12 }, got;
+	struct store_rtxn *t;
+	struct store_qentry q;
+	struct store_meta m;
+
+	b[0] = test_str("lv:1", "name", "ok");
+	b[1] = test_str("lv:1", "note", "a local field from a peer");
+	b[2] = test_str("lv:1", "nosuch", "x");
+	b[3] = test_str("lv:1", "name", "from the future");
+	for (int i = 0; i < 4; i++) {
+		b[i].origin = nbx_str_c("lv");
+		b[i].hlc = HLC_MAKE(NOW, (uint64_t)i);
+	}
+	b[3].hlc = HLC_MAKE(NOW + 60000, 0);
+	cr_assert_eq(store_apply(st, pol, b, 4, nbx_str_c("lv"), &cur, NOW, 0,
+	    out), 0);
+	cr_assert_eq(out[0].status, STORE_APPLIED);
+	cr_assert_eq(out[1].status, STORE_REJECTED);
+	cr_assert_eq(out[1].err, NBX_ELOCAL);
+	cr_assert_eq(out[2].err, NBX_EFIELD);
+	cr_assert_eq(out[3].err, NBX_EDRIFT);
+	cr_assert_str_eq(get_name(st, "lv:1"), "ok");
+	cr_assert_eq(store_meta_get(st, &m), 0);
+	cr_assert_lt(HLC_MS(m.hlc), NOW + 1, "drifted time must not move clock");
+	cr_assert_eq(m.quarantined, 3);
+	cr_assert_eq(store_cursor_get(st, nbx_str_c("lv"), &got), 0);
+	cr_assert_eq(got.epoch, 77);
+	cr_assert_eq(got.seq, 12, "cursor advances past rejected changes");
+	cr_assert_eq(store_rtxn_begin(st, &t), 0);
+	cr_assert_eq(store_quarantine_next(t, 0, &q), 0);
+	cr_assert_eq(q.err, NBX_ELOCAL);
+	cr_assert(nbx_str_eq(q.peer, nbx_str_c("lv")));
+	cr_assert(nbx_str_eq(q.field, nbx_str_c("note")));
+	cr_assert_eq(q.time_ms, NOW);
+	cr_assert_eq(store_quarantine_next(t, q.qseq, &q), 0);
+	cr_assert_eq(q.err, NBX_EFIELD);
+	cr_assert_eq(store_quarantine_next(t, q.qseq, &q), 0);
+	cr_assert_eq(q.err, NBX_EDRIFT);
+	cr_assert_eq(store_quarantine_next(t, q.qseq, &q), NBX_ENOTFOUND);
+	store_rtxn_end(t);
+	store_close(st);
+	policy_free(pol);
+	test_rmdir(dir);
+}
+
+Test(store, atomic_batch_commits_nothing_on_rejection)
+{
+	char *dir = test_tmpdir();
+	struct policy *pol = test_policy();
+	struct store *st = open_store(dir, "ee", 0);
+	struct change b[2] = { test_str("ee:1", "name", "fine"),
+	    test_str("ee:1", "name", "this name is far too long for the schema "
+	    "limit of sixty four bytes, so it is refused") };
+	struct store_outcome out[2];
+	struct store_meta m;
+
+	cr_assert_eq(store_apply(st, pol, b, 2, (struct nbx_str){ 0 }, NULL,
+	    NOW, STORE_ATOMIC, out), NBX_ELIMIT);
+	cr_assert_null(get_name(st, "ee:1"));
+	cr_assert_eq(store_meta_get(st, &m), 0);
+	cr_assert_eq(m.last_seq, 0);
+	store_close(st);
+	policy_free(pol);
+	test_rmdir(dir);
+}
+
+Test(store, local_write_rules)
+{
+	char *dir = test_tmpdir();
+	struct policy *pol = test_policy();
+	struct store *st = open_store(dir, "lv", 0);
+	struct store_outcome out[3];
+	struct change c;
+	struct nbx_str none = { 0 };
+
+	/* lv may not change a region field of ee's record (writers=origin) */
+	c = test_str("ee:1", "name", "x");
+	cr_assert_eq(store_apply(st, pol, &c, 1, none, NULL, NOW, 0, out), 0);
+	cr_assert_eq(out[0].err, NBX_EWRITER);
+	/* a scoped field needs an audience first */
+	c = test_str("lv:1", "secret", "s");
+	cr_assert_eq(store_apply(st, pol, &c, 1, none, NULL, NOW, 0, out), 0);
+	cr_assert_eq(out[0].err, NBX_EAUDIENCE);
+	{
+		struct change b[2];
+
+		b[0] = test_change(CHANGE_AUDIENCE, "lv:1", NULL);
+		b[0].aud.n = 2;
+		b[0].aud.ids[0] = nbx_str_c("lv");
+		b[0].aud.ids[1] = nbx_str_c("ee");
+		b[1] = test_str("lv:1", "secret", "s");
+		cr_assert_eq(store_apply(st, pol, b, 2, none, NULL, NOW, 0,
+		    out), 0);
+		cr_assert_eq(out[0].status, STORE_APPLIED, "%s",
+		    nbx_strerror(out[0].err));
+		cr_assert_eq(out[1].status, STORE_APPLIED, "%s",
+		    nbx_strerror(out[1].err));
+	}
+	/* erase, then nothing may be written to the id again */
+	c = test_change(CHANGE_ERASE, "lv:1", NULL);
+	cr_assert_eq(store_apply(st, pol, &c, 1, none, NULL, NOW, 0, out), 0);
+	cr_assert_eq(out[0].status, STORE_APPLIED);
+	c = test_str("lv:1", "name", "back?");
+	cr_assert_eq(store_apply(st, pol, &c, 1, none, NULL, NOW, 0, out), 0);
+	cr_assert_eq(out[0].err, NBX_EERASED);
+	store_close(st);
+	policy_free(pol);
+	test_rmdir(dir);
+}

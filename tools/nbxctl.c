@@ -1,0 +1,757 @@
+/*
+ * nbxctl.c - the admin CLI of an nbx node.  The `ca` verbs work offline
+ * with the OpenSSL API; every other verb is a thin client of nbxd's control
+ * socket.  Exit 0 on success, 1 on a runtime failure, 2 on a usage error.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ca.h"
+#include "config.h"
+#include "ctlclient.h"
+#include "nbx_err.h"
+
+#define EXIT_RUNTIME 1
+#define EXIT_USAGE 2
+
+struct ctx {
+	const char *config;	/* -c */
+	const char *socket;	/* -s */
+	int json;		/* --json */
+};
+
+static const char MAIN_HELP[] =
+    "usage: nbxctl [-c FILE] [-s SOCKET] VERB [ARGS...]\n"
+    "\n"
+    "Administers an nbx node.  VERB --help explains each verb.\n"
+    "\n"
+    "Certificates (offline):\n"
+    "  ca init   --dir CA_DIR                      create the regional CA\n"
+    "  ca issue  --dir CA_DIR --node ID --out DIR  node key + certificate\n"
+    "  ca revoke --dir CA_DIR --cert FILE          revoke a certificate\n"
+    "  ca crl    --dir CA_DIR --out FILE           write the CRL\n"
+    "\n"
+    "Node (through the running nbxd's control socket):\n"
+    "  status                                      node and peers at a glance\n"
+    "  peer add ID HOST:PORT [--pin SHA256]        add a peer (no restart)\n"
+    "  peer remove ID | peer list\n"
+    "  put COLL ID FIELD=VALUE... [--audience a,b] write fields of a record\n"
+    "  delete COLL ID | erase COLL ID\n"
+    "  import FILE.jsonl | -                       load records in bulk\n"
+    "  quarantine                                  refused incoming changes\n"
+    "  reload                                      reload certificates, CRL, peers\n"
+    "\n"
+    "Options:\n"
+    "  -c FILE    node config (default $NBX_CONF, else /etc/nbx/nbx.conf);\n"
+    "             used to find the control socket\n"
+    "  -s SOCKET  control socket path (overrides the config)\n"
+    "  --json     print data as JSON\n";
+
+static int
+usage_error(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "nbxctl: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\n(see nbxctl --help)\n");
+	return EXIT_USAGE;
+}
+
+static int
+wants_help(int argc, char **argv)
+{
+	for (int i = 0; i < argc; i++)
+		if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+			return 1;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* ca                                                                  */
+/* ------------------------------------------------------------------ */
+
+static const char CA_HELP[] =
+    "usage: nbxctl ca init   --dir CA_DIR\n"
+    "       nbxctl ca issue  --dir CA_DIR --node ID --out DIR [--days N]\n"
+    "       nbxctl ca revoke --dir CA_DIR --cert FILE\n"
+    "       nbxctl ca crl    --dir CA_DIR --out FILE [--days N]\n"
+    "\n"
+    "The regional certificate authority, kept in CA_DIR (ca.key is 0600:\n"
+    "keep it offline).  `issue` writes DIR/node.key (0600), DIR/node.crt\n"
+    "and DIR/ca.crt, and prints the certificate's SPKI SHA-256 pin, which\n"
+    "peers may set with `peer add --pin`.\n"
+    "\n"
+    "  --days N                 certificate lifetime (issue: 825, crl: 7)\n"
+    "  --valid-from-offset SEC  shift the start of validity (negative\n"
+    "                           back-dates it: for testing expiry)\n";
+
+static int
+cmd_ca(struct ctx *x, int argc, char **argv)
+{
+	const char *dir = NULL, *node = NULL, *out = NULL, *cert = NULL;
+	unsigned days = 0;
+	long offset = 0;
+	char err[1024], pin[65];
+	int rc;
+
+	if (argc < 1 || wants_help(argc, argv)) {
+		fputs(CA_HELP, argc < 1 ? stderr : stdout);
+		return argc < 1 ? EXIT_USAGE : 0;
+	}
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (v == NULL)
+			return usage_error("ca: %s needs a value", a);
+		if (!strcmp(a, "--dir"))
+			dir = v;
+		else if (!strcmp(a, "--node"))
+			node = v;
+		else if (!strcmp(a, "--out"))
+			out = v;
+		else if (!strcmp(a, "--cert"))
+			cert = v;
+		else if (!strcmp(a, "--days"))
+			days = (unsigned)strtoul(v, NULL, 10);
+		else if (!strcmp(a, "--valid-from-offset"))
+			offset = strtol(v, NULL, 10);
+		else
+			return usage_error("ca: unknown option '%s'", a);
+		i++;
+	}
+	if (dir == NULL)
+		return usage_error("ca %s: --dir CA_DIR is required", argv[0]);
+	if (!strcmp(argv[0], "init")) {
+		rc = ca_init(dir, err, sizeof(err));
+		if (rc == 0)
+			printf("created regional CA in %s (keep %s/ca.key "
+			    "offline)\n", dir, dir);
+	} else if (!strcmp(argv[0], "issue")) {
+		if (node == NULL || out == NULL)
+			return usage_error("ca issue: %s", "--node ID and --out "
+			    "DIR are required");
+		struct ca_issue_opts io = { days, offset };
+
+		rc = ca_issue_ex(dir, node, out, &io, pin, err, sizeof(err));
+		if (rc == 0 && x->json)
+			printf("{\"node\":\"%s\",\"dir\":\"%s\",\"pin\":\"%s\"}\n",
+			    node, out, pin);
+		else if (rc == 0)
+			printf("issued %s/node.crt for node %s\nspki pin: %s\n",
+			    out, node, pin);
+	} else if (!strcmp(argv[0], "revoke")) {
+		if (cert == NULL)
+			return usage_error("ca revoke: %s", "--cert FILE is "
+			    "required");
+		rc = ca_revoke(dir, cert, err, sizeof(err));
+		if (rc == 0)
+			printf("revoked %s; publish a new CRL with `nbxctl ca "
+			    "crl`\n", cert);
+	} else if (!strcmp(argv[0], "crl")) {
+		if (out == NULL)
+			return usage_error("ca crl: %s", "--out FILE is required");
+		rc = ca_crl(dir, out, days, err, sizeof(err));
+		if (rc == 0)
+			printf("wrote %s\n", out);
+	} else {
+		return usage_error("unknown ca verb '%s'", argv[0]);
+	}
+	if (rc != 0) {
+		fprintf(stderr, "nbxctl ca %s: %s\n", argv[0], err);
+		return rc == NBX_EINVAL ? EXIT_USAGE : EXIT_RUNTIME;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Control socket                                                      */
+/* ------------------------------------------------------------------ */
+
+static int
+socket_path(struct ctx *x, char *out, size_t len)
+{
+	struct nbx_config cfg;
+	const char *conf = x->config;
+	char err[1024];
+
+	if (x->socket) {
+		snprintf(out, len, "%s", x->socket);
+		return 0;
+	}
+	if (conf == NULL)
+		conf = getenv("NBX_CONF");
+	if (conf == NULL)
+		conf = "/etc/nbx/nbx.conf";
+	memset(&cfg, 0, sizeof(cfg));
+	if (config_load(conf, &cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "nbxctl: %s\n", err);
+		return EXIT_USAGE;
+	}
+	snprintf(out, len, "%s", cfg.control_socket);
+	config_fini(&cfg);
+	return 0;
+}
+
+/*
+ * Sends one request and prints errors.  Returns 0 with *reply holding an
+ * "ok" reply, or the exit code.
+ */
+static int
+call(struct ctx *x, json_t *req, json_t **reply)
+{
+	struct ctl_client *c;
+	char path[4096], err[1024];
+	int rc;
+
+	*reply = NULL;
+	if ((rc = socket_path(x, path, sizeof(path))) != 0) {
+		json_decref(req);
+		return rc;
+	}
+	if (ctl_client_open(path, &c, err, sizeof(err)) != 0) {
+		fprintf(stderr, "nbxctl: %s\n", err);
+		json_decref(req);
+		return EXIT_RUNTIME;
+	}
+	rc = ctl_client_call(c, req, reply, 0, err, sizeof(err));
+	ctl_client_close(c);
+	json_decref(req);
+	if (rc != 0) {
+		fprintf(stderr, "nbxctl: %s\n", err);
+		return EXIT_RUNTIME;
+	}
+	if (!json_is_true(json_object_get(*reply, "ok"))) {
+		const char *m = json_string_value(json_object_get(*reply,
+		    "error"));
+		int code = (int)json_integer_value(json_object_get(*reply,
+		    "code"));
+
+		fprintf(stderr, "nbxctl: %s\n", m ? m : "request failed");
+		json_decref(*reply);
+		*reply = NULL;
+		/* a request the daemon found invalid is the caller's error */
+		return (code == NBX_EINVAL || code == NBX_ECOLL ||
+		    code == NBX_EFIELD || code == NBX_ETYPE ||
+		    code == NBX_ELIMIT) ? EXIT_USAGE : EXIT_RUNTIME;
+	}
+	return 0;
+}
+
+static void
+print_json(json_t *j)
+{
+	char *s = json_dumps(j, JSON_COMPACT);
+
+	if (s)
+		puts(s);
+	free(s);
+}
+
+static const char *
+str_or(json_t *o, const char *k, const char *dflt)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+
+	return s && *s ? s : dflt;
+}
+
+static void
+human_bytes(json_int_t b, char *out, size_t len)
+{
+	if (b < 10240)
+		snprintf(out, len, "%" JSON_INTEGER_FORMAT " B", b);
+	else if (b < 10 * 1024 * 1024)
+		snprintf(out, len, "%" JSON_INTEGER_FORMAT " KiB", b / 1024);
+	else
+		snprintf(out, len, "%" JSON_INTEGER_FORMAT " MiB", b >> 20);
+}
+
+static void
+print_peers(json_t *peers)
+{
+	size_t i;
+	json_t *p;
+
+	printf("%-12s %-11s %-24s %8s %8s %7s %9s %9s %6s  %s\n", "PEER",
+	    "STATE", "SINCE", "SENT", "ACKED", "LAG", "IN", "OUT", "QUAR",
+	    "LAST ERROR");
+	json_array_foreach(peers, i, p) {
+		char in[32], out[32], lag[32];
+		json_t *l = json_object_get(p, "lag");
+
+		human_bytes(json_integer_value(json_object_get(p, "bytes_in")),
+		    in, sizeof(in));
+		human_bytes(json_integer_value(json_object_get(p, "bytes_out")),
+		    out, sizeof(out));
+		if (json_is_integer(l))
+			snprintf(lag, sizeof(lag), "%" JSON_INTEGER_FORMAT,
+			    json_integer_value(l));
+		else
+			snprintf(lag, sizeof(lag), "-");
+		printf("%-12s %-11s %-24s %8" JSON_INTEGER_FORMAT " %8"
+		    JSON_INTEGER_FORMAT " %7s %9s %9s %6" JSON_INTEGER_FORMAT
+		    "  %s\n", str_or(p, "id", "?"), str_or(p, "state", "?"),
+		    str_or(p, "since", "-"),
+		    json_integer_value(json_object_get(p, "sent_seq")),
+		    json_integer_value(json_object_get(p, "acked_seq")), lag,
+		    in, out, json_integer_value(json_object_get(p,
+		    "quarantined")), str_or(p, "last_error", ""));
+	}
+}
+
+static const char STATUS_HELP[] =
+    "usage: nbxctl status [--json]\n"
+    "\n"
+    "The node (id, records, last change) and each peer: up or down since\n"
+    "when, how far behind it is (LAG, in changes), bytes each way, refused\n"
+    "changes (QUAR) and the last error.\n";
+
+static int
+cmd_status(struct ctx *x, int argc, char **argv)
+{
+	json_t *reply, *node;
+	int rc;
+
+	if (wants_help(argc, argv)) {
+		fputs(STATUS_HELP, stdout);
+		return 0;
+	}
+	if (argc > 0)
+		return usage_error("status: unexpected '%s'", argv[0]);
+	if ((rc = call(x, json_pack("{s:s}", "cmd", "status"), &reply)) != 0)
+		return rc;
+	if (x->json) {
+		json_object_del(reply, "ok");
+		print_json(reply);
+	} else {
+		node = json_object_get(reply, "node");
+		printf("node %s  records %" JSON_INTEGER_FORMAT "  seq %"
+		    JSON_INTEGER_FORMAT "  last change %s  quarantined %"
+		    JSON_INTEGER_FORMAT "\nlisten %s  up since %s\n\n",
+		    str_or(node, "id", "?"),
+		    json_integer_value(json_object_get(node, "records")),
+		    json_integer_value(json_object_get(node, "seq")),
+		    str_or(node, "hlc", "-"),
+		    json_integer_value(json_object_get(node, "quarantined")),
+		    str_or(node, "listen", "?"), str_or(node, "started", "?"));
+		print_peers(json_object_get(reply, "peers"));
+	}
+	json_decref(reply);
+	return 0;
+}
+
+static const char PEER_HELP[] =
+    "usage: nbxctl peer add ID HOST:PORT [--pin SHA256]\n"
+    "       nbxctl peer remove ID\n"
+    "       nbxctl peer list [--json]\n"
+    "\n"
+    "Peers added here are stored by nbxd and dialled at once; no restart.\n"
+    "ID must equal the name in the peer's certificate.  --pin also binds\n"
+    "the peer to one key (the pin `nbxctl ca issue` printed).  Peers set in\n"
+    "the config file are changed there, then `nbxctl reload`.\n";
+
+static int
+cmd_peer(struct ctx *x, int argc, char **argv)
+{
+	json_t *reply, *req;
+	int rc;
+
+	if (argc < 1 || wants_help(argc, argv)) {
+		fputs(PEER_HELP, argc < 1 ? stderr : stdout);
+		return argc < 1 ? EXIT_USAGE : 0;
+	}
+	if (!strcmp(argv[0], "add")) {
+		const char *pin = NULL;
+
+		if (argc != 3 && !(argc == 5 && !strcmp(argv[3], "--pin")))
+			return usage_error("%s", "peer add ID HOST:PORT "
+			    "[--pin SHA256]");
+		if (argc == 5)
+			pin = argv[4];
+		req = json_pack("{s:s, s:s, s:s}", "cmd", "peer_add", "id",
+		    argv[1], "address", argv[2]);
+		if (pin)
+			json_object_set_new(req, "pin", json_string(pin));
+		if ((rc = call(x, req, &reply)) != 0)
+			return rc;
+		printf("peer %s added; dialling %s\n", argv[1], argv[2]);
+	} else if (!strcmp(argv[0], "remove")) {
+		if (argc != 2)
+			return usage_error("%s", "peer remove ID");
+		if ((rc = call(x, json_pack("{s:s, s:s}", "cmd", "peer_remove",
+		    "id", argv[1]), &reply)) != 0)
+			return rc;
+		printf("peer %s removed\n", argv[1]);
+	} else if (!strcmp(argv[0], "list")) {
+		if ((rc = call(x, json_pack("{s:s}", "cmd", "peer_list"),
+		    &reply)) != 0)
+			return rc;
+		if (x->json) {
+			json_t *p;
+			size_t i;
+
+			json_array_foreach(json_object_get(reply, "peers"), i, p)
+				print_json(p);
+		} else {
+			json_t *p;
+			size_t i;
+
+			printf("%-12s %-24s %-11s %-42s\n", "PEER", "ADDRESS",
+			    "STATE", "IDENTITY CHECK");
+			json_array_foreach(json_object_get(reply, "peers"), i, p)
+				printf("%-12s %-24s %-11s %s\n", str_or(p, "id",
+				    "?"), str_or(p, "address", "?"), str_or(p,
+				    "state", "?"), str_or(p, "identity", "?"));
+		}
+	} else {
+		return usage_error("unknown peer verb '%s'", argv[0]);
+	}
+	json_decref(reply);
+	return 0;
+}
+
+static const char PUT_HELP[] =
+    "usage: nbxctl put COLL ID FIELD=VALUE... [--audience NODE,NODE...]\n"
+    "       nbxctl delete COLL ID\n"
+    "       nbxctl erase COLL ID\n"
+    "\n"
+    "put writes fields of a record; an ID without 'node:' gets this node's\n"
+    "prefix.  Values are checked against the regional schema: integers,\n"
+    "true/false, YYYY-MM-DD dates, enum values; a set is a comma-separated\n"
+    "list; FIELD= clears a field.  --audience sets which nodes may hold the\n"
+    "record's audience-scoped fields (only the creating node may set it).\n"
+    "delete hides a record (a later put revives it); erase purges its\n"
+    "values for good, everywhere it was sent.\n";
+
+static int
+cmd_write(struct ctx *x, const char *cmd, int argc, char **argv)
+{
+	json_t *req, *fields, *reply;
+	int rc;
+
+	if (wants_help(argc, argv)) {
+		fputs(PUT_HELP, stdout);
+		return 0;
+	}
+	if (argc < 2)
+		return usage_error("%s: COLL and ID are required", cmd);
+	req = json_pack("{s:s, s:s, s:s}", "cmd", cmd, "collection", argv[0],
+	    "id", argv[1]);
+	fields = json_object();
+	for (int i = 2; i < argc; i++) {
+		char *eq;
+
+		if (!strcmp(argv[i], "--audience") && i + 1 < argc &&
+		    !strcmp(cmd, "put")) {
+			json_t *aud = json_array();
+			char *s = strdup(argv[++i]), *save, *tok;
+
+			for (tok = strtok_r(s, ", ", &save); tok;
+			    tok = strtok_r(NULL, ", ", &save))
+				json_array_append_new(aud, json_string(tok));
+			free(s);
+			json_object_set_new(req, "audience", aud);
+			continue;
+		}
+		if (strcmp(cmd, "put") != 0 || (eq = strchr(argv[i], '=')) ==
+		    NULL || eq == argv[i]) {
+			json_decref(req);
+			json_decref(fields);
+			return usage_error("%s: expected FIELD=VALUE, got '%s'",
+			    argv[i]);
+		}
+		*eq = 0;
+		json_object_set_new(fields, argv[i], json_string(eq + 1));
+		*eq = '=';
+	}
+	json_object_set_new(req, "fields", fields);
+	if ((rc = call(x, req, &reply)) != 0)
+		return rc;
+	if (x->json) {
+		json_object_del(reply, "ok");
+		print_json(reply);
+	} else {
+		printf("%s %s/%s: %" JSON_INTEGER_FORMAT " change(s) applied, %"
+		    JSON_INTEGER_FORMAT " unchanged\n", cmd, argv[0],
+		    str_or(reply, "id", argv[1]),
+		    json_integer_value(json_object_get(reply, "applied")),
+		    json_integer_value(json_object_get(reply, "unchanged")));
+	}
+	json_decref(reply);
+	return 0;
+}
+
+static const char IMPORT_HELP[] =
+    "usage: nbxctl import FILE.jsonl | -\n"
+    "\n"
+    "Loads records, one JSON object per line:\n"
+    "  {\"collection\":\"service\",\"id\":\"ee:shelter-1\",\n"
+    "   \"fields\":{\"name\":\"...\",\"languages\":[\"et\",\"ru\"]},\n"
+    "   \"audience\":[\"ee\",\"lv\"]}\n"
+    "Streams any size in bounded memory, %d lines per transaction.  Each\n"
+    "line is applied whole or not at all; a bad line is reported with its\n"
+    "number and reason and the import goes on.  Ends with a summary.\n"
+    "Importing the same file again changes nothing.  Exit 0 if every line\n"
+    "was accepted, 1 if any was rejected or the daemon failed.\n";
+
+#define IMPORT_BATCH 1000
+#define IMPORT_LINE_MAX (1u << 20)
+
+struct import_stats {
+	unsigned long read, applied, unchanged, rejected;
+};
+
+static void
+progress(const struct import_stats *s, double t0, int final)
+{
+	struct timespec ts;
+	double now, rate;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	rate = now > t0 ? (double)s->read / (now - t0) : 0;
+	fprintf(stderr, "\r  %lu lines  %lu applied  %lu unchanged  %lu "
+	    "rejected  %.0f lines/s%s", s->read, s->applied, s->unchanged,
+	    s->rejected, rate, final ? "\n" : "");
+}
+
+/* Sends one batch and accounts for its results. */
+static int
+import_flush(struct ctl_client *c, json_t *writes, unsigned long *lines,
+    const char *file, struct import_stats *st)
+{
+	json_t *req = json_pack("{s:s, s:O}", "cmd", "import", "writes", writes);
+	json_t *reply, *r;
+	char err[1024];
+	size_t i;
+	int rc;
+
+	rc = ctl_client_call(c, req, &reply, 600000, err, sizeof(err));
+	json_decref(req);
+	if (rc != 0) {
+		fprintf(stderr, "\nnbxctl import: %s\n", err);
+		return EXIT_RUNTIME;
+	}
+	if (!json_is_true(json_object_get(reply, "ok"))) {
+		fprintf(stderr, "\nnbxctl import: %s\n", str_or(reply, "error",
+		    "failed"));
+		json_decref(reply);
+		return EXIT_RUNTIME;
+	}
+	json_array_foreach(json_object_get(reply, "results"), i, r) {
+		if (!json_is_true(json_object_get(r, "ok"))) {
+			st->rejected++;
+			fprintf(stderr, "%s:%lu: %s\n", file, lines[i],
+			    str_or(r, "error", "rejected"));
+		} else if (json_integer_value(json_object_get(r, "applied")) > 0) {
+			st->applied++;
+		} else {
+			st->unchanged++;
+		}
+	}
+	json_decref(reply);
+	json_array_clear(writes);
+	return 0;
+}
+
+static int
+cmd_import(struct ctx *x, int argc, char **argv)
+{
+	struct import_stats st = { 0, 0, 0, 0 };
+	struct ctl_client *c = NULL;
+	unsigned long lineno = 0, lines[IMPORT_BATCH];
+	char path[4096], err[1024], *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	json_t *writes = json_array();
+	FILE *f;
+	int rc = 0, tty = isatty(2);
+	struct timespec ts;
+	double t0;
+
+	if (wants_help(argc, argv)) {
+		printf(IMPORT_HELP, IMPORT_BATCH);
+		return 0;
+	}
+	if (argc != 1)
+		return usage_error("%s", "import FILE.jsonl (or - for stdin)");
+	f = strcmp(argv[0], "-") ? fopen(argv[0], "r") : stdin;
+	if (f == NULL) {
+		fprintf(stderr, "nbxctl import: %s: %s\n", argv[0],
+		    strerror(errno));
+		return EXIT_RUNTIME;
+	}
+	if ((rc = socket_path(x, path, sizeof(path))) != 0)
+		goto out;
+	if (ctl_client_open(path, &c, err, sizeof(err)) != 0) {
+		fprintf(stderr, "nbxctl: %s\n", err);
+		rc = EXIT_RUNTIME;
+		goto out;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	t0 = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	while ((len = getline(&line, &cap, f)) >= 0) {
+		json_error_t je;
+		json_t *w;
+
+		lineno++;
+		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			line[--len] = 0;
+		if (len == 0)
+			continue;
+		st.read++;
+		if ((size_t)len > IMPORT_LINE_MAX) {
+			fprintf(stderr, "%s:%lu: line longer than %u bytes\n",
+			    argv[0], lineno, IMPORT_LINE_MAX);
+			st.rejected++;
+			continue;
+		}
+		if ((w = json_loadb(line, (size_t)len, 0, &je)) == NULL) {
+			fprintf(stderr, "%s:%lu: not JSON: %s (column %d)\n",
+			    argv[0], lineno, je.text, je.column);
+			st.rejected++;
+			continue;
+		}
+		lines[json_array_size(writes)] = lineno;
+		json_array_append_new(writes, w);
+		if (json_array_size(writes) == IMPORT_BATCH) {
+			if ((rc = import_flush(c, writes, lines, argv[0], &st)) != 0)
+				goto out;
+			if (tty)
+				progress(&st, t0, 0);
+		}
+	}
+	if (json_array_size(writes) &&
+	    (rc = import_flush(c, writes, lines, argv[0], &st)) != 0)
+		goto out;
+	if (tty)
+		progress(&st, t0, 1);
+	if (x->json)
+		printf("{\"read\":%lu,\"applied\":%lu,\"unchanged\":%lu,"
+		    "\"rejected\":%lu}\n", st.read, st.applied, st.unchanged,
+		    st.rejected);
+	else
+		printf("import %s: read %lu, applied %lu, unchanged %lu, "
+		    "rejected %lu\n", argv[0], st.read, st.applied, st.unchanged,
+		    st.rejected);
+	rc = st.rejected ? EXIT_RUNTIME : 0;
+out:
+	free(line);
+	json_decref(writes);
+	ctl_client_close(c);
+	if (f != stdin)
+		fclose(f);
+	return rc;
+}
+
+static int
+cmd_quarantine(struct ctx *x, int argc, char **argv)
+{
+	json_t *reply, *e;
+	size_t i;
+	int rc;
+
+	if (wants_help(argc, argv)) {
+		puts("usage: nbxctl quarantine [--json]\n\nChanges refused from "
+		    "peers: when, from which peer, what, and why.");
+		return 0;
+	}
+	if ((rc = call(x, json_pack("{s:s}", "cmd", "quarantine"), &reply)) != 0)
+		return rc;
+	if (!x->json)
+		printf("%-24s %-8s %-30s %-16s %s\n", "TIME", "PEER", "RECORD",
+		    "FIELD", "REASON");
+	json_array_foreach(json_object_get(reply, "entries"), i, e) {
+		if (x->json) {
+			print_json(e);
+			continue;
+		}
+		char rec[200];
+
+		snprintf(rec, sizeof(rec), "%s/%s", str_or(e, "collection", ""),
+		    str_or(e, "id", ""));
+		printf("%-24s %-8s %-30s %-16s %s\n", str_or(e, "time", "-"),
+		    str_or(e, "peer", "?"), rec, str_or(e, "field", "-"),
+		    str_or(e, "reason", "?"));
+	}
+	json_decref(reply);
+	return 0;
+}
+
+static int
+cmd_simple(struct ctx *x, const char *cmd, const char *done, int argc,
+    char **argv)
+{
+	json_t *reply;
+	int rc;
+
+	if (wants_help(argc, argv)) {
+		printf("usage: nbxctl %s\n", cmd);
+		return 0;
+	}
+	if ((rc = call(x, json_pack("{s:s}", "cmd", cmd), &reply)) != 0)
+		return rc;
+	puts(done);
+	json_decref(reply);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ctx x = { NULL, NULL, 0 };
+	int c, i;
+	const char *verb;
+
+	/* options before the verb; --json may also follow it */
+	while ((c = getopt_long(argc, argv, "+c:s:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': x.config = optarg; break;
+		case 's': x.socket = optarg; break;
+		case 'j': x.json = 1; break;
+		case 'h': fputs(MAIN_HELP, stdout); return 0;
+		default: fputs(MAIN_HELP, stderr); return EXIT_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		fputs(MAIN_HELP, stderr);
+		return EXIT_USAGE;
+	}
+	verb = argv[optind];
+	argc -= optind + 1;
+	argv += optind + 1;
+	for (i = 0; i < argc; i++)
+		if (!strcmp(argv[i], "--json")) {
+			x.json = 1;
+			memmove(&argv[i], &argv[i + 1],
+			    (size_t)(argc - i - 1) * sizeof(*argv));
+			argc--;
+			i--;
+		}
+	if (!strcmp(verb, "ca"))
+		return cmd_ca(&x, argc, argv);
+	if (!strcmp(verb, "status"))
+		return cmd_status(&x, argc, argv);
+	if (!strcmp(verb, "peer"))
+		return cmd_peer(&x, argc, argv);
+	if (!strcmp(verb, "put") || !strcmp(verb, "delete") ||
+	    !strcmp(verb, "erase"))
+		return cmd_write(&x, verb, argc, argv);
+	if (!strcmp(verb, "import"))
+		return cmd_import(&x, argc, argv);
+	if (!strcmp(verb, "quarantine"))
+		return cmd_quarantine(&x, argc, argv);
+	if (!strcmp(verb, "reload"))
+		return cmd_simple(&x, "reload", "reloaded", argc, argv);
+	return usage_error("unknown verb '%s'", verb);
+}
