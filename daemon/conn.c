@@ -277,15 +277,15 @@ established(struct conn *c)
 
 	p = c->outbound ? c->peer : node__peer_find(n, id, strlen(id));
 	if (p == NULL) {
-		log_msg(LOG_WARN, id, "refused: not a peer of this node "
-		    "(add it with nbxctl peer add)");
-		conn__close(c, "unknown peer");
+		snprintf(c->addr, sizeof(c->addr), "%s", id);
+		conn__close(c, "refused: not a peer of this node (add it with "
+		    "nbxctl peer add)");
 		return;
 	}
 	if (!c->outbound && p->has_pin && !pin_matches(c->tls, p->pin)) {
-		log_msg(LOG_WARN, id, "refused: certificate key does not match "
-		    "the pinned SPKI");
-		conn__close(c, "SPKI pin mismatch");
+		snprintf(c->addr, sizeof(c->addr), "%s", id);
+		conn__close(c, "refused: certificate key does not match the "
+		    "pinned SPKI");
 		return;
 	}
 	c->peer = p;
@@ -394,9 +394,11 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 		if (rc == NBX_EAGAIN)
 			return;
 		if (rc != 0) {
-			log_msg(LOG_WARN, conn_name(c), "TLS handshake refused: "
-			    "%s", tls_conn_error(c->tls));
-			conn__close(c, tls_conn_error(c->tls));
+			char why[300];
+
+			snprintf(why, sizeof(why), "TLS handshake refused: %s",
+			    tls_conn_error(c->tls));
+			conn__close(c, why);
 			return;
 		}
 		established(c);

@@ -5,7 +5,8 @@
 set -eu
 
 PKGS="build-essential pkg-config clang libuv1-dev liblmdb-dev lmdb-utils
-libmsgpack-dev libssl-dev openssl libcriterion-dev libjansson-dev libinih-dev"
+libmsgpack-dev libssl-dev openssl libcriterion-dev libjansson-dev libinih-dev
+python3"
 
 missing=""
 for p in $PKGS; do

@@ -569,11 +569,18 @@ cmd_disclosures(struct store *st, struct query *q, const char *id)
 			json_decref(o);
 		} else {
 			printf("%-24s %-10.*s", ts, (int)e.peer.n, e.peer.p);
-			for (uint32_t i = 0; i < e.nitems; i++)
-				printf("%s%.*s", i ? "," : " ",
-				    e.items[i].field.n ? (int)e.items[i].field.n : 7,
-				    e.items[i].field.n ? e.items[i].field.p :
-				    "(state)");
+			for (uint32_t i = 0; i < e.nitems; i++) {
+				static const char *const what[] = { "", "", "",
+				    "(state)", "(audience)", "(erase)" };
+				const struct store_audit_item *it = &e.items[i];
+
+				if (it->field.n)
+					printf("%s%.*s", i ? "," : " ",
+					    (int)it->field.n, it->field.p);
+				else
+					printf("%s%s", i ? "," : " ",
+					    what[it->kind < 6 ? it->kind : 0]);
+			}
 			printf("\n");
 			json_decref(items);
 		}

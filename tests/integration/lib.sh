@@ -7,7 +7,7 @@
 
 set -eu
 
-REPO=$(cd "$(dirname "$0")/../.." && pwd)
+REPO=${NBX_REPO:-$(cd "$(dirname "$0")/../.." && pwd)}
 BIN=${NBX_BIN:-$REPO/build}
 T=$(mktemp -d "${TMPDIR:-/tmp}/nbx-it-XXXXXX")
 PIDS_FILE=$T/pids
