@@ -240,9 +240,23 @@ node__reload(struct node *n, char *err, size_t errlen)
 		config_fini(&cfg);
 		return rc;
 	}
-	/* live connections keep the context they were made with */
+	/*
+	 * New connections use the new context.  Live ones keep theirs, but
+	 * each peer is checked again against the new CA, CRL and clock, and
+	 * dropped if it no longer passes (a revoked certificate, say).
+	 */
 	tls_ctx_free(n->tls);
 	n->tls = ctx;
+	for (struct conn *c = n->conns; c; c = c->next) {
+		char why[512];
+
+		if (c->state != CONN_ESTABLISHED ||
+		    tls_ctx_verify_peer(ctx, c->tls, why, sizeof(why)) == 0)
+			continue;
+		log_msg(LOG_WARN, c->peer ? c->peer->id : NULL, "certificate "
+		    "no longer accepted after reload: %s", why);
+		conn__close(c, why);
+	}
 	if ((rc = sync_config_peers(n, &cfg)) != 0) {
 		config_fini(&cfg);
 		return rc;

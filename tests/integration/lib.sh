@@ -136,7 +136,8 @@ wait_until() {
 
 # field NAME COLL ID FIELD: prints a field's value as nbxq sees it
 field() {
-	q "$1" get "$2" "$3" --json 2>/dev/null |
+	json=$(q "$1" get "$2" "$3" --json 2>/dev/null) || { echo; return 0; }
+	printf '%s\n' "$json" |
 	    python3 -c 'import json,sys; d=json.load(sys.stdin); v=d["fields"].get(sys.argv[1]); print("" if v is None else (",".join(v) if isinstance(v,list) else v))' "$4"
 }
 

@@ -1,0 +1,32 @@
+#!/bin/sh
+# A peer that stops reading (SIGSTOP: its socket fills, it answers no PING)
+# is paused, then dropped after dead_after_ms, and never stalls the other
+# peers; when it wakes up it reconnects and catches up.
+. "$(dirname "$0")/lib.sh"
+
+PING_MS=500 DEAD_MS=2000
+export PING_MS DEAD_MS
+nbx_ca
+nbx_node ee 1; nbx_node lv 2; nbx_node fi 3
+nbx_peer ee lv; nbx_peer ee fi
+nbx_peer lv ee
+nbx_peer fi ee
+nbx_start ee; nbx_start lv; nbx_start fi
+wait_until 10 "all up" sh -c "'$BIN/nbxctl' -c '$T/ee/nbx.conf' status --json | python3 -c 'import json,sys; sys.exit(0 if all(p[\"state\"]==\"up\" for p in json.load(sys.stdin)[\"peers\"]) else 1)'"
+
+kill -STOP "$(cat "$T/lv/pid")"
+stopped_at=$(date +%s)
+awk 'BEGIN { for (i = 0; i < 5000; i++)
+	printf "{\"collection\":\"training\",\"id\":\"ee:t-%05d\",\"fields\":{\"title\":\"Module %d\",\"description\":\"Identifying victims, with a long description to fill the pipe %0400d\",\"kind\":\"module\",\"places\":%d}}\n", i, i, i, i % 30 }' >"$T/t.jsonl"
+ctl ee import "$T/t.jsonl" >/dev/null || fail "import while lv is stopped"
+wait_until 20 "fi keeps syncing while lv is stopped" sh -c "[ \"\$('$BIN/nbxq' -c '$T/fi/nbx.conf' count training)\" = 5000 ]"
+ok "fi got all 5000 records while lv was frozen"
+wait_until 10 "ee drops the silent lv" sh -c "'$BIN/nbxctl' -c '$T/ee/nbx.conf' status --json | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if [p for p in d[\"peers\"] if p[\"id\"]==\"lv\"][0][\"state\"]!=\"up\" else 1)'"
+dropped=$(( $(date +%s) - stopped_at ))
+grep -q "\[lv\] disconnected: dead link" "$T/ee/nbxd.log" || fail "no dead-link log line"
+ctl ee status | grep -q "^lv .*dead link" || fail "status does not show lv's last error"
+ok "silent lv dropped after ${dropped}s (dead_after 2s) and shown in status"
+
+kill -CONT "$(cat "$T/lv/pid")"
+wait_until 30 "lv catches up after waking" sh -c "[ \"\$('$BIN/nbxq' -c '$T/lv/nbx.conf' count training)\" = 5000 ]"
+ok "lv reconnected and caught up"
