@@ -81,7 +81,7 @@ static const struct key_def keys[NKEYS] = {
 	[KI_BACKOFF_MAX] = { S_SYNC, "backoff_max_ms", K_U64, 0,
 	    NUM(backoff_max_ms), 1, 86400000, 30000 },
 	[KI_BATCH] = { S_SYNC, "batch_bytes", K_U32, 0, NUM(batch_bytes),
-	    1024, 16 << 20, 65536 },
+	    1024, 16 << 20, 262144 },
 	[KI_WINDOW] = { S_SYNC, "window", K_U32, 0, NUM(window), 1, 1024, 8 },
 };
 

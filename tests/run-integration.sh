@@ -5,6 +5,12 @@
 set -u
 BUILD=${BUILD:-build}
 export NBX_BIN="$(cd "$BUILD" && pwd)"
+# sanitizer builds write their reports here (nothing appears otherwise)
+SAN_DIR="$(pwd)/$BUILD/sanitizer"
+rm -rf "$SAN_DIR"
+mkdir -p "$SAN_DIR"
+export ASAN_OPTIONS="log_path=$SAN_DIR/asan:detect_leaks=1"
+export UBSAN_OPTIONS="log_path=$SAN_DIR/ubsan:print_stacktrace=1"
 pass=0
 fail=0
 for t in tests/integration/*_test.sh; do
@@ -19,5 +25,10 @@ for t in tests/integration/*_test.sh; do
 		tail -n 60 "$BUILD/$(basename "$t").log"
 	fi
 done
+if ls "$SAN_DIR"/* >/dev/null 2>&1; then
+	echo "sanitizer reports from the programs under test:"
+	head -n 40 "$SAN_DIR"/*
+	fail=$((fail + 1))
+fi
 echo "integration: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -21,6 +21,13 @@ for t in "$@"; do
 	c=$(printf '%s' "$line" | sed -n 's/.*Crashing: \([0-9]*\).*/\1/p')
 	pass=$((pass + p))
 	fail=$((fail + f + c))
+	# a sanitizer report in a forked test worker does not fail the test
+	# by itself: count it here
+	if printf '%s\n' "$out" | grep -qE 'ERROR: (Leak|Address)Sanitizer|runtime error:'; then
+		printf '%s\n' "$out" | grep -E -A20 'ERROR: (Leak|Address)Sanitizer|runtime error:' | head -60
+		echo "unit: $(basename "$t"): sanitizer report"
+		f=$((f + 1))
+	fi
 	if [ "$rc" -ne 0 ] || [ "$((f + c))" -ne 0 ]; then
 		printf '%s\n' "$out"
 		bad=1

@@ -103,8 +103,9 @@ cmd_ca(struct ctx *x, int argc, char **argv)
 		fputs(CA_HELP, argc < 1 ? stderr : stdout);
 		return argc < 1 ? EXIT_USAGE : 0;
 	}
-	for (int i = 1; i < argc; i++) {
+	for (int i = 1; i < argc; i += 2) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+		char *end = NULL;
 
 		if (v == NULL)
 			return usage_error("ca: %s needs a value", a);
@@ -116,13 +117,19 @@ cmd_ca(struct ctx *x, int argc, char **argv)
 			out = v;
 		else if (!strcmp(a, "--cert"))
 			cert = v;
-		else if (!strcmp(a, "--days"))
-			days = (unsigned)strtoul(v, NULL, 10);
-		else if (!strcmp(a, "--valid-from-offset"))
-			offset = strtol(v, NULL, 10);
-		else
+		else if (!strcmp(a, "--days")) {
+			days = (unsigned)strtoul(v, &end, 10);
+			if (*end || days == 0 || days > 36500)
+				return usage_error("ca: --days takes 1-36500, not "
+				    "'%s'", v);
+		} else if (!strcmp(a, "--valid-from-offset")) {
+			offset = strtol(v, &end, 10);
+			if (*end || end == v)
+				return usage_error("ca: --valid-from-offset takes "
+				    "seconds, not '%s'", v);
+		} else {
 			return usage_error("ca: unknown option '%s'", a);
-		i++;
+		}
 	}
 	if (dir == NULL)
 		return usage_error("ca %s: --dir CA_DIR is required", argv[0]);

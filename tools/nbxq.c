@@ -382,9 +382,13 @@ cmd_list(struct store *st, const struct policy *pol, struct query *q,
 	store_rtxn_end(t);
 	if (rc != 0 && rc != NBX_ENOTFOUND) {
 		fprintf(stderr, "nbxq: %s\n", store_last_error(st));
+		if (!q->nfields)
+			free(cols);
 		return EXIT_RUNTIME;
 	}
 	if (count_only) {
+		if (!q->nfields)
+			free(cols);
 		if (q->json)
 			printf("{\"collection\":\"%s\",\"count\":%ld}\n", q->coll,
 			    count);
@@ -601,7 +605,7 @@ main(int argc, char **argv)
 	struct policy *pol = NULL;
 	struct store *st = NULL;
 	struct store_opts so;
-	char err[1024], *pos[4];
+	char err[1024], *pos[4], *fields_buf = NULL;
 	int npos = 0, rc, i;
 
 	memset(&q, 0, sizeof(q));
@@ -633,7 +637,11 @@ main(int argc, char **argv)
 				return usage("bad filter '%s' (F=V, F!=V, F~V, "
 				    "F<V, F>V)", argv[i]);
 		} else if (!strcmp(a, "--fields")) {
-			char *s = strdup(argv[++i]), *save, *tok;
+			char *s, *save, *tok;
+
+			free(fields_buf);
+			s = fields_buf = strdup(argv[++i]);
+			q.nfields = 0;
 
 			for (tok = strtok_r(s, ",", &save); tok;
 			    tok = strtok_r(NULL, ",", &save)) {
@@ -712,5 +720,6 @@ out:
 	policy_free(pol);
 	config_fini(&cfg);
 	free(q.fields);
+	free(fields_buf);
 	return rc;
 }

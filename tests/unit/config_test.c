@@ -127,7 +127,7 @@ Test(example, loads_with_every_key)
 	cr_assert_eq(c.dead_after_ms, 15000);
 	cr_assert_eq(c.backoff_min_ms, 200);
 	cr_assert_eq(c.backoff_max_ms, 30000);
-	cr_assert_eq(c.batch_bytes, 65536);
+	cr_assert_eq(c.batch_bytes, 262144);
 	cr_assert_eq(c.window, 8);
 
 	cr_assert_eq(c.npeers, 2);
@@ -184,7 +184,7 @@ Test(config, defaults_and_relative_paths)
 	cr_assert_eq(c.dead_after_ms, 15000);
 	cr_assert_eq(c.backoff_min_ms, 200);
 	cr_assert_eq(c.backoff_max_ms, 30000);
-	cr_assert_eq(c.batch_bytes, 65536);
+	cr_assert_eq(c.batch_bytes, 262144);
 	cr_assert_eq(c.window, 8);
 	cr_assert_eq(c.npeers, 0);
 	cr_assert_null(c.peers);
