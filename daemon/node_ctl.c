@@ -5,6 +5,7 @@
  * naming what is wrong.
  */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -419,6 +420,184 @@ do_quarantine(struct node *n, json_t *req)
 	return json_pack("{s:b, s:o}", "ok", 1, "entries", arr);
 }
 
+/* ------------------------------------------------------------------ */
+/* Metrics and audit                                                   */
+/* ------------------------------------------------------------------ */
+
+struct text {
+	char *p;
+	size_t len, cap;
+};
+
+static void __attribute__((format(printf, 2, 3)))
+text_add(struct text *t, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	for (;;) {
+		size_t room = t->cap - t->len;
+
+		va_start(ap, fmt);
+		n = vsnprintf(t->p ? t->p + t->len : NULL, room, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			return;
+		if ((size_t)n < room) {
+			t->len += (size_t)n;
+			return;
+		}
+		size_t cap = t->cap ? t->cap * 2 : 4096;
+		while (cap - t->len <= (size_t)n)
+			cap *= 2;
+		char *np = realloc(t->p, cap);
+		if (np == NULL)
+			return;
+		t->p = np;
+		t->cap = cap;
+	}
+}
+
+static void
+metric_head(struct text *t, const char *name, const char *type,
+    const char *help)
+{
+	text_add(t, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* Prometheus text exposition format 0.0.4. */
+static json_t *
+do_metrics(struct node *n)
+{
+	static const struct {
+		const char *name, *type, *help;
+	} pm[] = {
+		{ "nbx_peer_up", "gauge", "1 while the sync session with the peer is established." },
+		{ "nbx_peer_lag_changes", "gauge", "Log entries of this node the peer has not acknowledged." },
+		{ "nbx_peer_bytes_in_total", "counter", "Plaintext bytes received from the peer." },
+		{ "nbx_peer_bytes_out_total", "counter", "Plaintext bytes sent to the peer." },
+		{ "nbx_peer_changes_in_total", "counter", "Changes received from the peer." },
+		{ "nbx_peer_changes_out_total", "counter", "Changes sent to the peer." },
+		{ "nbx_peer_quarantined_total", "counter", "Changes from the peer refused into quarantine." },
+	};
+	struct store_meta m;
+	struct text t = { NULL, 0, 0 };
+	json_t *reply;
+	int rc;
+
+	if ((rc = store_meta_get(n->st, &m)) != 0)
+		return ctl_error(rc, "%s", store_last_error(n->st));
+	for (size_t k = 0; k < sizeof(pm) / sizeof(pm[0]); k++) {
+		metric_head(&t, pm[k].name, pm[k].type, pm[k].help);
+		for (struct peer *p = n->peers; p; p = p->next) {
+			const struct sync_stats *s = p->active && p->active->sess ?
+			    sync_session_stats(p->active->sess) : NULL;
+			uint64_t v = 0;
+
+			switch (k) {
+			case 0: v = p->active != NULL; break;
+			case 1: v = s && m.last_seq > s->acked_seq ?
+			    m.last_seq - s->acked_seq : (s ? 0 : m.last_seq); break;
+			case 2: v = p->bytes_in + (s ? s->bytes_in : 0); break;
+			case 3: v = p->bytes_out + (s ? s->bytes_out : 0); break;
+			case 4: v = p->changes_in + (s ? s->changes_in : 0); break;
+			case 5: v = p->changes_out + (s ? s->changes_out : 0); break;
+			case 6: v = p->rejected_in + (s ? s->rejected_in : 0); break;
+			}
+			text_add(&t, "%s{peer=\"%s\"} %llu\n", pm[k].name, p->id,
+			    (unsigned long long)v);
+		}
+	}
+	metric_head(&t, "nbx_records", "gauge", "Records in the store.");
+	text_add(&t, "nbx_records %llu\n", (unsigned long long)m.records);
+	metric_head(&t, "nbx_log_seq", "counter", "Latest change-log sequence number.");
+	text_add(&t, "nbx_log_seq %llu\n", (unsigned long long)m.last_seq);
+	metric_head(&t, "nbx_quarantined", "gauge", "Entries in quarantine.");
+	text_add(&t, "nbx_quarantined %llu\n", (unsigned long long)m.quarantined);
+	metric_head(&t, "nbx_store_map_size_bytes", "gauge", "LMDB map size.");
+	text_add(&t, "nbx_store_map_size_bytes %llu\n", (unsigned long long)m.map_size);
+	metric_head(&t, "nbx_store_map_used_bytes", "gauge", "LMDB map in use.");
+	text_add(&t, "nbx_store_map_used_bytes %llu\n", (unsigned long long)m.map_used);
+	metric_head(&t, "nbx_store_map_usage_ratio", "gauge", "Share of the LMDB map in use (it grows on demand).");
+	text_add(&t, "nbx_store_map_usage_ratio %.4f\n", m.map_size ?
+	    (double)m.map_used / (double)m.map_size : 0.0);
+	reply = json_pack("{s:b, s:s#}", "ok", 1, "text", t.p ? t.p : "",
+	    (int)t.len);
+	free(t.p);
+	return reply;
+}
+
+/*
+ * The disclosure log, filtered by peer, record ("coll/id") and time
+ * ("since", Unix ms), oldest first, at most `limit` entries.
+ */
+static json_t *
+do_audit(struct node *n, json_t *req)
+{
+	const char *peer = json_string_value(json_object_get(req, "peer"));
+	const char *record = json_string_value(json_object_get(req, "record"));
+	json_int_t since = json_integer_value(json_object_get(req, "since"));
+	json_int_t limit = json_integer_value(json_object_get(req, "limit"));
+	struct nbx_str coll = { NULL, 0 }, id = { NULL, 0 };
+	struct store_rtxn *t;
+	struct store_audit_entry *e;
+	json_t *arr;
+	uint64_t after = 0;
+	int rc;
+
+	if (record) {
+		const char *slash = strchr(record, '/');
+
+		if (slash == NULL)
+			return ctl_error(NBX_EINVAL, "record must be COLL/ID, not "
+			    "'%s'", record);
+		coll = (struct nbx_str){ record, (uint32_t)(slash - record) };
+		id = nbx_str_c(slash + 1);
+	}
+	if (limit <= 0)
+		limit = 100000;
+	if ((e = malloc(sizeof(*e))) == NULL)
+		return ctl_error(NBX_ENOMEM, "out of memory");
+	if ((rc = store_rtxn_begin(n->st, &t)) != 0) {
+		free(e);
+		return ctl_error(rc, "%s", store_last_error(n->st));
+	}
+	arr = json_array();
+	while (limit > 0 && store_audit_next(t, after, e) == 0) {
+		json_t *items = json_array();
+		static const char *const kinds[] = { "?", "field", "element",
+		    "state", "audience", "erase" };
+
+		after = e->aseq;
+		if ((peer && !nbx_str_eq(e->peer, nbx_str_c(peer))) ||
+		    (record && (!nbx_str_eq(e->coll, coll) ||
+		    !nbx_str_eq(e->id, id))) ||
+		    (since > 0 && e->time_ms < (uint64_t)since))
+			continue;
+		for (uint32_t i = 0; i < e->nitems; i++) {
+			const struct store_audit_item *it = &e->items[i];
+
+			json_array_append_new(items, json_pack(
+			    "{s:s, s:s#, s:s#, s:o, s:s#}", "kind",
+			    kinds[it->kind < 6 ? it->kind : 0], "field",
+			    it->field.p, (int)it->field.n, "element",
+			    it->elem.p, (int)it->elem.n, "time",
+			    iso(HLC_MS(it->hlc)), "origin", it->origin.p,
+			    (int)it->origin.n));
+		}
+		json_array_append_new(arr, json_pack(
+		    "{s:I, s:o, s:s#, s:s#, s:s#, s:o, s:I}", "aseq",
+		    (json_int_t)e->aseq, "time", iso(e->time_ms), "peer",
+		    e->peer.p, (int)e->peer.n, "collection", e->coll.p,
+		    (int)e->coll.n, "id", e->id.p, (int)e->id.n, "items", items,
+		    "more", (json_int_t)e->more));
+		limit--;
+	}
+	store_rtxn_end(t);
+	free(e);
+	return json_pack("{s:b, s:o}", "ok", 1, "entries", arr);
+}
+
 json_t *
 node__control(void *arg, json_t *req)
 {
@@ -447,6 +626,10 @@ node__control(void *arg, json_t *req)
 		return do_peer_remove(n, req);
 	if (!strcmp(cmd, "quarantine"))
 		return do_quarantine(n, req);
+	if (!strcmp(cmd, "metrics"))
+		return do_metrics(n);
+	if (!strcmp(cmd, "audit"))
+		return do_audit(n, req);
 	if (!strcmp(cmd, "reload")) {
 		if ((rc = node__reload(n, err, sizeof(err))) != 0)
 			return ctl_error(rc, "reload failed, still running with "

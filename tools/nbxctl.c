@@ -45,6 +45,8 @@ static const char MAIN_HELP[] =
     "  delete COLL ID | erase COLL ID\n"
     "  import FILE.jsonl | -                       load records in bulk\n"
     "  quarantine                                  refused incoming changes\n"
+    "  audit [--peer ID] [--record COLL/ID] [--since T]  disclosure log\n"
+    "  metrics                                     Prometheus metrics\n"
     "  reload                                      reload certificates, CRL, peers\n"
     "\n"
     "Options:\n"
@@ -408,12 +410,21 @@ cmd_peer(struct ctx *x, int argc, char **argv)
 			json_t *p;
 			size_t i;
 
-			printf("%-12s %-24s %-11s %-42s\n", "PEER", "ADDRESS",
-			    "STATE", "IDENTITY CHECK");
-			json_array_foreach(json_object_get(reply, "peers"), i, p)
-				printf("%-12s %-24s %-11s %s\n", str_or(p, "id",
-				    "?"), str_or(p, "address", "?"), str_or(p,
-				    "state", "?"), str_or(p, "identity", "?"));
+			printf("%-12s %-24s %-11s %7s  %s\n", "PEER", "ADDRESS",
+			    "STATE", "LAG", "IDENTITY CHECK");
+			json_array_foreach(json_object_get(reply, "peers"), i, p) {
+				json_t *l = json_object_get(p, "lag");
+				char lag[32] = "-";
+
+				if (json_is_integer(l))
+					snprintf(lag, sizeof(lag), "%"
+					    JSON_INTEGER_FORMAT,
+					    json_integer_value(l));
+				printf("%-12s %-24s %-11s %7s  %s\n", str_or(p,
+				    "id", "?"), str_or(p, "address", "?"),
+				    str_or(p, "state", "?"), lag, str_or(p,
+				    "identity", "?"));
+			}
 		}
 	} else {
 		return usage_error("unknown peer verb '%s'", argv[0]);
@@ -691,6 +702,118 @@ cmd_quarantine(struct ctx *x, int argc, char **argv)
 }
 
 static int
+cmd_metrics(struct ctx *x, int argc, char **argv)
+{
+	json_t *reply;
+	int rc;
+
+	if (wants_help(argc, argv)) {
+		puts("usage: nbxctl metrics\n\nPrometheus text exposition: peer "
+		    "up, lag, bytes and changes each way,\nquarantined, records, "
+		    "store and map size.  Serve it with a textfile\ncollector or "
+		    "a small wrapper.");
+		return 0;
+	}
+	if ((rc = call(x, json_pack("{s:s}", "cmd", "metrics"), &reply)) != 0)
+		return rc;
+	fputs(str_or(reply, "text", ""), stdout);
+	json_decref(reply);
+	return 0;
+}
+
+static const char AUDIT_HELP[] =
+    "usage: nbxctl audit [--peer ID] [--record COLL/ID] [--since TIME] "
+    "[--json]\n"
+    "\n"
+    "The disclosure log: which peer was sent which fields of which record,\n"
+    "and when (names and versions, never values).  TIME is YYYY-MM-DD or\n"
+    "YYYY-MM-DDTHH:MM:SSZ (UTC).\n";
+
+/* YYYY-MM-DD[THH:MM[:SS]][Z] in UTC to Unix ms; -1 if malformed. */
+static long long
+parse_time(const char *s)
+{
+	struct tm tm;
+	const char *end;
+
+	memset(&tm, 0, sizeof(tm));
+	if ((end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm)) == NULL &&
+	    (end = strptime(s, "%Y-%m-%dT%H:%M", &tm)) == NULL &&
+	    (end = strptime(s, "%Y-%m-%d", &tm)) == NULL)
+		return -1;
+	if (*end == 'Z')
+		end++;
+	if (*end)
+		return -1;
+	return (long long)timegm(&tm) * 1000;
+}
+
+static int
+cmd_audit(struct ctx *x, int argc, char **argv)
+{
+	json_t *req = json_pack("{s:s}", "cmd", "audit"), *reply, *e, *it;
+	size_t i, j;
+	int rc;
+
+	if (wants_help(argc, argv)) {
+		fputs(AUDIT_HELP, stdout);
+		json_decref(req);
+		return 0;
+	}
+	for (int k = 0; k < argc; k += 2) {
+		const char *v = k + 1 < argc ? argv[k + 1] : NULL;
+
+		if (v == NULL) {
+			json_decref(req);
+			return usage_error("audit: %s needs a value", argv[k]);
+		}
+		if (!strcmp(argv[k], "--peer")) {
+			json_object_set_new(req, "peer", json_string(v));
+		} else if (!strcmp(argv[k], "--record")) {
+			json_object_set_new(req, "record", json_string(v));
+		} else if (!strcmp(argv[k], "--since")) {
+			long long t = parse_time(v);
+
+			if (t < 0) {
+				json_decref(req);
+				return usage_error("audit: --since takes YYYY-MM-DD "
+				    "or YYYY-MM-DDTHH:MM:SSZ, not '%s'", v);
+			}
+			json_object_set_new(req, "since", json_integer(t));
+		} else {
+			json_decref(req);
+			return usage_error("audit: unknown option '%s'", argv[k]);
+		}
+	}
+	if ((rc = call(x, req, &reply)) != 0)
+		return rc;
+	if (!x->json)
+		printf("%-24s %-8s %-34s %s\n", "TIME", "PEER", "RECORD",
+		    "FIELDS");
+	json_array_foreach(json_object_get(reply, "entries"), i, e) {
+		char rec[200];
+
+		if (x->json) {
+			print_json(e);
+			continue;
+		}
+		snprintf(rec, sizeof(rec), "%s/%s", str_or(e, "collection", ""),
+		    str_or(e, "id", ""));
+		printf("%-24s %-8s %-34s", str_or(e, "time", "-"),
+		    str_or(e, "peer", "?"), rec);
+		json_array_foreach(json_object_get(e, "items"), j, it) {
+			const char *f = str_or(it, "field", NULL);
+
+			printf("%s%s%s%s", j ? "," : " ", f ? f : "(",
+			    f ? "" : str_or(it, "kind", "?"), f ? "" : ")");
+		}
+		printf("\n");
+	}
+	json_decref(reply);
+	return 0;
+}
+
+static int
 cmd_simple(struct ctx *x, const char *cmd, const char *done, int argc,
     char **argv)
 {
@@ -758,6 +881,10 @@ main(int argc, char **argv)
 		return cmd_import(&x, argc, argv);
 	if (!strcmp(verb, "quarantine"))
 		return cmd_quarantine(&x, argc, argv);
+	if (!strcmp(verb, "metrics"))
+		return cmd_metrics(&x, argc, argv);
+	if (!strcmp(verb, "audit"))
+		return cmd_audit(&x, argc, argv);
 	if (!strcmp(verb, "reload"))
 		return cmd_simple(&x, "reload", "reloaded", argc, argv);
 	return usage_error("unknown verb '%s'", verb);

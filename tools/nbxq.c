@@ -438,7 +438,8 @@ cmd_list(struct store *st, const struct policy *pol, struct query *q,
 			for (int i = 0; i <= ncols; i++)
 				if (strlen(rows[r2].cells[i]) > w[i])
 					w[i] = strlen(rows[r2].cells[i]);
-		printf("%-*s", (int)w[0], "ID");
+		/* aligned columns; the last is not padded */
+		printf("%-*s", ncols ? (int)w[0] : 0, "ID");
 		for (int i = 0; i < ncols; i++) {
 			char up[NBX_NAME_MAX + 1];
 			size_t k;
@@ -446,13 +447,14 @@ cmd_list(struct store *st, const struct policy *pol, struct query *q,
 			for (k = 0; cols[i][k] && k < NBX_NAME_MAX; k++)
 				up[k] = (char)toupper((unsigned char)cols[i][k]);
 			up[k] = 0;
-			printf("  %-*s", (int)w[i + 1], up);
+			printf("  %-*s", i + 1 < ncols ? (int)w[i + 1] : 0, up);
 		}
 		printf("\n");
 		for (size_t r2 = 0; r2 < nrows; r2++) {
-			printf("%-*s", (int)w[0], rows[r2].cells[0]);
+			printf("%-*s", ncols ? (int)w[0] : 0, rows[r2].cells[0]);
 			for (int i = 0; i < ncols; i++)
-				printf("  %-*s", (int)w[i + 1], rows[r2].cells[i + 1]);
+				printf("  %-*s", i + 1 < ncols ? (int)w[i + 1] : 0,
+				    rows[r2].cells[i + 1]);
 			printf("\n");
 		}
 		free(w);

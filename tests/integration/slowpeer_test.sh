@@ -25,7 +25,14 @@ wait_until 10 "ee drops the silent lv" sh -c "'$BIN/nbxctl' -c '$T/ee/nbx.conf' 
 dropped=$(( $(date +%s) - stopped_at ))
 grep -q "\[lv\] disconnected: dead link" "$T/ee/nbxd.log" || fail "no dead-link log line"
 ctl ee status | grep -q "^lv .*dead link" || fail "status does not show lv's last error"
-ok "silent lv dropped after ${dropped}s (dead_after 2s) and shown in status"
+ctl ee metrics >"$T/metrics"
+grep -q '^nbx_peer_up{peer="lv"} 0$' "$T/metrics" || fail "metrics: lv still up: $(grep peer_up "$T/metrics")"
+grep -q '^nbx_peer_up{peer="fi"} 1$' "$T/metrics" || fail "metrics: fi not up"
+grep -q '^# TYPE nbx_peer_lag_changes gauge$' "$T/metrics" || fail "metrics format"
+lag=$(sed -n 's/^nbx_peer_lag_changes{peer="lv"} //p' "$T/metrics")
+[ "$lag" -gt 0 ] || fail "metrics: lv lag should be > 0, is '$lag'"
+[ "$dropped" -le 6 ] || fail "took ${dropped}s to notice a dead link of 2s"
+ok "silent lv dropped after ${dropped}s (dead_after 2s), shown in status and metrics"
 
 kill -CONT "$(cat "$T/lv/pid")"
 wait_until 30 "lv catches up after waking" sh -c "[ \"\$('$BIN/nbxq' -c '$T/lv/nbx.conf' count training)\" = 5000 ]"
