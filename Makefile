@@ -67,6 +67,12 @@ $(BUILD)/nbxctl: $(call obj,tools/nbxctl.c) $(ALLLIBS)
 $(BUILD)/nbxq: $(call obj,tools/nbxq.c) $(ALLLIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+# Test tools, built for the integration tests: a rogue peer that speaks
+# real mutual TLS and then sends crafted traffic (tests/rogue/).
+TEST_PROGS := $(BUILD)/nbx-rogue
+$(BUILD)/nbx-rogue: $(call obj,tests/rogue/nbx-rogue.c) $(ALLLIBS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(ALLLIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(TESTLIBS)
@@ -81,7 +87,7 @@ test: deps
 unit-run: $(PROGS) $(UNIT_BIN)
 	@BUILD=$(BUILD) ./tests/run-unit.sh $(UNIT_BIN)
 
-integration-run: $(PROGS)
+integration-run: $(PROGS) $(TEST_PROGS)
 	@BUILD=$(BUILD) ./tests/run-integration.sh
 
 unit: deps
@@ -98,22 +104,106 @@ asan: deps
 	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" \
 	    unit-run integration-run
 
+# ------------------------------------------------------------------
+# Fuzzing: libFuzzer harnesses tests/fuzz/<name>.c (clang), each linked
+# with the proto, store and daemon sources (not daemon/main.c) built once
+# into build/fuzz/obj with sanitizer and coverage instrumentation.  The
+# harness bodies are plain functions nbx_fuzz_<name>; NBX_LIBFUZZER adds
+# the libFuzzer entry points, and tests/unit/fuzz_replay_test.c replays
+# every corpus file through the same bodies in the unit tests.
+#
+#   make fuzz [FUZZ_SECONDS=N]  each harness N s (30) over its corpus;
+#                               new inputs land in tests/fuzz/corpus/<name>/
+#   make fuzz-ci                the same, FUZZ_SECONDS (30, or from the
+#                               environment) each; new inputs go to a
+#                               scratch dir, the corpus is only read; any
+#                               crash, leak or timeout fails it
+#   make fuzz-cmin              shrinks each corpus to the inputs that add
+#                               coverage (libFuzzer -merge=1)
+#   make fuzz-seeds             regenerates the binary seeds (seed-*) with
+#                               tests/fuzz/seedgen.c
+# Findings are written to tests/fuzz/corpus/<name>/crash-<sha1> (leak-,
+# timeout-, oom-); reproduce with build/fuzz/<name> FILE.
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/*_fuzz.c))
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 FUZZ_SECONDS ?= 30
-build/fuzz/%: tests/fuzz/%.c $(PROTO_SRC) $(STORE_SRC)
+FUZZ_CC     := clang
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -DNBX_LIBFUZZER $(WARN) -g -O1 \
+	       -fno-omit-frame-pointer \
+	       -fsanitize=address,undefined -fno-sanitize-recover=all
+FUZZ_OBJ    := $(patsubst %.c,build/fuzz/obj/%.o,\
+	       $(PROTO_SRC) $(STORE_SRC) $(DAEMON_SRC))
+FUZZ_LIB    := build/fuzz/libnbxfuzz.a
+FUZZ_ENV    := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	       UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+FUZZ_OPTS   := -rss_limit_mb=1024 -timeout=10 -print_final_stats=1
+# -dict=tests/fuzz/<name>.dict when the harness has one
+fuzz_dict    = $$(test -f tests/fuzz/$$n.dict && echo -dict=tests/fuzz/$$n.dict)
+
+build/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	clang -std=c11 -D_GNU_SOURCE -Iproto -Istore -g -O1 \
-	    -fsanitize=fuzzer,address,undefined -o $@ $^ $(LIBS)
-# Runs each harness for FUZZ_SECONDS over its corpus; new findings land in
-# tests/fuzz/corpus/<name>/ and are kept as regression inputs.
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link \
+	    -c $< -o $@
+$(FUZZ_LIB): $(FUZZ_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) -MF $@.d -MT $@ $(FUZZ_CFLAGS) \
+	    -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB) $(LIBS)
+# The seed generator is an ordinary program over the normal libraries.
+build/fuzz/seedgen: tests/fuzz/seedgen.c $(ALLLIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -MF $@.d -MT $@ $(CFLAGS) $(LDFLAGS) -o $@ $< \
+	    $(ALLLIBS) $(LIBS)
+
+.PHONY: fuzz-ci fuzz-cmin fuzz-seeds
 fuzz: deps $(FUZZ_BIN)
 	@for f in $(FUZZ_BIN); do n=$$(basename $$f); \
 	    mkdir -p tests/fuzz/corpus/$$n; \
 	    echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
-	    $$f -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=512 \
-	        -artifact_prefix=tests/fuzz/corpus/$$n/crash- \
+	    $(FUZZ_ENV) $$f $(FUZZ_OPTS) -max_total_time=$(FUZZ_SECONDS) \
+	        $(fuzz_dict) -artifact_prefix=tests/fuzz/corpus/$$n/ \
 	        tests/fuzz/corpus/$$n || exit 1; done
+
+# Every harness runs even after one fails; the summary names the
+# failures and the run fails if there is any.
+fuzz-ci: deps $(FUZZ_BIN)
+	@t0=$$(date +%s); failed=""; \
+	for f in $(FUZZ_BIN); do n=$$(basename $$f); \
+	    mkdir -p build/fuzz/ci/$$n tests/fuzz/corpus/$$n; \
+	    log=build/fuzz/ci/$$n.log; t1=$$(date +%s); \
+	    if $(FUZZ_ENV) $$f $(FUZZ_OPTS) -max_total_time=$(FUZZ_SECONDS) \
+	        $(fuzz_dict) -artifact_prefix=tests/fuzz/corpus/$$n/ \
+	        build/fuzz/ci/$$n tests/fuzz/corpus/$$n >$$log 2>&1; then \
+	        r=ok; else r=FAILED; failed="$$failed $$n"; \
+	        grep -E -A40 'ERROR: |runtime error|fuzz check failed|==[0-9]+== ' \
+	            $$log | head -80; fi; \
+	    echo "fuzz-ci: $$n $$r in $$(( $$(date +%s) - t1 ))s," \
+	        "$$(sed -n 's/^stat::number_of_executed_units: *//p' $$log)" \
+	        "execs, $$(ls tests/fuzz/corpus/$$n | wc -l) corpus files"; \
+	done; \
+	echo "fuzz-ci: $$(( $$(date +%s) - t0 ))s for $(words $(FUZZ_BIN)) harnesses"; \
+	if [ -n "$$failed" ]; then \
+	    echo "fuzz-ci: failed:$$failed (inputs in tests/fuzz/corpus/<name>/, logs in build/fuzz/ci/)"; \
+	    exit 1; fi
+
+fuzz-cmin: $(FUZZ_BIN)
+	@for f in $(FUZZ_BIN); do n=$$(basename $$f); d=tests/fuzz/corpus/$$n; \
+	    rm -rf build/fuzz/cmin/$$n; mkdir -p build/fuzz/cmin/$$n; \
+	    $(FUZZ_ENV) $$f -merge=1 -rss_limit_mb=1024 -timeout=10 \
+	        build/fuzz/cmin/$$n $$d >build/fuzz/cmin/$$n.log 2>&1 || \
+	        { tail -n 30 build/fuzz/cmin/$$n.log; exit 1; }; \
+	    for k in $$d/*; do case $$(basename $$k) in \
+	        seed-*|crash-*|leak-*|timeout-*|oom-*|regress-*) ;; \
+	        *) rm -f $$k ;; esac; done; \
+	    for k in build/fuzz/cmin/$$n/*; do \
+	        [ -e $$d/$$(basename $$k) ] || cp $$k $$d/; done; \
+	    echo "fuzz-cmin: $$n: $$(ls $$d | wc -l) files," \
+	        "$$(du -sk $$d | cut -f1) KiB"; done
+
+fuzz-seeds: build/fuzz/seedgen
+	./build/fuzz/seedgen tests/fuzz/corpus
 
 bench: deps all
 	@./tests/bench/run.sh

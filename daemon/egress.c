@@ -93,6 +93,16 @@ sync__egress_filter(const struct policy *pol, const struct crdt_record *r,
 		case CHANGE_ERASE:
 			keep[i] = disclosed || coll_has_region(pc);
 			break;
+		case CHANGE_RECEIPT:
+			/*
+			 * Receipts say who purged; they travel to whoever had
+			 * the record, and back to its creator, so the eraser
+			 * learns about nodes it reached through relays.
+			 */
+			keep[i] = disclosed || coll_has_region(pc) ||
+			    nbx_audience_has(&r->aud, peer) ||
+			    nbx_str_eq(nbx_id_creator(r->id), peer);
+			break;
 		case CHANGE_STATE:
 			break;		/* decided below, once data is known */
 		}

@@ -565,8 +565,6 @@ do_audit(struct node *n, json_t *req)
 	arr = json_array();
 	while (limit > 0 && store_audit_next(t, after, e) == 0) {
 		json_t *items = json_array();
-		static const char *const kinds[] = { "?", "field", "element",
-		    "state", "audience", "erase" };
 
 		after = e->aseq;
 		if ((peer && !nbx_str_eq(e->peer, nbx_str_c(peer))) ||
@@ -579,7 +577,7 @@ do_audit(struct node *n, json_t *req)
 
 			json_array_append_new(items, json_pack(
 			    "{s:s, s:s#, s:s#, s:o, s:s#}", "kind",
-			    kinds[it->kind < 6 ? it->kind : 0], "field",
+			    change_kind_name(it->kind), "field",
 			    it->field.p, (int)it->field.n, "element",
 			    it->elem.p, (int)it->elem.n, "time",
 			    iso(HLC_MS(it->hlc)), "origin", it->origin.p,
@@ -596,6 +594,84 @@ do_audit(struct node *n, json_t *req)
 	store_rtxn_end(t);
 	free(e);
 	return json_pack("{s:b, s:o}", "ok", 1, "entries", arr);
+}
+
+/*
+ * erasures: every erased record this node knows, with its receipts: who
+ * confirmed the purge, and who has not yet.
+ */
+static json_t *
+do_erasures(struct node *n)
+{
+	struct store_rtxn *t;
+	struct nbx_str coll = { "", 0 }, id = { "", 0 };
+	json_t *arr = json_array();
+	int rc;
+
+	if ((rc = store_rtxn_begin(n->st, &t)) != 0) {
+		json_decref(arr);
+		return ctl_error(rc, "%s", store_last_error(n->st));
+	}
+	while (store_erasure_next(t, coll, id, &coll, &id) == 0) {
+		struct crdt_record r;
+		json_t *done = json_array(), *pending = json_array(), *o;
+
+		if (store_record_get(t, coll, id, &r) != 0) {
+			crdt_record_fini(&r);
+			json_decref(done);
+			json_decref(pending);
+			continue;
+		}
+		for (size_t i = 0; i < r.nrcpt; i++) {
+			const struct crdt_receipt *x = &r.rcpt[i];
+
+			if (!nbx_str_eq(x->what, nbx_str_c("erase")))
+				continue;
+			if (x->state == RECEIPT_DONE)
+				json_array_append_new(done, json_pack(
+				    "{s:s#, s:o}", "node", x->node.p,
+				    (int)x->node.n, "time",
+				    iso(HLC_MS(x->ver.hlc))));
+			else
+				json_array_append_new(pending, json_stringn(
+				    x->node.p, x->node.n));
+		}
+		o = json_pack("{s:s#, s:s#, s:o, s:s#, s:o, s:o}", "collection",
+		    coll.p, (int)coll.n, "id", id.p, (int)id.n, "erased_at",
+		    iso(HLC_MS(r.erase.hlc)), "erased_by", r.erase.origin.p,
+		    (int)r.erase.origin.n, "receipts", done, "pending", pending);
+		json_array_append_new(arr, o);
+		crdt_record_fini(&r);
+	}
+	store_rtxn_end(t);
+	return json_pack("{s:b, s:o}", "ok", 1, "erasures", arr);
+}
+
+/*
+ * compact: the store is rewritten and swapped in.  The loop is busy for
+ * the copy (a short, documented pause); sessions keep their connections
+ * and carry on from their positions afterwards.
+ */
+static json_t *
+do_compact(struct node *n)
+{
+	uint64_t before, after;
+	uint64_t t0 = log_now_ms();
+	int rc = store_compact(n->st, &before, &after);
+
+	if (rc == NBX_ESTORE && n->st != NULL) {
+		log_msg(LOG_ERROR, NULL, "compaction: %s; stopping",
+		    store_last_error(n->st));
+		node__stop(n);
+		return ctl_error(rc, "%s", store_last_error(n->st));
+	}
+	if (rc != 0)
+		return ctl_error(rc, "compact: %s", store_last_error(n->st));
+	log_msg(LOG_INFO, NULL, "compacted the store: %llu -> %llu bytes in "
+	    "%llu ms", (unsigned long long)before, (unsigned long long)after,
+	    (unsigned long long)(log_now_ms() - t0));
+	return json_pack("{s:b, s:I, s:I}", "ok", 1, "before",
+	    (json_int_t)before, "after", (json_int_t)after);
 }
 
 json_t *
@@ -630,6 +706,10 @@ node__control(void *arg, json_t *req)
 		return do_metrics(n);
 	if (!strcmp(cmd, "audit"))
 		return do_audit(n, req);
+	if (!strcmp(cmd, "erasures"))
+		return do_erasures(n);
+	if (!strcmp(cmd, "compact"))
+		return do_compact(n);
 	if (!strcmp(cmd, "reload")) {
 		if ((rc = node__reload(n, err, sizeof(err))) != 0)
 			return ctl_error(rc, "reload failed, still running with "

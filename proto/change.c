@@ -11,6 +11,7 @@
  *   kind 3 STATE     ... state]                            7 elements
  *   kind 4 AUDIENCE  ... [id, ...]]                        7 elements
  *   kind 5 ERASE     ]                                     6 elements
+ *   kind 6 RECEIPT   ... what, node, state]                9 elements
  *
  *   coll, field  str 1..NBX_NAME_MAX
  *   id           str 1..NBX_RECID_MAX (the record id)
@@ -18,7 +19,9 @@
  *   origin       str 1..NBX_ID_MAX
  *   elem         str 0..NBX_STR_MAX
  *   present      bool (ELEM's value: 1 present, 0 removed)
- *   state        int64 (STATE's value)
+ *   state        int64 (STATE's and RECEIPT's value)
+ *   what, node   RECEIPT: str 1..NBX_NAME_MAX ("erase", "revoke") and the
+ *                purging node, str 1..NBX_ID_MAX (field and elem)
  *   value        nil | bool | int64 | str 0..NBX_STR_MAX
  *   aud          nil (no audience) |
  *                [aud_hlc uint64, aud_origin str 0..NBX_ID_MAX, [id, ...]]
@@ -63,10 +66,10 @@
 #define WIRE_VERSION	1
 
 /* Elements of the outer array, by kind (index 0 unused). */
-static const uint32_t arity[] = { 0, 9, 10, 7, 7, 6 };
+static const uint32_t arity[] = { 0, 9, 10, 7, 7, 6, 9 };
 
 #define KIND_MIN	CHANGE_FIELD
-#define KIND_MAX	CHANGE_ERASE
+#define KIND_MAX	CHANGE_RECEIPT
 
 /*
  * The limits the validator applies before msgpack-c sees a byte.  The
@@ -159,7 +162,8 @@ static int
 encode_check(const struct change *c)
 {
 	int k = (int)c->kind;
-	int has_field = k == CHANGE_FIELD || k == CHANGE_ELEM;
+	int has_field = k == CHANGE_FIELD || k == CHANGE_ELEM ||
+	    k == CHANGE_RECEIPT;
 
 	if (k < KIND_MIN || k > KIND_MAX)
 		return NBX_EINVAL;
@@ -170,6 +174,7 @@ encode_check(const struct change *c)
 	if (has_field ? !str_ok(c->field, 1, NBX_NAME_MAX) : c->field.n != 0)
 		return NBX_EINVAL;
 	if (k == CHANGE_ELEM ? !str_ok(c->elem, 0, NBX_STR_MAX) :
+	    k == CHANGE_RECEIPT ? !str_ok(c->elem, 1, NBX_ID_MAX) :
 	    c->elem.n != 0)
 		return NBX_EINVAL;
 	if (!value_ok(&c->val))
@@ -196,6 +201,10 @@ encode_check(const struct change *c)
 		break;
 	case CHANGE_ERASE:
 		if (c->val.t != NBX_V_NIL || !aud_empty(&c->aud))
+			return NBX_EINVAL;
+		break;
+	case CHANGE_RECEIPT:
+		if (c->val.t != NBX_V_INT || !aud_empty(&c->aud))
 			return NBX_EINVAL;
 		break;
 	}
@@ -298,6 +307,11 @@ change_encode(const struct change *c, struct nbx_buf *out)
 		pack_ids(&pk, &c->aud);
 		break;
 	case CHANGE_ERASE:
+		break;
+	case CHANGE_RECEIPT:
+		pack_str(&pk, c->field);
+		pack_str(&pk, c->elem);
+		pack_value(&pk, &c->val);
 		break;
 	}
 	r = s.err;
@@ -467,6 +481,14 @@ from_object(const msgpack_object *o, struct change *c)
 		c->aud.origin = c->origin;
 		break;
 	case CHANGE_ERASE:
+		break;
+	case CHANGE_RECEIPT:
+		if ((r = get_str(&e[6], 1, NBX_NAME_MAX, &c->field)) != 0 ||
+		    (r = get_str(&e[7], 1, NBX_ID_MAX, &c->elem)) != 0 ||
+		    (r = get_value(&e[8], &c->val)) != 0)
+			return r;
+		if (c->val.t != NBX_V_INT)
+			return NBX_EMALFORMED;
 		break;
 	}
 	return 0;

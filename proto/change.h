@@ -65,6 +65,14 @@ enum change_kind {
 	CHANGE_STATE = 3,	/* val is NBX_V_INT REC_LIVE or REC_DELETED */
 	CHANGE_AUDIENCE = 4,	/* `aud` is the record's new audience */
 	CHANGE_ERASE = 5,	/* the record is erased (absorbing) */
+	CHANGE_RECEIPT = 6,	/* a node confirms (or a relay announces) a
+				   purge: field "erase" or "revoke", elem the
+				   purging node, val NBX_V_INT RECEIPT_* */
+};
+
+enum receipt_state {
+	RECEIPT_PENDING = 1,	/* the node received data and must purge */
+	RECEIPT_DONE = 2,	/* the node purged (only it may say so) */
 };
 
 enum rec_state {
@@ -129,6 +137,9 @@ int change_decode(const void *buf, size_t len, struct change *c,
  * member that type uses (i for BOOL and INT, s for STR).
  */
 int change_eq(const struct change *a, const struct change *b);
+
+/* "field", "element", "state", "audience", "erase", "receipt" or "?". */
+const char *change_kind_name(unsigned kind);
 
 /* Returns 1 if the two strings hold the same bytes. */
 int nbx_str_eq(struct nbx_str a, struct nbx_str b);

@@ -74,12 +74,21 @@ crdt_record_init(struct crdt_record *r, struct nbx_str coll, struct nbx_str id)
 	r->state = REC_LIVE;
 }
 
-void
-crdt_record_fini(struct crdt_record *r)
+static void
+regs_free(struct crdt_record *r)
 {
 	free(r->regs);
 	r->regs = NULL;
 	r->nregs = r->cap = 0;
+}
+
+void
+crdt_record_fini(struct crdt_record *r)
+{
+	regs_free(r);
+	free(r->rcpt);
+	r->rcpt = NULL;
+	r->nrcpt = r->rcap = 0;
 }
 
 static int
@@ -235,6 +244,89 @@ merge_register(struct crdt_record *r, const struct change *c,
 	return 0;
 }
 
+static int
+rcpt_cmp_key(const struct crdt_receipt *x, struct nbx_str what,
+    struct nbx_str node)
+{
+	int c = nbx_str_cmp(x->what, what);
+
+	return c ? c : nbx_str_cmp(x->node, node);
+}
+
+static size_t
+rcpt_search(const struct crdt_record *r, struct nbx_str what,
+    struct nbx_str node, int *found)
+{
+	size_t lo = 0, hi = r->nrcpt;
+
+	*found = 0;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = rcpt_cmp_key(&r->rcpt[mid], what, node);
+
+		if (c == 0) {
+			*found = 1;
+			return mid;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+const struct crdt_receipt *
+crdt_record_receipt(const struct crdt_record *r, struct nbx_str what,
+    struct nbx_str node)
+{
+	int found;
+	size_t i = rcpt_search(r, what, node, &found);
+
+	return found ? &r->rcpt[i] : NULL;
+}
+
+/* Receipts: per (what, node) the greatest (state, version). */
+static int
+merge_receipt(struct crdt_record *r, const struct change *c, int *changed)
+{
+	struct crdt_ver v = { c->hlc, c->origin };
+	struct crdt_receipt *x;
+	int found;
+	size_t at = rcpt_search(r, c->field, c->elem, &found);
+
+	/* an erasure supersedes revocations: their receipts go with it */
+	if (r->erased && nbx_str_eq(c->field, nbx_str_c("revoke")))
+		return 0;
+	if (found) {
+		x = &r->rcpt[at];
+		if (x->state > c->val.i || (x->state == c->val.i &&
+		    crdt_ver_cmp(x->ver, v) >= 0))
+			return 0;
+	} else {
+		if (r->nrcpt == r->rcap) {
+			size_t cap = r->rcap ? r->rcap * 2 : 4;
+			struct crdt_receipt *n = realloc(r->rcpt,
+			    cap * sizeof(*n));
+
+			if (n == NULL)
+				return NBX_ENOMEM;
+			r->rcpt = n;
+			r->rcap = cap;
+		}
+		memmove(&r->rcpt[at + 1], &r->rcpt[at],
+		    (r->nrcpt - at) * sizeof(r->rcpt[0]));
+		r->nrcpt++;
+		x = &r->rcpt[at];
+		x->what = c->field;
+		x->node = c->elem;
+	}
+	x->state = (int)c->val.i;
+	x->ver = v;
+	*changed = 1;
+	return 0;
+}
+
 int
 crdt_record_merge(struct crdt_record *r, const struct change *c,
     struct nbx_str self, int *changed)
@@ -242,6 +334,8 @@ crdt_record_merge(struct crdt_record *r, const struct change *c,
 	struct crdt_ver v = { c->hlc, c->origin };
 
 	*changed = 0;
+	if (c->kind == CHANGE_RECEIPT)
+		return merge_receipt(r, c, changed);
 	if (r->erased) {
 		if (c->kind == CHANGE_ERASE && crdt_ver_cmp(v, r->erase) > 0) {
 			r->erase = v;
@@ -250,13 +344,24 @@ crdt_record_merge(struct crdt_record *r, const struct change *c,
 		return 0;
 	}
 	switch (c->kind) {
-	case CHANGE_ERASE:
-		crdt_record_fini(r);
+	case CHANGE_ERASE: {
+		struct crdt_receipt *rc = r->rcpt;
+		size_t nrc = r->nrcpt, rcap = r->rcap;
+
+		regs_free(r);
 		crdt_record_init(r, r->coll, r->id);
+		/* erasure receipts outlive the data; revocations end here */
+		r->rcpt = rc;
+		r->rcap = rcap;
+		r->nrcpt = 0;
+		for (size_t i = 0; i < nrc; i++)
+			if (!nbx_str_eq(rc[i].what, nbx_str_c("revoke")))
+				rc[r->nrcpt++] = rc[i];
 		r->erased = 1;
 		r->erase = v;
 		*changed = 1;
 		return 0;
+	}
 	case CHANGE_STATE:
 		if (crdt_ver_cmp(v, r->state_ver) > 0) {
 			r->state = (int)c->val.i;
@@ -270,6 +375,8 @@ crdt_record_merge(struct crdt_record *r, const struct change *c,
 	case CHANGE_FIELD:
 	case CHANGE_ELEM:
 		return merge_register(r, c, self, changed);
+	case CHANGE_RECEIPT:
+		break;		/* merged above */
 	}
 	return NBX_EINVAL;
 }
@@ -300,12 +407,13 @@ crdt_record_restamp(struct crdt_record *r, struct nbx_str self)
 
 /*
  * Layout: [format, erased, erase ver, state, state ver, audience ver,
- * [audience ids], excl ver, [registers]] where a version is [hlc, origin]
- * and a register is [field, elem, flags, value, ver, aud ver, [aud ids]].
+ * [audience ids], excl ver, [registers], [receipts]] where a version is
+ * [hlc, origin], a register is [field, elem, flags, value, ver, aud ver,
+ * [aud ids]] and a receipt [what, node, state, ver].
  * Registers are kept sorted and id lists normalised, so equal states
  * encode to equal bytes.
  */
-#define REC_ARITY 9
+#define REC_ARITY 10
 #define REG_ARITY 7
 
 static int
@@ -369,6 +477,18 @@ crdt_record_encode(const struct crdt_record *r, struct nbx_buf *out)
 	for (size_t i = 0; i < r->nregs; i++)
 		if (pack_reg(&pk, &r->regs[i]) != 0)
 			goto fail;
+	if (msgpack_pack_array(&pk, (uint32_t)r->nrcpt) != 0)
+		goto fail;
+	for (size_t i = 0; i < r->nrcpt; i++) {
+		const struct crdt_receipt *x = &r->rcpt[i];
+
+		if (msgpack_pack_array(&pk, 4) != 0 ||
+		    nbx_mp_pack_str(&pk, x->what) != 0 ||
+		    nbx_mp_pack_str(&pk, x->node) != 0 ||
+		    msgpack_pack_int32(&pk, x->state) != 0 ||
+		    pack_ver(&pk, x->ver) != 0)
+			goto fail;
+	}
 	return 0;
 fail:
 	out->len = mark;
@@ -431,7 +551,7 @@ int
 crdt_record_decode(const void *buf, size_t len, struct crdt_record *r)
 {
 	msgpack_unpacked u;
-	const msgpack_object *e, *regs;
+	const msgpack_object *e, *regs, *rcpts;
 	size_t off = 0;
 	uint64_t fmt;
 	int64_t state;
@@ -444,6 +564,7 @@ crdt_record_decode(const void *buf, size_t len, struct crdt_record *r)
 		goto out;
 	e = u.data.via.array.ptr;
 	regs = &e[8];
+	rcpts = &e[9];
 	if (nbx_mp_get_u64(&e[0], &fmt) != 0 || fmt != RECORD_FORMAT ||
 	    nbx_mp_get_bool(&e[1], &r->erased) != 0 ||
 	    get_ver(&e[2], &r->erase) != 0 ||
@@ -468,6 +589,33 @@ crdt_record_decode(const void *buf, size_t len, struct crdt_record *r)
 			goto out;
 		r->nregs++;
 	}
+	if (rcpts->type != MSGPACK_OBJECT_ARRAY)
+		goto out;
+	if (rcpts->via.array.size > 0) {
+		r->rcpt = calloc(rcpts->via.array.size, sizeof(*r->rcpt));
+		if (r->rcpt == NULL) {
+			rc = NBX_ENOMEM;
+			goto out;
+		}
+		r->rcap = rcpts->via.array.size;
+	}
+	for (uint32_t i = 0; i < rcpts->via.array.size; i++) {
+		const msgpack_object *x = &rcpts->via.array.ptr[i];
+		struct crdt_receipt *o = &r->rcpt[i];
+		int64_t st;
+
+		if (x->type != MSGPACK_OBJECT_ARRAY || x->via.array.size != 4 ||
+		    nbx_mp_get_str(&x->via.array.ptr[0], NBX_NAME_MAX,
+		    &o->what) != 0 ||
+		    nbx_mp_get_str(&x->via.array.ptr[1], NBX_ID_MAX,
+		    &o->node) != 0 ||
+		    nbx_mp_get_i64(&x->via.array.ptr[2], &st) != 0 ||
+		    (st != RECEIPT_PENDING && st != RECEIPT_DONE) ||
+		    get_ver(&x->via.array.ptr[3], &o->ver) != 0)
+			goto out;
+		o->state = (int)st;
+		r->nrcpt++;
+	}
 	rc = 0;
 out:
 	msgpack_unpacked_destroy(&u);
@@ -484,6 +632,30 @@ out:
 /* Record -> changes                                                   */
 /* ------------------------------------------------------------------ */
 
+static int
+receipt_changes(const struct crdt_record *r,
+    int (*fn)(void *arg, const struct change *c), void *arg)
+{
+	struct change c;
+	int rc;
+
+	for (size_t i = 0; i < r->nrcpt; i++) {
+		memset(&c, 0, sizeof(c));
+		c.kind = CHANGE_RECEIPT;
+		c.coll = r->coll;
+		c.id = r->id;
+		c.field = r->rcpt[i].what;
+		c.elem = r->rcpt[i].node;
+		c.val.t = NBX_V_INT;
+		c.val.i = r->rcpt[i].state;
+		c.hlc = r->rcpt[i].ver.hlc;
+		c.origin = r->rcpt[i].ver.origin;
+		if ((rc = fn(arg, &c)) != 0)
+			return rc;
+	}
+	return 0;
+}
+
 int
 crdt_record_changes(const struct crdt_record *r,
     int (*fn)(void *arg, const struct change *c), void *arg)
@@ -498,7 +670,9 @@ crdt_record_changes(const struct crdt_record *r,
 		c.kind = CHANGE_ERASE;
 		c.hlc = r->erase.hlc;
 		c.origin = r->erase.origin;
-		return fn(arg, &c);
+		if ((rc = fn(arg, &c)) != 0)
+			return rc;
+		return receipt_changes(r, fn, arg);
 	}
 	if (r->state_ver.hlc != 0) {
 		c.kind = CHANGE_STATE;
@@ -533,5 +707,5 @@ crdt_record_changes(const struct crdt_record *r,
 		if ((rc = fn(arg, &c)) != 0)
 			return rc;
 	}
-	return 0;
+	return receipt_changes(r, fn, arg);
 }

@@ -26,6 +26,10 @@
  * excludes `self` has been seen, every scoped value sent under an older
  * audience is dropped, now and whenever it arrives later.
  *
+ * Receipts (CHANGE_RECEIPT) form a map whose values only rise (pending,
+ * then done).  Erasure receipts are kept through erasure; revocation
+ * receipts end with it (an erased record takes no more of them).
+ *
  * Memory: a record borrows every string (collection, id, names, values,
  * node ids) from the buffers it was decoded from or the changes merged into
  * it; they must outlive the record.  Only the register array is owned:
@@ -60,6 +64,20 @@ struct crdt_reg {
 	struct nbx_audience aud;/* SCOPED: version; ids only with a value */
 };
 
+/*
+ * A purge receipt: node `node` has purged (RECEIPT_DONE) or must purge
+ * (RECEIPT_PENDING) the record's data, for an erasure or an audience
+ * revocation (`what`).  Per (what, node) the greatest (state, version)
+ * wins, so DONE beats PENDING.  Receipts survive erasure: they are how
+ * the eraser learns that the purge reached everyone.
+ */
+struct crdt_receipt {
+	struct nbx_str what;	/* "erase" or "revoke" */
+	struct nbx_str node;
+	int state;		/* RECEIPT_PENDING / RECEIPT_DONE */
+	struct crdt_ver ver;
+};
+
 struct crdt_record {
 	struct nbx_str coll, id;
 	int erased;
@@ -70,6 +88,8 @@ struct crdt_record {
 	struct crdt_ver excl;		/* hlc 0: never excluded */
 	struct crdt_reg *regs;	/* sorted by (field, elem) */
 	size_t nregs, cap;
+	struct crdt_receipt *rcpt;	/* sorted by (what, node) */
+	size_t nrcpt, rcap;
 };
 
 /* Compares versions: <0, 0, >0. */
@@ -78,7 +98,8 @@ int crdt_ver_cmp(struct crdt_ver a, struct crdt_ver b);
 /* An empty record for (coll, id); strings borrowed. */
 void crdt_record_init(struct crdt_record *r, struct nbx_str coll,
     struct nbx_str id);
-/* Frees the register array; the record may be re-initialised after. */
+/* Frees the register and receipt arrays; the record may be re-initialised
+ * after. */
 void crdt_record_fini(struct crdt_record *r);
 
 /*
@@ -102,6 +123,10 @@ size_t crdt_record_restamp(struct crdt_record *r, struct nbx_str self);
 const struct crdt_reg *crdt_record_find(const struct crdt_record *r,
     struct nbx_str field, struct nbx_str elem);
 
+/* Finds a receipt; NULL if absent. */
+const struct crdt_receipt *crdt_record_receipt(const struct crdt_record *r,
+    struct nbx_str what, struct nbx_str node);
+
 /*
  * Appends the canonical msgpack encoding of r (everything but coll and id,
  * which form the key) to out.  Equal states give equal bytes.
@@ -119,8 +144,8 @@ int crdt_record_decode(const void *buf, size_t len, struct crdt_record *r);
 /*
  * Calls fn once for each change that, merged into an empty record, rebuilds
  * r's shareable state: ERASE if erased; else STATE, AUDIENCE and one FIELD
- * or ELEM change per register that holds a value.  Tombstones are not
- * emitted.  Stops early and returns fn's value if fn returns non-zero.
+ * or ELEM change per register that holds a value; then one RECEIPT per
+ * receipt.  Tombstones are not emitted.  Stops early and returns fn's value if fn returns non-zero.
  * The changes borrow from r.
  */
 int crdt_record_changes(const struct crdt_record *r,

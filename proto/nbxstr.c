@@ -5,6 +5,15 @@
 #include "change.h"
 #include "nbx_err.h"
 
+const char *
+change_kind_name(unsigned kind)
+{
+	static const char *const names[] = { "?", "field", "element", "state",
+	    "audience", "erase", "receipt" };
+
+	return kind < sizeof(names) / sizeof(names[0]) ? names[kind] : "?";
+}
+
 int
 nbx_str_eq(struct nbx_str a, struct nbx_str b)
 {

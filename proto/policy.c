@@ -783,6 +783,20 @@ policy_check_change(const struct policy *p, const struct change *c,
 	case CHANGE_ERASE:
 		rc = 0;
 		break;
+	case CHANGE_RECEIPT:
+		/* anyone may announce a pending purge; only the node may
+		 * say it has purged */
+		if ((!nbx_str_eq(c->field, nbx_str_c("erase")) &&
+		    !nbx_str_eq(c->field, nbx_str_c("revoke"))) ||
+		    !nbx_node_id_valid(c->elem) || c->val.t != NBX_V_INT ||
+		    (c->val.i != RECEIPT_PENDING && c->val.i != RECEIPT_DONE))
+			rc = NBX_EINVAL;
+		else if (c->val.i == RECEIPT_DONE &&
+		    !nbx_str_eq(c->origin, c->elem))
+			rc = NBX_EWRITER;
+		else
+			rc = 0;
+		break;
 	default:
 		rc = NBX_EINVAL;
 		break;

@@ -148,6 +148,8 @@ int policy_may_send(const struct pol_field *f,
  *    valid node ids, includes the creator, and its hlc/origin equal the
  *    change's.  (It need not hold `self`: that is how removal arrives.)
  *  - ERASE: any origin.
+ *  - RECEIPT: field "erase" or "revoke", elem a node id, val RECEIPT_*;
+ *    RECEIPT_DONE only from that node itself (origin == elem).
  * The origin must be a valid node id.  On success stores the field (or
  * NULL for record-level kinds) in *fout if fout is non-NULL.  Returns 0 or
  * the NBX_E* reason.

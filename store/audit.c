@@ -156,6 +156,14 @@ store_disclosed_peers(struct store_rtxn *t, struct nbx_str coll,
     struct nbx_str id, int (*fn)(void *arg, struct nbx_str peer,
     uint64_t time_ms), void *arg)
 {
+	return store__disclosed_peers(t->st, t->txn, coll, id, fn, arg);
+}
+
+int
+store__disclosed_peers(struct store *st, MDB_txn *txn, struct nbx_str coll,
+    struct nbx_str id, int (*fn)(void *arg, struct nbx_str peer,
+    uint64_t time_ms), void *arg)
+{
 	uint8_t key[KEY_MAX + 1];
 	MDB_cursor *cu;
 	MDB_val k, d;
@@ -167,8 +175,8 @@ store_disclosed_peers(struct store_rtxn *t, struct nbx_str coll,
 	plen = disclosed_prefix(key, coll, id);
 	k.mv_size = plen;
 	k.mv_data = key;
-	if ((rc = mdb_cursor_open(t->txn, t->st->dbi[DB_DISCLOSED], &cu)) != 0)
-		return store__mdb_code(t->st, rc, "cursor");
+	if ((rc = mdb_cursor_open(txn, st->dbi[DB_DISCLOSED], &cu)) != 0)
+		return store__mdb_code(st, rc, "cursor");
 	while ((rc = mdb_cursor_get(cu, &k, &d, op)) == 0) {
 		struct nbx_str peer;
 

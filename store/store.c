@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -24,7 +25,7 @@
 
 static const char *const db_names[DB_COUNT] = {
 	"records", "log", "logidx", "meta", "peers", "cursors", "audit",
-	"disclosed", "quarantine",
+	"disclosed", "quarantine", "erasures",
 };
 
 /* ------------------------------------------------------------------ */
@@ -250,6 +251,8 @@ store_open(const char *dir, const struct store_opts *o, struct store **out,
 		if (access(lock, W_OK) != 0 && access(dir, W_OK) != 0)
 			flags |= MDB_NOLOCK;
 	}
+	st->env_flags = flags;
+	snprintf(st->dir, sizeof(st->dir), "%s", dir);
 	rc = mdb_env_open(st->env, dir, flags, 0600);
 	if (rc != 0) {
 		rc = store__fail(st, rc == EACCES ? NBX_EIO : NBX_ESTORE,
@@ -313,6 +316,8 @@ struct apply {
 	uint64_t next_seq, next_qseq, now_ms;
 	struct apply_rec r;
 	struct nbx_buf enc;
+	char **owned;		/* strings receipts borrow until the batch ends */
+	size_t nowned;
 };
 
 static int
@@ -430,10 +435,6 @@ quarantine_put(struct apply *a, const struct change *c, int reason)
 	return store__mdb_code(a->st, rc, "put quarantine");
 }
 
-/*
- * Validates and merges one change.  Returns 0 with *out filled (applied,
- * no-op or rejected), or an NBX_E* code that aborts the batch.
- */
 static int
 value_eq(const struct nbx_value *x, const struct nbx_value *y)
 {
@@ -471,6 +472,12 @@ local_unchanged(const struct crdt_record *r, const struct change *c)
 		    aud_subset(&c->aud, &r->aud);
 	case CHANGE_ERASE:
 		return r->erased;
+	case CHANGE_RECEIPT: {
+		const struct crdt_receipt *x = crdt_record_receipt(r, c->field,
+		    c->elem);
+
+		return x && x->state >= c->val.i;
+	}
 	case CHANGE_FIELD:
 	case CHANGE_ELEM:
 		g = crdt_record_find(r, c->field,
@@ -485,6 +492,110 @@ local_unchanged(const struct crdt_record *r, const struct change *c)
 	return 0;
 }
 
+static const char *
+own_str(struct apply *a, const char *p, size_t n)
+{
+	char **o = realloc(a->owned, (a->nowned + 1) * sizeof(*o));
+	char *s;
+
+	if (o == NULL)
+		return NULL;
+	a->owned = o;
+	if ((s = malloc(n + 1)) == NULL)
+		return NULL;
+	memcpy(s, p, n);
+	s[n] = 0;
+	a->owned[a->nowned++] = s;
+	return s;
+}
+
+/*
+ * Merges a receipt this node makes into the record.  It is stamped with
+ * the version of what caused it (the erase, or the audience that excluded
+ * this node), not with the clock, so that the merged state stays a
+ * function of the changes received, whatever their order.
+ */
+static int
+receipt_local(struct apply *a, const char *what, struct nbx_str node,
+    int state, uint64_t hlc)
+{
+	struct change c;
+	int changed;
+
+	memset(&c, 0, sizeof(c));
+	c.kind = CHANGE_RECEIPT;
+	c.coll = a->r.rec.coll;
+	c.id = a->r.rec.id;
+	c.field = nbx_str_c(what);
+	c.elem = node;
+	c.val.t = NBX_V_INT;
+	c.val.i = state;
+	c.origin = a->self;
+	c.hlc = hlc;
+	return crdt_record_merge(&a->r.rec, &c, a->self, &changed);
+}
+
+struct pending_args {
+	struct apply *a;
+	const char *what;
+	uint64_t hlc;
+	const struct nbx_audience *keep;	/* revoke: peers still in */
+	int rc;
+};
+
+static int
+pending_one(void *arg, struct nbx_str peer, uint64_t time_ms)
+{
+	struct pending_args *x = arg;
+	const char *p;
+
+	(void)time_ms;
+	if (nbx_str_eq(peer, x->a->self) ||
+	    (x->keep && nbx_audience_has(x->keep, peer)))
+		return 0;
+	/* the peer name lives in LMDB only until the next write: copy it */
+	if ((p = own_str(x->a, peer.p, peer.n)) == NULL) {
+		x->rc = NBX_ENOMEM;
+		return 1;
+	}
+	x->rc = receipt_local(x->a, x->what, (struct nbx_str){ p, peer.n },
+	    RECEIPT_PENDING, x->hlc);
+	return x->rc != 0;
+}
+
+/*
+ * This node just purged a record's data (erasure) or its audience-scoped
+ * values (it left the audience): it records its own receipt and a pending
+ * one for every peer it ever sent any part of the record to, so the purge
+ * is tracked until each of them confirms.  For an erasure the record also
+ * enters the erasures index.
+ */
+static int
+purge_receipts(struct apply *a, const char *what, uint64_t hlc)
+{
+	struct pending_args x = { a, what, hlc, NULL, 0 };
+	struct apply_rec *ar = &a->r;
+	int rc;
+
+	if (strcmp(what, "revoke") == 0)
+		x.keep = &ar->rec.aud;
+	if ((rc = receipt_local(a, what, a->self, RECEIPT_DONE, hlc)) != 0)
+		return rc;
+	rc = store__disclosed_peers(a->st, a->txn, ar->rec.coll, ar->rec.id,
+	    pending_one, &x);
+	if (rc == 0)
+		rc = x.rc;
+	if (rc == 0 && strcmp(what, "erase") == 0) {
+		uint8_t tb[8];
+		MDB_val k = { ar->klen, ar->key }, d = { 8, tb };
+
+		store__be64_put(tb, ar->rec.erase.hlc);
+		rc = store__mdb_code(a->st, mdb_put(a->txn,
+		    a->st->dbi[DB_ERASURES], &k, &d, 0), "put erasure");
+	}
+	return rc;
+}
+
 /*
  * Validates and merges one change.  Returns 0 with *out filled (applied,
  * no-op or rejected), or an NBX_E* code that aborts the batch.
@@ -496,6 +607,7 @@ apply_one(struct apply *a, const struct change *in, struct store_outcome *out)
 	const struct pol_coll *pc;
 	const struct pol_field *pf = NULL;
 	int remote = a->peer.n > 0, changed = 0, rc;
+	struct crdt_ver excl_before, erase_before;
 
 	memset(out, 0, sizeof(*out));
 	if (c.coll.n == 0 || c.coll.n > NBX_NAME_MAX || c.id.n == 0 ||
@@ -542,13 +654,29 @@ apply_one(struct apply *a, const struct change *in, struct store_outcome *out)
 			c.aud.hlc = c.hlc;
 	}
 	out->hlc = c.hlc;
+	if (remote && a->r.rec.erased && c.kind != CHANGE_ERASE &&
+	    c.kind != CHANGE_RECEIPT) {
+		rc = NBX_EERASED;	/* a stale update: the id is erased */
+		goto reject;
+	}
 	if (remote)
 		(void)hlc_receive(&a->clock, c.hlc, a->now_ms,
 		    a->st->max_drift_ms);
+	erase_before = a->r.rec.erase;
+	excl_before = a->r.rec.excl;
 	if ((rc = crdt_record_merge(&a->r.rec, &c, a->self, &changed)) != 0)
 		return rc;
 	if (changed && !remote && c.kind == CHANGE_AUDIENCE)
 		crdt_record_restamp(&a->r.rec, a->self);
+	/* the receipt follows the purge's greatest version */
+	if (changed && a->r.rec.erased &&
+	    crdt_ver_cmp(a->r.rec.erase, erase_before) != 0 &&
+	    (rc = purge_receipts(a, "erase", a->r.rec.erase.hlc)) != 0)
+		return rc;
+	if (changed && !a->r.rec.erased &&
+	    crdt_ver_cmp(a->r.rec.excl, excl_before) != 0 &&
+	    (rc = purge_receipts(a, "revoke", a->r.rec.excl.hlc)) != 0)
+		return rc;
 	if (!changed) {
 		out->status = STORE_NOOP;
 		return 0;
@@ -709,10 +837,112 @@ store_apply(struct store *st, const struct policy *pol,
 	nbx_buf_init(&x.a.r.blob, SIZE_MAX);
 	nbx_buf_init(&x.a.enc, SIZE_MAX);
 	rc = store__write(st, apply_batch, &x);
+	for (size_t i = 0; i < x.a.nowned; i++)
+		free(x.a.owned[i]);
+	free(x.a.owned);
 	crdt_record_fini(&x.a.r.rec);
 	nbx_buf_fini(&x.a.r.blob);
 	nbx_buf_fini(&x.a.enc);
 	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Compaction                                                          */
+/* ------------------------------------------------------------------ */
+
+/* Opens env and databases again after a compaction swapped the file. */
+static int
+reopen(struct store *st)
+{
+	int rc;
+
+	if ((rc = mdb_env_create(&st->env)) != 0 ||
+	    (rc = mdb_env_set_maxdbs(st->env, DB_COUNT)) != 0 ||
+	    (rc = mdb_env_set_mapsize(st->env, st->map_size)) != 0 ||
+	    (rc = mdb_env_open(st->env, st->dir, st->env_flags, 0600)) != 0) {
+		if (st->env)
+			mdb_env_close(st->env);
+		st->env = NULL;
+		return store__fail(st, NBX_ESTORE, "%s: cannot reopen after "
+		    "compaction: %s", st->dir, mdb_strerror(rc));
+	}
+	return open_dbis(st, st->dir);
+}
+
+/*
+ * Rewrites the environment with MDB_CP_COMPACT into dir/compact.tmp, then
+ * closes the environment, renames the copy over data.mdb and reopens.
+ * Only live pages are copied, so bytes of purged values are gone from the
+ * file.  The copy needs free space for the data in use; without it the
+ * store is left as it was.  Processes that had the old file open (nbxq)
+ * keep reading the old snapshot until they exit.
+ */
+int
+store_compact(struct store *st, uint64_t *before, uint64_t *after)
+{
+	char tmp[4200], from[4300], to[4300];
+	struct statvfs vfs;
+	struct stat sb;
+	struct store_meta m;
+	uint64_t need, avail;
+	int rc, fd;
+
+	*before = *after = 0;
+	if (st->readonly)
+		return store__fail(st, NBX_EPERM, "store is read-only");
+	if (st->rtxns > 0)
+		return store__fail(st, NBX_EINVAL, "a read transaction is open");
+	snprintf(tmp, sizeof(tmp), "%s/compact.tmp", st->dir);
+	snprintf(from, sizeof(from), "%s/data.mdb", tmp);
+	snprintf(to, sizeof(to), "%s/data.mdb", st->dir);
+	if (stat(to, &sb) == 0)
+		*before = (uint64_t)sb.st_size;
+	if ((rc = store_meta_get(st, &m)) != 0)
+		return rc;
+	need = m.map_used + (1u << 20);
+	if (statvfs(st->dir, &vfs) != 0)
+		return store__fail(st, NBX_EIO, "%s: %s", st->dir,
+		    strerror(errno));
+	avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+	if (avail < need)
+		return store__fail(st, NBX_EIO, "%s: not enough free space to "
+		    "compact: the copy needs %llu bytes, %llu are free",
+		    st->dir, (unsigned long long)need,
+		    (unsigned long long)avail);
+	(void)unlink(from);
+	(void)rmdir(tmp);
+	if (mkdir(tmp, 0700) != 0)
+		return store__fail(st, NBX_EIO, "%s: %s", tmp, strerror(errno));
+	rc = mdb_env_copy2(st->env, tmp, MDB_CP_COMPACT);
+	if (rc == 0 && (fd = open(from, O_RDONLY)) >= 0) {
+		if (fsync(fd) != 0)
+			rc = errno;
+		close(fd);
+	}
+	if (rc != 0) {
+		(void)unlink(from);
+		(void)rmdir(tmp);
+		return store__fail(st, rc == ENOSPC ? NBX_EIO : NBX_ESTORE,
+		    "%s: compaction copy failed: %s", st->dir, mdb_strerror(rc));
+	}
+	mdb_env_close(st->env);
+	st->env = NULL;
+	if (rename(from, to) != 0) {
+		rc = store__fail(st, NBX_EIO, "%s: %s", to, strerror(errno));
+		(void)unlink(from);
+		(void)rmdir(tmp);
+		return reopen(st) == 0 ? rc : NBX_ESTORE;
+	}
+	(void)rmdir(tmp);
+	if ((fd = open(st->dir, O_RDONLY | O_DIRECTORY)) >= 0) {
+		(void)fsync(fd);	/* make the rename durable */
+		close(fd);
+	}
+	if ((rc = reopen(st)) != 0)
+		return rc;
+	if (stat(to, &sb) == 0)
+		*after = (uint64_t)sb.st_size;
+	return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -800,6 +1030,33 @@ store_record_next(struct store_rtxn *t, struct nbx_str coll,
 		return NBX_ENOTFOUND;
 	crdt_record_init(r, kc, *id);
 	return crdt_record_decode(d.mv_data, d.mv_size, r);
+}
+
+int
+store_erasure_next(struct store_rtxn *t, struct nbx_str after_coll,
+    struct nbx_str after_id, struct nbx_str *coll, struct nbx_str *id)
+{
+	uint8_t key[KEY_MAX + 1];
+	MDB_cursor *cu;
+	MDB_val k, d;
+	int rc;
+
+	if (after_coll.n > NBX_NAME_MAX || after_id.n > NBX_RECID_MAX)
+		return NBX_ENOTFOUND;
+	if ((rc = mdb_cursor_open(t->txn, t->st->dbi[DB_ERASURES], &cu)) != 0)
+		return store__mdb_code(t->st, rc, "cursor");
+	if (after_coll.n) {
+		k.mv_size = store__rec_key(key, after_coll, after_id);
+		key[k.mv_size++] = 0;	/* the smallest key after it */
+		k.mv_data = key;
+		rc = mdb_cursor_get(cu, &k, &d, MDB_SET_RANGE);
+	} else {
+		rc = mdb_cursor_get(cu, &k, &d, MDB_FIRST);
+	}
+	mdb_cursor_close(cu);
+	if (rc != 0)
+		return store__mdb_code(t->st, rc, "next erasure");
+	return store__rec_key_split(&k, coll, id);
 }
 
 int

@@ -156,6 +156,14 @@ int store_log_next(struct store_rtxn *t, uint64_t after, uint64_t *seq,
 int store_record_next(struct store_rtxn *t, struct nbx_str coll,
     struct nbx_str after_id, struct nbx_str *id, struct crdt_record *r);
 
+/*
+ * The erasures index: records erased here or received erased, in key
+ * order.  The first after (after_coll, after_id) (both empty: from the
+ * start); strings borrow from the transaction.  0 or NBX_ENOTFOUND.
+ */
+int store_erasure_next(struct store_rtxn *t, struct nbx_str after_coll,
+    struct nbx_str after_id, struct nbx_str *coll, struct nbx_str *id);
+
 /* A peer's cursor; 0 with zeros if none is stored. */
 int store_cursor_get(struct store *st, struct nbx_str peer,
     struct store_cursor *out);
@@ -176,6 +184,16 @@ struct store_qentry {
  */
 int store_quarantine_next(struct store_rtxn *t, uint64_t after,
     struct store_qentry *out);
+
+/*
+ * Rewrites the store without free pages (MDB_CP_COMPACT) and swaps the
+ * copy in, so bytes of purged values leave the disk.  Needs free space for
+ * the data in use: without it, fails with NBX_EIO (message says how much)
+ * and changes nothing.  No read transaction may be open.  *before and
+ * *after are the file sizes.  0 or NBX_E*; NBX_ESTORE after the swap
+ * means the store could not be reopened and the caller must stop.
+ */
+int store_compact(struct store *st, uint64_t *before, uint64_t *after);
 
 /* SHA-256 over every (key, value) of the records database, in key order. */
 int store_records_digest(struct store *st, uint8_t out[32]);

@@ -16,7 +16,7 @@
 #define KEY_MAX		(NBX_NAME_MAX + 1 + NBX_RECID_MAX)
 
 enum { DB_RECORDS, DB_LOG, DB_LOGIDX, DB_META, DB_PEERS, DB_CURSORS,
-    DB_AUDIT, DB_DISCLOSED, DB_QUARANTINE, DB_COUNT };
+    DB_AUDIT, DB_DISCLOSED, DB_QUARANTINE, DB_ERASURES, DB_COUNT };
 
 struct store {
 	MDB_env *env;
@@ -25,6 +25,8 @@ struct store {
 	uint64_t map_size;
 	uint64_t max_drift_ms;
 	int readonly;
+	unsigned env_flags;	/* as opened, for compaction's reopen */
+	char dir[4096];
 	int rtxns;		/* read transactions open now */
 	char err[256];
 };
@@ -50,6 +52,11 @@ int store__mdb_code(struct store *st, int rc, const char *what);
  */
 int store__write(struct store *st, int (*fn)(MDB_txn *txn, void *arg),
     void *arg);
+
+/* store_disclosed_peers inside any transaction (audit.c). */
+int store__disclosed_peers(struct store *st, MDB_txn *txn,
+    struct nbx_str coll, struct nbx_str id, int (*fn)(void *arg,
+    struct nbx_str peer, uint64_t time_ms), void *arg);
 
 /* Record key: coll \0 id; returns its length (buf holds KEY_MAX). */
 size_t store__rec_key(uint8_t *buf, struct nbx_str coll, struct nbx_str id);

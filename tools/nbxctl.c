@@ -44,6 +44,8 @@ static const char MAIN_HELP[] =
     "  put COLL ID FIELD=VALUE... [--audience a,b] write fields of a record\n"
     "  delete COLL ID | erase COLL ID\n"
     "  import FILE.jsonl | -                       load records in bulk\n"
+    "  erasures                                    erasures and their receipts\n"
+    "  compact                                     rewrite the store, purged bytes gone\n"
     "  quarantine                                  refused incoming changes\n"
     "  audit [--peer ID] [--record COLL/ID] [--since T]  disclosure log\n"
     "  metrics                                     Prometheus metrics\n"
@@ -802,12 +804,88 @@ cmd_audit(struct ctx *x, int argc, char **argv)
 		printf("%-24s %-8s %-34s", str_or(e, "time", "-"),
 		    str_or(e, "peer", "?"), rec);
 		json_array_foreach(json_object_get(e, "items"), j, it) {
-			const char *f = str_or(it, "field", NULL);
+			const char *k = str_or(it, "kind", "?");
+			int data = !strcmp(k, "field") || !strcmp(k, "element");
 
-			printf("%s%s%s%s", j ? "," : " ", f ? f : "(",
-			    f ? "" : str_or(it, "kind", "?"), f ? "" : ")");
+			printf("%s%s%s%s", j ? "," : " ", data ? "" : "(",
+			    data ? str_or(it, "field", "?") : k, data ? "" : ")");
 		}
 		printf("\n");
+	}
+	json_decref(reply);
+	return 0;
+}
+
+static int
+cmd_erasures(struct ctx *x, int argc, char **argv)
+{
+	json_t *reply, *e, *v;
+	size_t i, j;
+	int rc;
+
+	if (wants_help(argc, argv)) {
+		puts("usage: nbxctl erasures [--json]\n\nEvery erased record this "
+		    "node knows: when and by whom it was erased,\nwhich nodes "
+		    "confirmed the purge (receipts) and which are still pending.\n"
+		    "A pending node gets the erasure whenever it reconnects; it "
+		    "never expires.");
+		return 0;
+	}
+	if ((rc = call(x, json_pack("{s:s}", "cmd", "erasures"), &reply)) != 0)
+		return rc;
+	if (!x->json)
+		printf("%-34s %-24s %-6s %-24s %s\n", "RECORD", "ERASED", "BY",
+		    "RECEIPTS", "PENDING");
+	json_array_foreach(json_object_get(reply, "erasures"), i, e) {
+		char rec[200], got[256] = "", pend[256] = "";
+		size_t off = 0;
+
+		if (x->json) {
+			print_json(e);
+			continue;
+		}
+		snprintf(rec, sizeof(rec), "%s/%s", str_or(e, "collection", ""),
+		    str_or(e, "id", ""));
+		json_array_foreach(json_object_get(e, "receipts"), j, v)
+			off += (size_t)snprintf(got + off, off < sizeof(got) ?
+			    sizeof(got) - off : 0, "%s%s", j ? "," : "",
+			    str_or(v, "node", "?"));
+		off = 0;
+		json_array_foreach(json_object_get(e, "pending"), j, v)
+			off += (size_t)snprintf(pend + off, off < sizeof(pend) ?
+			    sizeof(pend) - off : 0, "%s%s", j ? "," : "",
+			    json_string_value(v));
+		printf("%-34s %-24s %-6s %-24s %s\n", rec, str_or(e, "erased_at",
+		    "-"), str_or(e, "erased_by", "?"), got, *pend ? pend : "-");
+	}
+	json_decref(reply);
+	return 0;
+}
+
+static int
+cmd_compact(struct ctx *x, int argc, char **argv)
+{
+	json_t *reply;
+	int rc;
+
+	if (wants_help(argc, argv)) {
+		puts("usage: nbxctl compact\n\nRewrites the node's store without "
+		    "free pages (LMDB MDB_CP_COMPACT) and\nswaps it in, so bytes "
+		    "of erased or purged values leave the disk.\nnbxd pauses for "
+		    "the copy; it needs free disk space for the data in\nuse and "
+		    "refuses with a clear message when there is not enough.");
+		return 0;
+	}
+	if ((rc = call(x, json_pack("{s:s}", "cmd", "compact"), &reply)) != 0)
+		return rc;
+	if (x->json) {
+		json_object_del(reply, "ok");
+		print_json(reply);
+	} else {
+		printf("compacted: %" JSON_INTEGER_FORMAT " -> %"
+		    JSON_INTEGER_FORMAT " bytes\n",
+		    json_integer_value(json_object_get(reply, "before")),
+		    json_integer_value(json_object_get(reply, "after")));
 	}
 	json_decref(reply);
 	return 0;
@@ -885,6 +963,10 @@ main(int argc, char **argv)
 		return cmd_metrics(&x, argc, argv);
 	if (!strcmp(verb, "audit"))
 		return cmd_audit(&x, argc, argv);
+	if (!strcmp(verb, "compact"))
+		return cmd_compact(&x, argc, argv);
+	if (!strcmp(verb, "erasures"))
+		return cmd_erasures(&x, argc, argv);
 	if (!strcmp(verb, "reload"))
 		return cmd_simple(&x, "reload", "reloaded", argc, argv);
 	return usage_error("unknown verb '%s'", verb);

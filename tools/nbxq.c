@@ -557,12 +557,10 @@ cmd_disclosures(struct store *st, struct query *q, const char *id)
 		gmtime_r(&s, &tm);
 		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
 		for (uint32_t i = 0; i < e.nitems; i++) {
-			static const char *const kinds[] = { "?", "field", "element",
-			    "state", "audience", "erase" };
 			const struct store_audit_item *it = &e.items[i];
 
 			json_array_append_new(items, json_pack("{s:s, s:s#, s:I, s:s#}",
-			    "kind", kinds[it->kind < 6 ? it->kind : 0], "field",
+			    "kind", change_kind_name(it->kind), "field",
 			    it->field.p, (int)it->field.n, "hlc",
 			    (json_int_t)it->hlc, "origin", it->origin.p,
 			    (int)it->origin.n));
@@ -576,16 +574,15 @@ cmd_disclosures(struct store *st, struct query *q, const char *id)
 		} else {
 			printf("%-24s %-10.*s", ts, (int)e.peer.n, e.peer.p);
 			for (uint32_t i = 0; i < e.nitems; i++) {
-				static const char *const what[] = { "", "", "",
-				    "(state)", "(audience)", "(erase)" };
 				const struct store_audit_item *it = &e.items[i];
 
-				if (it->field.n)
+				if (it->kind == CHANGE_FIELD ||
+				    it->kind == CHANGE_ELEM)
 					printf("%s%.*s", i ? "," : " ",
 					    (int)it->field.n, it->field.p);
 				else
-					printf("%s%s", i ? "," : " ",
-					    what[it->kind < 6 ? it->kind : 0]);
+					printf("%s(%s)", i ? "," : " ",
+					    change_kind_name(it->kind));
 			}
 			printf("\n");
 			json_decref(items);

@@ -90,6 +90,19 @@ recview_json(const struct crdt_record *r, int meta)
 		}
 	}
 	json_object_set_new(o, "fields", fields);
+	if (meta && r->nrcpt) {
+		json_t *rc = json_array();
+
+		for (size_t i = 0; i < r->nrcpt; i++) {
+			const struct crdt_receipt *x = &r->rcpt[i];
+
+			json_array_append_new(rc, json_pack("{s:s#, s:s#, s:s, s:o}",
+			    "what", x->what.p, (int)x->what.n, "node", x->node.p,
+			    (int)x->node.n, "state", x->state == RECEIPT_DONE ?
+			    "done" : "pending", "time", hlc_time(x->ver.hlc)));
+		}
+		json_object_set_new(o, "receipts", rc);
+	}
 	if (m) {
 		json_object_set_new(o, "meta", m);
 		if (r->aud.hlc)

@@ -16,11 +16,13 @@
 
 #include <msgpack.h>
 
+#include "fuzz_common.h"
+
 #include "change.h"
 #include "mpscan.h"
 #include "nbx_err.h"
 
-static const struct mpscan_limits wide = {
+static const struct mpscan_limits change_wide = {
 	.max_depth = 32,
 	.max_str = 1u << 20,
 	.max_count = 1u << 12,
@@ -28,26 +30,22 @@ static const struct mpscan_limits wide = {
 	.max_size = 1u << 24,
 };
 
-static void
-check(int cond)
-{
-	if (!cond)
-		abort();
-}
+/* A violated property aborts, which libFuzzer reports as a crash. */
+#define check(cond)	fz_check((cond), #cond)
 
 static int
-inside(struct nbx_str s, const uint8_t *p, size_t n)
+change_inside(struct nbx_str s, const uint8_t *p, size_t n)
 {
 	return s.n == 0 || ((const uint8_t *)s.p >= p &&
 	    (const uint8_t *)s.p + s.n <= p + n);
 }
 
 static void
-scan_vs_msgpack(const uint8_t *data, size_t size)
+change_scan_vs_msgpack(const uint8_t *data, size_t size)
 {
 	msgpack_unpacked up;
 	size_t n = 0, off = 0;
-	int r = mpscan_object(data, size, &wide, &n);
+	int r = mpscan_object(data, size, &change_wide, &n);
 
 	check(r == 0 || r == NBX_EAGAIN || r == NBX_EMALFORMED ||
 	    r == NBX_ETOOBIG || r == NBX_EDEPTH);
@@ -61,10 +59,10 @@ scan_vs_msgpack(const uint8_t *data, size_t size)
 	msgpack_unpacked_destroy(&up);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int nbx_fuzz_change(const uint8_t *data, size_t size);
 
 int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+nbx_fuzz_change(const uint8_t *data, size_t size)
 {
 	static const struct change zero;
 	struct change a, b, c;
@@ -72,7 +70,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t used = 1, used2;
 	int r;
 
-	scan_vs_msgpack(data, size);
+	change_scan_vs_msgpack(data, size);
 
 	r = change_decode(data, size, &a, &used);
 	if (r != 0) {
@@ -82,12 +80,15 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	check(used >= 1 && used <= size && used <= NBX_CHANGE_MAX);
-	check(inside(a.coll, data, used) && inside(a.id, data, used) &&
-	    inside(a.origin, data, used) && inside(a.field, data, used) &&
-	    inside(a.elem, data, used) && inside(a.val.s, data, used) &&
-	    inside(a.aud.origin, data, used));
+	check(change_inside(a.coll, data, used) &&
+	    change_inside(a.id, data, used) &&
+	    change_inside(a.origin, data, used) &&
+	    change_inside(a.field, data, used) &&
+	    change_inside(a.elem, data, used) &&
+	    change_inside(a.val.s, data, used) &&
+	    change_inside(a.aud.origin, data, used));
 	for (uint32_t i = 0; i < a.aud.n; i++)
-		check(inside(a.aud.ids[i], data, used));
+		check(change_inside(a.aud.ids[i], data, used));
 
 	nbx_buf_init(&e1, NBX_CHANGE_MAX);
 	nbx_buf_init(&e2, NBX_CHANGE_MAX);
@@ -108,3 +109,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	nbx_buf_fini(&e2);
 	return 0;
 }
+
+#ifdef NBX_LIBFUZZER
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	return nbx_fuzz_change(data, size);
+}
+#endif
+
+#undef check

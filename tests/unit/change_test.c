@@ -93,6 +93,11 @@ base(enum change_kind k)
 		break;
 	case CHANGE_ERASE:
 		break;
+	case CHANGE_RECEIPT:
+		c.field = NBX_STR("erase");
+		c.elem = NBX_STR("lv");
+		c.val = (struct nbx_value){ .t = NBX_V_INT, .i = RECEIPT_DONE };
+		break;
 	}
 	return c;
 }
@@ -111,6 +116,10 @@ maxed(enum change_kind k)
 		c.field = sl(ids[3], NBX_NAME_MAX);
 	if (k == CHANGE_ELEM)
 		c.elem = sl(big, NBX_STR_MAX);
+	if (k == CHANGE_RECEIPT) {
+		c.field = sl(ids[3], NBX_NAME_MAX);
+		c.elem = sl(ids[5], NBX_ID_MAX);
+	}
 	if (k == CHANGE_FIELD)
 		c.val = (struct nbx_value){ .t = NBX_V_STR,
 		    .s = sl(big, NBX_STR_MAX) };
@@ -229,7 +238,7 @@ roundtrip(const struct change *c)
 
 Test(change, roundtrip_every_kind, .init = fill)
 {
-	for (int k = CHANGE_FIELD; k <= CHANGE_ERASE; k++) {
+	for (int k = CHANGE_FIELD; k <= CHANGE_RECEIPT; k++) {
 		struct change c = base((enum change_kind)k);
 		roundtrip(&c);
 		c = maxed((enum change_kind)k);
@@ -296,7 +305,7 @@ Test(change, audience_kind_takes_version_from_change, .init = fill)
 
 Test(change, trailing_bytes_are_not_consumed, .init = fill)
 {
-	for (int k = CHANGE_FIELD; k <= CHANGE_ERASE; k++) {
+	for (int k = CHANGE_FIELD; k <= CHANGE_RECEIPT; k++) {
 		struct change c = base((enum change_kind)k), d;
 		uint8_t *p, *q;
 		size_t n, used;
@@ -337,7 +346,10 @@ Test(change, encode_refuses_over_cap_fields, .init = fill)
 #define REFUSE(kind, stmt) do { c = maxed(kind); stmt; refused(&c, #stmt); \
 	} while (0)
 	REFUSE(CHANGE_FIELD, c.kind = 0);
-	REFUSE(CHANGE_FIELD, c.kind = 6);
+	REFUSE(CHANGE_FIELD, c.kind = 7);
+	REFUSE(CHANGE_RECEIPT, c.elem.n = 0);
+	REFUSE(CHANGE_RECEIPT, c.elem.n = NBX_ID_MAX + 1);
+	REFUSE(CHANGE_RECEIPT, c.val.t = NBX_V_STR);
 	REFUSE(CHANGE_FIELD, c.coll.n = 0);
 	REFUSE(CHANGE_FIELD, c.coll.n = NBX_NAME_MAX + 1);
 	REFUSE(CHANGE_ERASE, c.coll.n = NBX_NAME_MAX + 1);
@@ -428,7 +440,7 @@ all_prefixes(const uint8_t *p, size_t n)
 
 Test(change, every_truncation_is_eagain, .init = fill)
 {
-	for (int k = CHANGE_FIELD; k <= CHANGE_ERASE; k++) {
+	for (int k = CHANGE_FIELD; k <= CHANGE_RECEIPT; k++) {
 		struct change c[2] = { base((enum change_kind)k),
 		    maxed((enum change_kind)k) };
 
@@ -482,7 +494,7 @@ corrupt_range(const uint8_t *p, size_t n, size_t from, size_t to, int all)
 
 Test(change, every_single_byte_corruption, .init = fill)
 {
-	for (int k = CHANGE_FIELD; k <= CHANGE_ERASE; k++) {
+	for (int k = CHANGE_FIELD; k <= CHANGE_RECEIPT; k++) {
 		struct change c = base((enum change_kind)k);
 		uint8_t *p;
 		size_t n;

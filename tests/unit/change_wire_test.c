@@ -169,7 +169,7 @@ Test(change_wire, named_malformations)
 	WITH(f, 0, "\x02", NBX_EMALFORMED);		/* version 2 */
 	WITH(f, 0, "\xcc\x01", 0);			/* wide version */
 	WITH(f, 1, "\x00", NBX_EMALFORMED);		/* kind 0 */
-	WITH(f, 1, "\x06", NBX_EMALFORMED);		/* kind 6 */
+	WITH(f, 1, "\x07", NBX_EMALFORMED);		/* kind 7 */
 	WITH(f, 1, "\x02", NBX_EMALFORMED);		/* ELEM's arity */
 	WITH(f, 4, "\xff", NBX_EMALFORMED);		/* hlc -1 */
 	WITH(f, 4, "\xd0\x80", NBX_EMALFORMED);		/* hlc -128 */

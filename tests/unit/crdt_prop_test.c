@@ -6,8 +6,8 @@
  * whatever the delivery order, batching and duplication.  Change sets mix
  * every kind: region fields and set elements, audience-scoped fields under
  * audiences that add and drop the observer, re-sends under newer
- * audiences, deletes, revivals and erasures, plus changes that must be
- * rejected.
+ * audiences, deletes, revivals, erasures and purge receipts, plus changes
+ * that must be rejected.
  *
  * The seed is printed; NBX_SEED=<n> replays one run, NBX_PROP_ITERS sets
  * the number of change sets (default 60).
@@ -182,6 +182,16 @@ generate(struct gen *g)
 		} else if (kind < 95) {
 			c = push(g, CHANGE_ERASE, r, NULL);
 			c->origin = nbx_str_c(NODES[rn(g->nodes)]);
+			c->hlc = fresh_hlc(g, origin_index(c->origin));
+		} else if (kind < 98) {
+			/* receipts: done only from the node itself */
+			unsigned who = rn(g->nodes);
+
+			c = push(g, CHANGE_RECEIPT, r, rn(2) ? "erase" : "revoke");
+			c->elem = nbx_str_c(NODES[who]);
+			c->val.t = NBX_V_INT;
+			c->val.i = 1 + rn(2);
+			c->origin = nbx_str_c(NODES[rn(3) ? who : rn(g->nodes)]);
 			c->hlc = fresh_hlc(g, origin_index(c->origin));
 		} else {
 			c = push(g, CHANGE_FIELD, r, "note");	/* local: refused */

@@ -1,0 +1,320 @@
+/*
+ * fuzz_common.h - what the libFuzzer harnesses of tests/fuzz/ share: the
+ * regional schema loaded once, one store per process in /dev/shm seeded
+ * with a few records, a scratch directory, and the constants the seed
+ * generator (seedgen.c) uses to build inputs that get past the first
+ * checks.
+ *
+ * Each harness file defines `int nbx_fuzz_<name>(const uint8_t *, size_t)`
+ * and, only when NBX_LIBFUZZER is defined (the Makefile's fuzz rule does),
+ * the libFuzzer entry points.  tests/unit/fuzz_replay_test.c includes every
+ * harness file into one translation unit and calls those functions on each
+ * corpus file, so everything here is static, prefixed fz_, and guarded.
+ *
+ * State that outlives one input (the policy, the store, the scratch
+ * directory) is made on first use and released by fz_teardown, which the
+ * libFuzzer build registers with atexit and the replay test calls at the
+ * end of each test, so neither leaves a directory or a leak behind.
+ */
+#ifndef NBX_FUZZ_COMMON_H
+#define NBX_FUZZ_COMMON_H
+
+#include <ftw.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "change.h"
+#include "nbx_err.h"
+#include "policy.h"
+#include "store.h"
+#include "writes.h"
+
+/* The node the harnesses run as, and the peer the session talks to. */
+#define FZ_SELF		"ee"
+#define FZ_PEER		"lv"
+/* The peer's log epoch in the HELLO the session harness feeds first. */
+#define FZ_PEER_EPOCH	0x5eedull
+/* "Now" for every input: fixed, so that a run replays exactly. */
+#define FZ_NOW_MS	1700000000000ull
+/* A store grown past this is recreated (between inputs, never during). */
+#define FZ_STORE_RESET	((uint64_t)256 << 20)
+
+static struct policy *fz_pol;
+static struct store *fz_st;
+static char fz_dir[64];		/* scratch directory of this process */
+static int fz_store_n;		/* stores opened, names the store dirs */
+static unsigned fz_inputs;	/* inputs since the last size check */
+
+/* Aborts, which libFuzzer reports as a crash with the input saved. */
+static inline void
+fz_check(int cond, const char *what)
+{
+	if (!cond) {
+		fprintf(stderr, "fuzz check failed: %s\n", what);
+		abort();
+	}
+}
+
+static inline int
+fz_rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	if (remove(path) != 0)
+		fprintf(stderr, "fuzz: cannot remove %s\n", path);
+	return 0;
+}
+
+/* Removes a directory tree, only ever under /dev/shm or /tmp. */
+static inline void
+fz_rmtree(const char *dir)
+{
+	if (strncmp(dir, "/dev/shm/", 9) != 0 && strncmp(dir, "/tmp/", 5) != 0)
+		return;
+	(void)nftw(dir, fz_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The scratch directory of this process, made on first use. */
+static inline const char *
+fz_scratch(void)
+{
+	if (fz_dir[0] == 0) {
+		const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" :
+		    "/tmp";
+
+		snprintf(fz_dir, sizeof(fz_dir), "%s/nbx-fuzz-XXXXXX", base);
+		if (mkdtemp(fz_dir) == NULL) {
+			perror("fuzz: mkdtemp");
+			abort();
+		}
+	}
+	return fz_dir;
+}
+
+/*
+ * conf/schema.conf: $NBX_FUZZ_SCHEMA if set, else relative to the working
+ * directory (the repository root under make), else two levels above the
+ * executable (build/fuzz/<harness>).
+ */
+static inline int
+fz_schema_path(char *out, size_t len)
+{
+	const char *env = getenv("NBX_FUZZ_SCHEMA");
+	char exe[PATH_MAX];
+	ssize_t n;
+	char *slash;
+
+	if (env != NULL && env[0] != 0) {
+		snprintf(out, len, "%s", env);
+		return 0;
+	}
+	if (access("conf/schema.conf", R_OK) == 0) {
+		snprintf(out, len, "conf/schema.conf");
+		return 0;
+	}
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n > 0) {
+		exe[n] = 0;
+		for (int up = 0; up < 3 && (slash = strrchr(exe, '/')); up++)
+			*slash = 0;
+		snprintf(out, len, "%s/conf/schema.conf", exe);
+		if (access(out, R_OK) == 0)
+			return 0;
+	}
+	return -1;
+}
+
+/* The regional schema, loaded once. */
+static inline const struct policy *
+fz_policy(void)
+{
+	char path[PATH_MAX], err[512];
+
+	if (fz_pol != NULL)
+		return fz_pol;
+	if (fz_schema_path(path, sizeof(path)) != 0) {
+		fprintf(stderr, "fuzz: conf/schema.conf not found; run from the "
+		    "repository root or set NBX_FUZZ_SCHEMA\n");
+		abort();
+	}
+	if (policy_load(path, &fz_pol, err, sizeof(err)) != 0) {
+		fprintf(stderr, "fuzz: %s\n", err);
+		abort();
+	}
+	return fz_pol;
+}
+
+/*
+ * Local writes every fresh store starts with: records of each collection,
+ * with local fields (which must never leave), set fields (which writes.c
+ * reads back), a case whose audience holds the peer and one whose
+ * audience does not.
+ */
+static const char *const fz_seed_writes[] = {
+	"{\"collection\":\"organisation\",\"id\":\"org-1\",\"fields\":{"
+	    "\"name\":\"Tallinn network\",\"country\":\"ee\",\"kind\":\"ngo\","
+	    "\"troika_member\":true,\"languages\":[\"et\",\"ru\",\"en\"],"
+	    "\"internal_notes\":\"local only\"}}",
+	"{\"collection\":\"service\",\"id\":\"shelter-1\",\"fields\":{"
+	    "\"name\":\"Tallinn shelter\",\"kind\":\"shelter\",\"capacity\":12,"
+	    "\"free_places\":3,\"languages\":\"et, ru\",\"open_24h\":\"yes\","
+	    "\"address\":\"local only\",\"notes\":\"local only\"}}",
+	"{\"collection\":\"case\",\"id\":\"case-1\",\"audience\":[\"ee\","
+	    "\"lv\"],\"fields\":{\"pseudonym\":\"K-1\",\"status\":\"referred\","
+	    "\"referral_date\":\"2024-02-29\",\"year_of_birth\":1999,"
+	    "\"legal_name\":\"local only\",\"case_notes\":\"local only\"}}",
+	"{\"collection\":\"case\",\"id\":\"case-2\",\"audience\":[\"ee\","
+	    "\"fi\"],\"fields\":{\"pseudonym\":\"K-2\",\"status\":\"accepted\"}}",
+	"{\"collection\":\"training\",\"id\":\"tr-1\",\"fields\":{"
+	    "\"title\":\"Identification\",\"kind\":\"webinar\","
+	    "\"date\":\"2024-05-01\",\"places\":40}}",
+};
+
+/* Applies one local write given as JSON; aborts if it is refused. */
+static inline void
+fz_seed_write(struct store *st, const char *text)
+{
+	struct write_batch b;
+	struct store_outcome out[64];
+	json_error_t je;
+	json_t *req = json_loads(text, 0, &je);
+	char err[512];
+
+	fz_check(req != NULL, "seed write is JSON");
+	if (write_batch_build(&b, WRITE_PUT, fz_policy(), st, FZ_SELF, req,
+	    err, sizeof(err)) != 0) {
+		fprintf(stderr, "fuzz: seed write: %s\n", err);
+		abort();
+	}
+	fz_check(b.n <= 64, "seed write fits");
+	fz_check(store_apply(st, fz_policy(), b.chs, b.n, (struct nbx_str){ 0 },
+	    NULL, FZ_NOW_MS - 60000, STORE_ATOMIC, out) == 0, "seed applies");
+	write_batch_fini(&b);
+	json_decref(req);
+}
+
+static inline void
+fz_store_close(void)
+{
+	char path[128];
+
+	if (fz_st == NULL)
+		return;
+	store_close(fz_st);
+	fz_st = NULL;
+	snprintf(path, sizeof(path), "%s/store-%d", fz_dir, fz_store_n);
+	fz_rmtree(path);
+}
+
+/*
+ * The store of this process (node FZ_SELF), opened and seeded on first
+ * use.  Inputs change it, so a harness that writes calls fz_store_tick
+ * before each input to bound its growth.
+ */
+static inline struct store *
+fz_store(void)
+{
+	struct store_opts o = { .node_id = FZ_SELF };
+	char path[128], err[512];
+
+	if (fz_st != NULL)
+		return fz_st;
+	snprintf(path, sizeof(path), "%s/store-%d", fz_scratch(), ++fz_store_n);
+	if (store_open(path, &o, &fz_st, err, sizeof(err)) != 0) {
+		fprintf(stderr, "fuzz: store_open %s: %s\n", path, err);
+		abort();
+	}
+	for (size_t i = 0; i < sizeof(fz_seed_writes) /
+	    sizeof(fz_seed_writes[0]); i++)
+		fz_seed_write(fz_st, fz_seed_writes[i]);
+	return fz_st;
+}
+
+/* Every 1024 inputs: recreate the store if it grew past FZ_STORE_RESET. */
+static inline void
+fz_store_tick(void)
+{
+	struct store_meta m;
+
+	if (fz_st == NULL || ++fz_inputs < 1024)
+		return;
+	fz_inputs = 0;
+	if (store_meta_get(fz_st, &m) == 0 && m.map_used < FZ_STORE_RESET)
+		return;
+	fz_store_close();
+}
+
+/*
+ * For harnesses whose inputs write to the store: fz_store_dirty marks the
+ * store changed, and fz_store_fresh, called before each input, replaces a
+ * changed store by a freshly seeded one, so that every input starts from
+ * the same state and a finding replays from its input alone.
+ */
+static int fz_dirty;
+
+static inline void
+fz_store_dirty(void)
+{
+	fz_dirty = 1;
+}
+
+static inline void
+fz_store_fresh(void)
+{
+	if (fz_dirty)
+		fz_store_close();
+	fz_dirty = 0;
+}
+
+/* Frees everything above and removes the scratch directory. */
+static inline void
+fz_teardown(void)
+{
+	fz_store_close();
+	policy_free(fz_pol);
+	fz_pol = NULL;
+	if (fz_dir[0] != 0) {
+		fz_rmtree(fz_dir);
+		fz_dir[0] = 0;
+	}
+}
+
+/* A NUL-terminated copy of the input; the caller frees it. */
+static inline char *
+fz_text(const uint8_t *data, size_t size)
+{
+	char *s = malloc(size + 1);
+
+	fz_check(s != NULL, "malloc");
+	if (size > 0)
+		memcpy(s, data, size);
+	s[size] = 0;
+	return s;
+}
+
+#ifdef NBX_LIBFUZZER
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+
+/* Registers the cleanup once per process. */
+static inline void
+fz_atexit(void)
+{
+	static int done;
+
+	if (!done) {
+		done = 1;
+		atexit(fz_teardown);
+	}
+}
+#endif
+
+#endif
