@@ -21,6 +21,8 @@
 
 #define NODE_TICK_MS		100
 #define NODE_HANDSHAKE_MS	10000	/* give up on a silent handshake */
+#define NODE_RETENTION_FIRST_MS	2000	/* first retention pass after start */
+#define NODE_RETENTION_EVERY_MS	(3600 * 1000)
 #define CONN_WQ_MAX		(8u << 20)	/* bytes queued in libuv */
 #define CONN_READ_CHUNK		(64u << 10)
 
@@ -77,6 +79,7 @@ struct node {
 	struct tls_ctx *tls;
 	uv_tcp_t listener;
 	uv_timer_t timer;
+	uv_timer_t retention;	/* erases records past their retain_days */
 	uv_signal_t sigterm, sigint, sighup;
 	struct ctl_server *ctl;
 	struct peer *peers;

@@ -448,10 +448,22 @@ on_key(struct nbx_ini *ini, const char *sect, const char *key,
 			nbx_ini_fail(ini, ini->line, "[%s]: '%s' does not "
 			    "continue onto another line (only values and "
 			    "description do)", sect, key);
+	} else if (f == NULL && strcmp(key, "retain_days") == 0) {
+		int64_t d;
+
+		if (L->coll->retain_days)
+			nbx_ini_fail(ini, ini->line, "[%s]: duplicate key "
+			    "'retain_days'", sect);
+		else if (!parse_i64(val, &d) || d < 1 || d > 36500)
+			nbx_ini_fail(ini, ini->line, "[%s]: retain_days must be "
+			    "1-36500, not '%s'", sect, val);
+		else
+			L->coll->retain_days = (uint32_t)d;
+		L->last_key = "retain_days";
 	} else if (f == NULL && strcmp(key, "description") != 0) {
 		nbx_ini_fail(ini, ini->line, "[%s]: unknown key '%s' (a "
-		    "collection takes only 'description'; fields go in "
-		    "[%s.NAME])", sect, key, sect);
+		    "collection takes 'description' and 'retain_days'; fields "
+		    "go in [%s.NAME])", sect, key, sect);
 	} else if (f == NULL && L->desc_line) {
 		nbx_ini_fail(ini, ini->line, "[%s]: duplicate key "
 		    "'description' (first on line %d)", sect, L->desc_line);

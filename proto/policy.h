@@ -7,6 +7,8 @@
  *
  *   [service]                 ; a collection: a section without a dot
  *   description = ...         ; optional, free text
+ *   retain_days = 365         ; optional: the creating node erases a record
+ *                             ; not changed for this many days (1-36500)
  *
  *   [service.name]            ; a field: <collection>.<field>, after its
  *   type = string             ; collection; string|int|bool|date|enum|set
@@ -73,6 +75,7 @@ struct pol_coll {
 	struct pol_field *fields;
 	size_t nfields;
 	int has_audience_fields;	/* any field with share = audience */
+	uint32_t retain_days;	/* erase records unchanged this long; 0 never */
 	int line;
 };
 
