@@ -262,6 +262,13 @@ on_timer(uv_timer_t *t)
 	}
 	if (n->stopping)
 		return;
+	if (++n->ticks % NODE_READER_CHECK_TICKS == 0) {
+		int dead = store_reader_check(n->st);
+
+		if (dead > 0)
+			log_msg(LOG_INFO, NULL, "cleared %d reader slot(s) left "
+			    "by dead processes", dead);
+	}
 	for (struct peer *p = n->peers; p; p = p->next)
 		if (!p->active && !p->dialing && now >= p->next_dial_ms)
 			conn__dial(n, p);

@@ -674,6 +674,32 @@ do_compact(struct node *n)
 	    (json_int_t)before, "after", (json_int_t)after);
 }
 
+/*
+ * verify: the digest this node computes for the pair (this node, peer);
+ * the peer's `nbxctl verify` for this node must print the same when the
+ * two have converged.
+ */
+static json_t *
+do_verify(struct node *n, json_t *req)
+{
+	const char *peer = json_string_value(json_object_get(req, "peer"));
+	uint8_t d[32];
+	char hex[65];
+	uint64_t records, changes;
+	int rc;
+
+	if (peer == NULL || !nbx_node_id_valid(nbx_str_c(peer)))
+		return ctl_error(NBX_EINVAL, "verify needs a peer id");
+	if ((rc = store_pair_digest(n->st, n->pol, nbx_str_c(peer), d, &records,
+	    &changes)) != 0)
+		return ctl_error(rc, "verify: %s", store_last_error(n->st));
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", d[i]);
+	return json_pack("{s:b, s:s, s:s, s:s, s:I, s:I}", "ok", 1, "node",
+	    n->cfg.id, "peer", peer, "digest", hex, "records",
+	    (json_int_t)records, "changes", (json_int_t)changes);
+}
+
 json_t *
 node__control(void *arg, json_t *req)
 {
@@ -710,6 +736,8 @@ node__control(void *arg, json_t *req)
 		return do_erasures(n);
 	if (!strcmp(cmd, "compact"))
 		return do_compact(n);
+	if (!strcmp(cmd, "verify"))
+		return do_verify(n, req);
 	if (!strcmp(cmd, "reload")) {
 		if ((rc = node__reload(n, err, sizeof(err))) != 0)
 			return ctl_error(rc, "reload failed, still running with "

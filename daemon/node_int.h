@@ -22,6 +22,7 @@
 #define NODE_TICK_MS		100
 #define NODE_HANDSHAKE_MS	10000	/* give up on a silent handshake */
 #define NODE_RETENTION_FIRST_MS	2000	/* first retention pass after start */
+#define NODE_READER_CHECK_TICKS	20	/* mdb_reader_check every 2 s */
 #define NODE_RETENTION_EVERY_MS	(3600 * 1000)
 #define CONN_WQ_MAX		(8u << 20)	/* bytes queued in libuv */
 #define CONN_READ_CHUNK		(64u << 10)
@@ -87,6 +88,7 @@ struct node {
 	struct sync_opts sopts;
 	int stopping;
 	int pumping;
+	uint64_t ticks;
 	uint64_t started_ms;
 };
 

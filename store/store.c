@@ -771,6 +771,18 @@ apply_batch(MDB_txn *txn, void *arg)
 	return 0;
 }
 
+int
+store_reader_check(struct store *st)
+{
+	int dead = 0, rc;
+
+	if (st->env == NULL || (st->env_flags & MDB_NOLOCK))
+		return 0;
+	if ((rc = mdb_reader_check(st->env, &dead)) != 0)
+		return store__mdb_code(st, rc, "reader check");
+	return dead;
+}
+
 /* Doubles the map.  Only legal with no transaction open in this process. */
 static int
 grow_map(struct store *st)
@@ -778,6 +790,7 @@ grow_map(struct store *st)
 	uint64_t size = st->map_size * 2;
 	int rc;
 
+	(void)store_reader_check(st);	/* dead readers pin pages */
 	if (st->rtxns > 0)
 		return store__fail(st, NBX_EMAPFULL,
 		    "map full (%llu bytes) and a read transaction is open",

@@ -164,6 +164,13 @@ int store_record_next(struct store_rtxn *t, struct nbx_str coll,
 int store_erasure_next(struct store_rtxn *t, struct nbx_str after_coll,
     struct nbx_str after_id, struct nbx_str *coll, struct nbx_str *id);
 
+/*
+ * Clears reader slots left by processes that died with a read transaction
+ * open (an nbxq killed with -9), which would otherwise pin old pages and
+ * make the file grow.  Returns the number cleared, or NBX_ESTORE.
+ */
+int store_reader_check(struct store *st);
+
 /* A peer's cursor; 0 with zeros if none is stored. */
 int store_cursor_get(struct store *st, struct nbx_str peer,
     struct store_cursor *out);
@@ -194,6 +201,19 @@ int store_quarantine_next(struct store_rtxn *t, uint64_t after,
  * means the store could not be reopened and the caller must stop.
  */
 int store_compact(struct store *st, uint64_t *before, uint64_t *after);
+
+/*
+ * The pair digest for `nbxctl verify PEER` (store/verify.c): SHA-256 over
+ * the canonical encoding of every change, in key order, that both this
+ * node and `peer` may hold under the policy: region fields, and audience
+ * fields of records whose audience holds both (with the record's state and
+ * audience when any of its fields counts).  Local fields, erased records
+ * and receipts are left out.  Two converged nodes compute equal digests
+ * for each other.  *records and *changes count what went in.
+ */
+int store_pair_digest(struct store *st, const struct policy *pol,
+    struct nbx_str peer, uint8_t out[32], uint64_t *records,
+    uint64_t *changes);
 
 /* SHA-256 over every (key, value) of the records database, in key order. */
 int store_records_digest(struct store *st, uint8_t out[32]);

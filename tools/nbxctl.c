@@ -45,6 +45,7 @@ static const char MAIN_HELP[] =
     "  delete COLL ID | erase COLL ID\n"
     "  import FILE.jsonl | -                       load records in bulk\n"
     "  erasures                                    erasures and their receipts\n"
+    "  verify PEER                                 digest to compare with PEER's\n"
     "  compact                                     rewrite the store, purged bytes gone\n"
     "  quarantine                                  refused incoming changes\n"
     "  audit [--peer ID] [--record COLL/ID] [--since T]  disclosure log\n"
@@ -892,6 +893,39 @@ cmd_compact(struct ctx *x, int argc, char **argv)
 }
 
 static int
+cmd_verify(struct ctx *x, int argc, char **argv)
+{
+	json_t *reply;
+	int rc;
+
+	if (wants_help(argc, argv)) {
+		puts("usage: nbxctl verify PEER [--json]\n\nPrints the digest of "
+		    "everything this node and PEER may both hold\n(region fields, "
+		    "and audience fields of records whose audience holds\nboth). "
+		    " Run `nbxctl verify` for this node on PEER: equal digests\n"
+		    "mean the two have converged.");
+		return 0;
+	}
+	if (argc != 1)
+		return usage_error("%s", "verify PEER");
+	if ((rc = call(x, json_pack("{s:s, s:s}", "cmd", "verify", "peer",
+	    argv[0]), &reply)) != 0)
+		return rc;
+	if (x->json) {
+		json_object_del(reply, "ok");
+		print_json(reply);
+	} else {
+		printf("%s  %s<->%s  %" JSON_INTEGER_FORMAT " records, %"
+		    JSON_INTEGER_FORMAT " changes\n", str_or(reply, "digest", "?"),
+		    str_or(reply, "node", "?"), argv[0],
+		    json_integer_value(json_object_get(reply, "records")),
+		    json_integer_value(json_object_get(reply, "changes")));
+	}
+	json_decref(reply);
+	return 0;
+}
+
+static int
 cmd_simple(struct ctx *x, const char *cmd, const char *done, int argc,
     char **argv)
 {
@@ -963,6 +997,8 @@ main(int argc, char **argv)
 		return cmd_metrics(&x, argc, argv);
 	if (!strcmp(verb, "audit"))
 		return cmd_audit(&x, argc, argv);
+	if (!strcmp(verb, "verify"))
+		return cmd_verify(&x, argc, argv);
 	if (!strcmp(verb, "compact"))
 		return cmd_compact(&x, argc, argv);
 	if (!strcmp(verb, "erasures"))

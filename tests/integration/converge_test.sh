@@ -38,7 +38,10 @@ ok "concurrent writes converged"
 q ee list service --format csv >"$T/ee.csv"
 q lv list service --format csv >"$T/lv.csv"
 cmp -s "$T/ee.csv" "$T/lv.csv" || { diff "$T/ee.csv" "$T/lv.csv"; fail "listings differ"; }
-ok "listings identical"
+d1=$(ctl ee verify lv | cut -d' ' -f1)
+d2=$(ctl lv verify ee | cut -d' ' -f1)
+[ -n "$d1" ] && [ "$d1" = "$d2" ] || fail "verify digests differ: $d1 / $d2"
+ok "listings identical; verify digests equal ($d1)"
 
 # lv down: ee keeps writing; lv catches up after restart
 nbx_stop lv
@@ -51,6 +54,9 @@ has_field lv service ee:s1 capacity 40 || fail "capacity update after restart"
 q lv get service ee:s5 >/dev/null 2>&1 && fail "deleted record still visible on lv"
 q lv get service ee:s5 --include-deleted >/dev/null || fail "deleted record gone entirely"
 ok "restart resumed from the stored cursor"
+wait_until 10 "digests equal after catch-up" sh -c \
+    "[ \"\$('$BIN/nbxctl' -c '$T/ee/nbx.conf' verify lv | cut -d' ' -f1)\" = \"\$('$BIN/nbxctl' -c '$T/lv/nbx.conf' verify ee | cut -d' ' -f1)\" ]"
+ok "verify digests agree after catch-up"
 
 # a put of the same values changes nothing
 out=$(ctl ee put service ee:late name="Written while lv was down" --json)

@@ -310,3 +310,52 @@ Test(store, local_write_rules)
 	policy_free(pol);
 	test_rmdir(dir);
 }
+
+/* The pair digest sees region fields and shared audience fields only. */
+Test(store, pair_digest_covers_exactly_what_both_may_hold)
+{
+	char *d1 = test_tmpdir(), *d2 = test_tmpdir();
+	struct policy *pol = test_policy();
+	struct store *a = open_store(d1, "ee", 0), *b = open_store(d2, "ee", 0);
+	struct store_outcome out[4];
+	uint8_t x[32], y[32];
+	uint64_t nr, nc;
+	struct change c[3];
+
+	/* same region data on both, different local notes */
+	c[0] = test_str("ee:1", "name", "same");
+	c[1] = test_str("ee:1", "note", "local A");
+	cr_assert_eq(store_apply(a, pol, c, 2, (struct nbx_str){ 0 }, NULL, NOW,
+	    0, out), 0);
+	c[1] = test_str("ee:1", "note", "local B, different");
+	for (int i = 0; i < 2; i++) {	/* same versions: apply a's as remote */
+		c[i].origin = nbx_str_c("ee");
+		c[i].hlc = out[i].hlc;
+	}
+	cr_assert_eq(store_apply(b, pol, c, 1, nbx_str_c("ee"), NULL, NOW, 0,
+	    out), 0);
+	cr_assert_eq(store_pair_digest(a, pol, nbx_str_c("lv"), x, &nr, &nc), 0);
+	cr_assert_eq(store_pair_digest(b, pol, nbx_str_c("lv"), y, &nr, &nc), 0);
+	cr_assert_eq(memcmp(x, y, 32), 0, "local fields must not count");
+	cr_assert_eq(nr, 1);
+	/* a scoped field with an audience without lv: not for the ee-lv pair */
+	c[0] = test_change(CHANGE_AUDIENCE, "ee:2", NULL);
+	c[0].aud.n = 1;
+	c[0].aud.ids[0] = nbx_str_c("ee");
+	c[1] = test_str("ee:2", "secret", "only ee");
+	cr_assert_eq(store_apply(a, pol, c, 2, (struct nbx_str){ 0 }, NULL, NOW,
+	    0, out), 0);
+	cr_assert_eq(store_pair_digest(a, pol, nbx_str_c("lv"), x, &nr, &nc), 0);
+	cr_assert_eq(memcmp(x, y, 32), 0, "a record lv may not hold counted");
+	/* a region value that differs is seen */
+	c[0] = test_str("ee:1", "name", "changed");
+	cr_assert_eq(store_apply(a, pol, c, 1, (struct nbx_str){ 0 }, NULL, NOW,
+	    0, out), 0);
+	cr_assert_eq(store_pair_digest(a, pol, nbx_str_c("lv"), x, &nr, &nc), 0);
+	cr_assert_neq(memcmp(x, y, 32), 0, "a differing region field unseen");
+	store_close(a);
+	store_close(b);
+	policy_free(pol);
+	test_rmdir(d1);
+	test_rmdir(d2);
+}
