@@ -114,7 +114,7 @@ do_import(struct node *n, json_t *req)
 	struct write_batch *b = NULL;
 	struct change *all = NULL;
 	struct store_outcome *out = NULL;
-	size_t nw, i, total, *owner = NULL, applied_total = 0;
+	size_t nw, i, k, total, *owner = NULL, applied_total = 0;
 	char **errs = NULL;
 	int *dead = NULL, rc = 0;
 	char err[1024];
@@ -142,8 +142,9 @@ do_import(struct node *n, json_t *req)
 		}
 	}
 	for (;;) {
-		size_t k = 0, bad = SIZE_MAX;
+		size_t bad = SIZE_MAX;
 
+		k = 0;
 		total = 0;
 		for (i = 0; i < nw; i++)
 			total += dead[i] ? 0 : b[i].n;
@@ -179,12 +180,11 @@ do_import(struct node *n, json_t *req)
 		dead[owner[bad]] = 1;
 	}
 	results = json_array();
-	for (i = 0; i < nw; i++) {
+	/* the changes of write i are contiguous in `all`: walk them once */
+	for (i = 0, k = 0; i < nw; i++) {
 		size_t applied = 0, unchanged = 0;
 
-		for (size_t k = 0; k < total; k++) {
-			if (owner[k] != i)
-				continue;
+		for (; k < total && owner[k] == i; k++) {
 			if (out[k].status == STORE_APPLIED)
 				applied++;
 			else

@@ -62,22 +62,9 @@ struct tls_conn {
 /* Helpers                                                             */
 /* ------------------------------------------------------------------ */
 
-static int
-fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
 /* The oldest queued OpenSSL error's reason; clears the queue. */
-static const char *
-openssl_why(void)
+const char *
+tls_openssl_reason(void)
 {
 	unsigned long e = ERR_get_error();
 	const char *r = e ? ERR_reason_error_string(e) : NULL;
@@ -100,27 +87,21 @@ conn_fail(struct tls_conn *c, int rc, const char *fmt, ...)
 	return rc;
 }
 
-static void
-spki_pin(X509 *x, uint8_t out[TLS_PIN_LEN], int *ok)
+int
+tls_spki_pin(X509 *x, uint8_t out[TLS_PIN_LEN])
 {
+	X509_PUBKEY *pk = x ? X509_get_X509_PUBKEY(x) : NULL;
 	unsigned char *der = NULL;
-	int n = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &der);
+	int n, rc = 0;
 
-	*ok = n > 0 && EVP_Digest(der, (size_t)n, out, NULL, EVP_sha256(),
-	    NULL);
+	if (pk == NULL)
+		return NBX_EINVAL;
+	if ((n = i2d_X509_PUBKEY(pk, &der)) <= 0)
+		return NBX_ETLS;
+	if (!EVP_Digest(der, (size_t)n, out, NULL, EVP_sha256(), NULL))
+		rc = NBX_ETLS;
 	OPENSSL_free(der);
-}
-
-static void
-pin_hex(const uint8_t pin[TLS_PIN_LEN], char hex[2 * TLS_PIN_LEN + 1])
-{
-	static const char dig[] = "0123456789abcdef";
-
-	for (int i = 0; i < TLS_PIN_LEN; i++) {
-		hex[2 * i] = dig[pin[i] >> 4];
-		hex[2 * i + 1] = dig[pin[i] & 15];
-	}
-	hex[2 * TLS_PIN_LEN] = '\0';
+	return rc;
 }
 
 static void
@@ -164,23 +145,23 @@ tls_cert_node_id(X509 *cert, char out[NBX_ID_MAX + 1], char *err,
 
 	out[0] = '\0';
 	if (name == NULL)
-		return fail(err, errlen, NBX_EINVAL, "no certificate");
+		return nbx_errf(err, errlen, NBX_EINVAL, "no certificate");
 	if ((i = X509_NAME_get_index_by_NID(name, NID_commonName, -1)) >= 0) {
 		if (X509_NAME_get_index_by_NID(name, NID_commonName, i) >= 0) {
-			fail(err, errlen, rc, "certificate has more than one CN");
+			nbx_errf(err, errlen, rc, "certificate has more than one CN");
 			goto out;
 		}
 		n = ASN1_STRING_to_UTF8(&u, X509_NAME_ENTRY_get_data(
 		    X509_NAME_get_entry(name, i)));
 		if (id_copy(u, n, cn) != 0) {
-			fail(err, errlen, rc, "certificate CN is not a node id "
+			nbx_errf(err, errlen, rc, "certificate CN is not a node id "
 			    "(1-32 of [a-z0-9-])");
 			goto out;
 		}
 	}
 	gens = X509_get_ext_d2i(cert, NID_subject_alt_name, &crit, NULL);
 	if (gens == NULL && crit != -1) {
-		fail(err, errlen, rc, "certificate subjectAltName is %s",
+		nbx_errf(err, errlen, rc, "certificate subjectAltName is %s",
 		    crit == -2 ? "repeated" : "malformed");
 		goto out;
 	}
@@ -195,24 +176,24 @@ tls_cert_node_id(X509 *cert, char out[NBX_ID_MAX + 1], char *err,
 		if (n < (int)plen || memcmp(p, URN_PREFIX, plen) != 0)
 			continue;
 		if (id_copy(p + plen, n - (int)plen, id) != 0) {
-			fail(err, errlen, rc, "certificate SAN URI does not hold "
+			nbx_errf(err, errlen, rc, "certificate SAN URI does not hold "
 			    "a node id (1-32 of [a-z0-9-])");
 			goto out;
 		}
 		if (uri[0] && strcmp(uri, id) != 0) {
-			fail(err, errlen, rc, "certificate SAN names two node "
+			nbx_errf(err, errlen, rc, "certificate SAN names two node "
 			    "ids, '%s' and '%s'", uri, id);
 			goto out;
 		}
 		strcpy(uri, id);
 	}
 	if (!cn[0] && !uri[0]) {
-		fail(err, errlen, rc, "certificate carries no node identity "
+		nbx_errf(err, errlen, rc, "certificate carries no node identity "
 		    "(CN or SAN URI " URN_PREFIX "<id>)");
 		goto out;
 	}
 	if (cn[0] && uri[0] && strcmp(cn, uri) != 0) {
-		fail(err, errlen, rc, "certificate CN '%s' and SAN URI node id "
+		nbx_errf(err, errlen, rc, "certificate CN '%s' and SAN URI node id "
 		    "'%s' disagree", cn, uri);
 		goto out;
 	}
@@ -246,14 +227,14 @@ peer_check(struct tls_conn *c, X509 *x)
 		return -1;
 	}
 	if (c->has_pin) {
-		spki_pin(x, pin, &ok);
+		ok = tls_spki_pin(x, pin) == 0;
 		if (!ok) {
 			snprintf(c->why, sizeof c->why,
 			    "cannot compute the peer's SPKI pin");
 			return -1;
 		}
 		if (CRYPTO_memcmp(pin, c->pin, TLS_PIN_LEN) != 0) {
-			pin_hex(pin, hex);
+			nbx_hex(pin, TLS_PIN_LEN, hex);
 			snprintf(c->why, sizeof c->why, "SPKI pin mismatch: "
 			    "peer '%s' has key sha256 %s", id, hex);
 			return -1;
@@ -352,16 +333,16 @@ pem_load(const char *what, const char *path, void **out, char *err,
 
 	*out = NULL;
 	if (f == NULL)
-		return fail(err, errlen, NBX_EIO, "%s %s: cannot open: %s",
+		return nbx_errf(err, errlen, NBX_EIO, "%s %s: cannot open: %s",
 		    what, path, strerror(errno));
 	*out = key ? (void *)PEM_read_PrivateKey(f, NULL, NULL, NULL) :
 	    crl ? (void *)PEM_read_X509_CRL(f, NULL, NULL, NULL) :
 	    (void *)PEM_read_X509(f, NULL, NULL, NULL);
 	fclose(f);
 	if (*out == NULL)
-		return fail(err, errlen, NBX_ETLS, "%s %s: not a PEM %s: %s",
+		return nbx_errf(err, errlen, NBX_ETLS, "%s %s: not a PEM %s: %s",
 		    what, path, key ? "private key" : crl ? "CRL" :
-		    "certificate", openssl_why());
+		    "certificate", tls_openssl_reason());
 	return 0;
 }
 
@@ -375,7 +356,7 @@ load_cas(X509_STORE *store, const char *path, STACK_OF(X509) *cas,
 	unsigned long e;
 
 	if (f == NULL)
-		return fail(err, errlen, NBX_EIO, "ca %s: cannot open: %s",
+		return nbx_errf(err, errlen, NBX_EIO, "ca %s: cannot open: %s",
 		    path, strerror(errno));
 	ERR_clear_error();
 	while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
@@ -383,7 +364,7 @@ load_cas(X509_STORE *store, const char *path, STACK_OF(X509) *cas,
 		    !sk_X509_push(cas, x)) {
 			X509_free(x);
 			fclose(f);
-			return fail(err, errlen, NBX_ETLS, "ca %s: certificate %d "
+			return nbx_errf(err, errlen, NBX_ETLS, "ca %s: certificate %d "
 			    "is not a usable CA certificate", path,
 			    sk_X509_num(cas) + 1);
 		}
@@ -391,8 +372,8 @@ load_cas(X509_STORE *store, const char *path, STACK_OF(X509) *cas,
 	fclose(f);
 	e = ERR_peek_last_error();
 	if (sk_X509_num(cas) == 0 || ERR_GET_REASON(e) != PEM_R_NO_START_LINE)
-		return fail(err, errlen, NBX_ETLS, "ca %s: %s", path,
-		    sk_X509_num(cas) ? openssl_why() :
+		return nbx_errf(err, errlen, NBX_ETLS, "ca %s: %s", path,
+		    sk_X509_num(cas) ? tls_openssl_reason() :
 		    "no PEM certificate found");
 	ERR_clear_error();
 	return 0;
@@ -437,28 +418,28 @@ load_crl(X509_STORE *store, const char *path, STACK_OF(X509) *cas,
 	}
 	ERR_clear_error();
 	if (!ok) {
-		fail(err, errlen, rc, "crl %s: not signed by the regional CA",
+		nbx_errf(err, errlen, rc, "crl %s: not signed by the regional CA",
 		    path);
 		goto out;
 	}
 	if (X509_cmp_current_time(X509_CRL_get0_lastUpdate(crl)) >= 0) {
-		fail(err, errlen, rc, "crl %s: lastUpdate is in the future",
+		nbx_errf(err, errlen, rc, "crl %s: lastUpdate is in the future",
 		    path);
 		goto out;
 	}
 	if ((next = X509_CRL_get0_nextUpdate(crl)) == NULL) {
-		fail(err, errlen, rc, "crl %s: has no nextUpdate", path);
+		nbx_errf(err, errlen, rc, "crl %s: has no nextUpdate", path);
 		goto out;
 	}
 	if (X509_cmp_current_time(next) <= 0) {
 		time_str(next, when, sizeof when);
-		fail(err, errlen, rc, "crl %s: stale: nextUpdate %s is in the "
+		nbx_errf(err, errlen, rc, "crl %s: stale: nextUpdate %s is in the "
 		    "past; publish a new CRL", path, when);
 		goto out;
 	}
 	if (!X509_STORE_add_crl(store, crl) ||
 	    !X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK)) {
-		fail(err, errlen, rc, "crl %s: %s", path, openssl_why());
+		nbx_errf(err, errlen, rc, "crl %s: %s", path, tls_openssl_reason());
 		goto out;
 	}
 	rc = 0;
@@ -482,21 +463,21 @@ tls_ctx_new(const char *ca, const char *cert, const char *key,
 	if (err && errlen)
 		err[0] = '\0';
 	if (out == NULL || ca == NULL || cert == NULL || key == NULL)
-		return fail(err, errlen, NBX_EINVAL,
+		return nbx_errf(err, errlen, NBX_EINVAL,
 		    "ca, cert and key files are required");
 	*out = NULL;
 	ERR_clear_error();
 	if ((t = calloc(1, sizeof *t)) == NULL ||
 	    (cas = sk_X509_new_null()) == NULL ||
 	    (t->ssl = SSL_CTX_new(TLS_method())) == NULL) {
-		fail(err, errlen, rc, "out of memory");
+		nbx_errf(err, errlen, rc, "out of memory");
 		goto out;
 	}
 	rc = NBX_ETLS;
 	if (!SSL_CTX_set_min_proto_version(t->ssl, TLS1_3_VERSION) ||
 	    !SSL_CTX_set_max_proto_version(t->ssl, TLS1_3_VERSION) ||
 	    !SSL_CTX_set_num_tickets(t->ssl, 0)) {
-		fail(err, errlen, rc, "cannot configure TLS: %s", openssl_why());
+		nbx_errf(err, errlen, rc, "cannot configure TLS: %s", tls_openssl_reason());
 		goto out;
 	}
 	SSL_CTX_set_options(t->ssl, SSL_OP_NO_TICKET);
@@ -519,17 +500,17 @@ tls_ctx_new(const char *ca, const char *cert, const char *key,
 	if (!SSL_CTX_use_certificate(t->ssl, x) ||
 	    !SSL_CTX_use_PrivateKey(t->ssl, pk) ||
 	    !SSL_CTX_check_private_key(t->ssl)) {
-		fail(err, errlen, rc, "key %s does not match cert %s: %s", key,
-		    cert, openssl_why());
+		nbx_errf(err, errlen, rc, "key %s does not match cert %s: %s", key,
+		    cert, tls_openssl_reason());
 		goto out;
 	}
 	if (!signed_by(cas, x)) {
-		fail(err, errlen, rc, "cert %s is not signed by the CA in %s",
+		nbx_errf(err, errlen, rc, "cert %s is not signed by the CA in %s",
 		    cert, ca);
 		goto out;
 	}
 	if (tls_cert_node_id(x, t->id, why, sizeof why) != 0) {
-		fail(err, errlen, rc, "cert %s: %s", cert, why);
+		nbx_errf(err, errlen, rc, "cert %s: %s", cert, why);
 		goto out;
 	}
 	if (crl && *crl && (rc = load_crl(SSL_CTX_get_cert_store(t->ssl),
@@ -572,17 +553,17 @@ tls_ctx_verify_peer(struct tls_ctx *ctx, const struct tls_conn *conn,
 	int rc = NBX_ETLS;
 
 	if (ctx == NULL || peer == NULL)
-		return fail(err, errlen, NBX_EINVAL, "no verified peer");
+		return nbx_errf(err, errlen, NBX_EINVAL, "no verified peer");
 	if ((xs = X509_STORE_CTX_new()) == NULL ||
 	    !X509_STORE_CTX_init(xs, SSL_CTX_get_cert_store(ctx->ssl), peer,
 	    SSL_get_peer_cert_chain(conn->ssl)) ||
 	    !X509_STORE_CTX_set_purpose(xs, conn->is_server ?
 	    X509_PURPOSE_SSL_CLIENT : X509_PURPOSE_SSL_SERVER)) {
-		fail(err, errlen, rc, "%s", openssl_why());
+		nbx_errf(err, errlen, rc, "%s", tls_openssl_reason());
 		goto out;
 	}
 	if (X509_verify_cert(xs) != 1) {
-		fail(err, errlen, rc, "certificate verify failed: %s",
+		nbx_errf(err, errlen, rc, "certificate verify failed: %s",
 		    X509_verify_cert_error_string(X509_STORE_CTX_get_error(xs)));
 		goto out;
 	}
@@ -863,7 +844,7 @@ tls_conn_shutdown(struct tls_conn *c)
 	r = SSL_shutdown(c->ssl);
 	if (r < 0)
 		return conn_fail(c, NBX_ETLS, "cannot send close_notify: %s",
-		    openssl_why());
+		    tls_openssl_reason());
 	return 0;
 }
 
@@ -932,7 +913,7 @@ tls_conn_peer_pin(const struct tls_conn *c, uint8_t out[TLS_PIN_LEN])
 	int ok = 0;
 
 	if (peer)
-		spki_pin(peer, out, &ok);
+		ok = tls_spki_pin(peer, out) == 0;
 	return ok ? 0 : NBX_EINVAL;
 }
 

@@ -118,7 +118,7 @@ int tls_cert_node_id(X509 *cert, char out[NBX_ID_MAX + 1], char *err,
  * is the node id the peer's certificate must carry; required for a
  * client, optional for a server (NULL: any valid identity under the CA is
  * accepted, and tls_conn_peer_id tells which).  `pin`: NULL or 32 bytes,
- * the SHA-256 of the peer's DER SubjectPublicKeyInfo (ca_spki_pin).  Both
+ * the SHA-256 of the peer's DER SubjectPublicKeyInfo (tls_spki_pin).  Both
  * are copied.  Returns 0 and *out (owned by the caller), NBX_EINVAL (bad
  * argument or invalid expected id) or NBX_ENOMEM.  A client has its
  * ClientHello ready in the output buffer on return.
@@ -208,6 +208,15 @@ int tls_conn_eof(struct tls_conn *conn);
  * complete.  Valid until tls_conn_free.
  */
 const char *tls_conn_peer_id(const struct tls_conn *conn);
+
+/*
+ * The SPKI pin of a certificate: SHA-256 of its DER SubjectPublicKeyInfo.
+ * 0, NBX_EINVAL (no certificate) or NBX_ETLS.
+ */
+int tls_spki_pin(X509 *x, uint8_t out[TLS_PIN_LEN]);
+
+/* The reason of the oldest queued OpenSSL error; clears the queue. */
+const char *tls_openssl_reason(void);
 
 /*
  * Stores the SPKI pin (SHA-256 of the DER SubjectPublicKeyInfo) of the

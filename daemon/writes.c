@@ -13,17 +13,6 @@
 #include "nbx_err.h"
 #include "writes.h"
 
-static int
-failf(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return code;
-}
-
 static struct change *
 push(struct write_batch *b)
 {
@@ -102,29 +91,29 @@ limit_msg(const struct pol_field *f, const char *coll, char *err,
 
 	switch (f->type) {
 	case POL_INT:
-		return failf(err, errlen, NBX_ELIMIT,
+		return nbx_errf(err, errlen, NBX_ELIMIT,
 		    "%s.%s: value outside %" PRId64 "..%" PRId64, coll,
 		    f->name, f->min, f->max);
 	case POL_ENUM:
 		values_text(f, vals, sizeof(vals));
-		return failf(err, errlen, NBX_ELIMIT,
+		return nbx_errf(err, errlen, NBX_ELIMIT,
 		    "%s.%s: value must be one of: %s", coll, f->name, vals);
 	case POL_DATE:
-		return failf(err, errlen, NBX_ELIMIT,
+		return nbx_errf(err, errlen, NBX_ELIMIT,
 		    "%s.%s: not a valid date (YYYY-MM-DD)", coll, f->name);
 	case POL_SET:
 		if (f->nvalues) {
 			values_text(f, vals, sizeof(vals));
-			return failf(err, errlen, NBX_ELIMIT,
+			return nbx_errf(err, errlen, NBX_ELIMIT,
 			    "%s.%s: elements must be among: %s (at most "
 			    "%u bytes each)", coll, f->name, vals,
 			    f->elem_max);
 		}
-		return failf(err, errlen, NBX_ELIMIT,
+		return nbx_errf(err, errlen, NBX_ELIMIT,
 		    "%s.%s: elements must be 1-%u bytes of UTF-8", coll,
 		    f->name, f->elem_max);
 	default:
-		return failf(err, errlen, NBX_ELIMIT,
+		return nbx_errf(err, errlen, NBX_ELIMIT,
 		    "%s.%s: text longer than %" PRId64 " bytes or not UTF-8",
 		    coll, f->name, f->max);
 	}
@@ -198,7 +187,7 @@ scalar_value(const struct pol_field *f, json_t *v, struct nbx_value *out,
 		out->s.n = (uint32_t)json_string_length(v);
 		return 0;
 	}
-	return failf(err, errlen, NBX_ETYPE, "%s.%s: expected %s", coll,
+	return nbx_errf(err, errlen, NBX_ETYPE, "%s.%s: expected %s", coll,
 	    f->name, type_name(f));
 }
 
@@ -225,11 +214,11 @@ set_elems(struct write_batch *b, const struct pol_field *f, json_t *v,
 		for (; *s; s++)
 			cap += *s == ',';
 	} else if (!json_is_null(v)) {
-		return failf(err, errlen, NBX_ETYPE, "%s.%s: expected %s",
+		return nbx_errf(err, errlen, NBX_ETYPE, "%s.%s: expected %s",
 		    coll, f->name, type_name(f));
 	}
 	if (cap > (size_t)f->max)
-		return failf(err, errlen, NBX_ELIMIT,
+		return nbx_errf(err, errlen, NBX_ELIMIT,
 		    "%s.%s: more than %" PRId64 " elements", coll, f->name,
 		    f->max);
 	if (cap && (out->e = calloc(cap, sizeof(*out->e))) == NULL)
@@ -240,7 +229,7 @@ set_elems(struct write_batch *b, const struct pol_field *f, json_t *v,
 
 			if (!json_is_string(x)) {
 				free(out->e);
-				return failf(err, errlen, NBX_ETYPE,
+				return nbx_errf(err, errlen, NBX_ETYPE,
 				    "%s.%s: set elements must be strings",
 				    coll, f->name);
 			}
@@ -335,7 +324,7 @@ add_fields(struct write_batch *b, const struct pol_coll *pc,
 	json_t *v;
 
 	if (!json_is_object(fields))
-		return failf(err, errlen, NBX_EINVAL,
+		return nbx_errf(err, errlen, NBX_EINVAL,
 		    "\"fields\" must be an object of field: value");
 	json_object_foreach(fields, name, v) {
 		const struct pol_field *f = policy_field(pc, nbx_str_c(name));
@@ -351,7 +340,7 @@ add_fields(struct write_batch *b, const struct pol_coll *pc,
 				off += (size_t)snprintf(known + off,
 				    sizeof(known) - off, "%s%s", i ? ", " : "",
 				    pc->fields[i].name);
-			rc = failf(err, errlen, NBX_EFIELD,
+			rc = nbx_errf(err, errlen, NBX_EFIELD,
 			    "%s has no field '%s' (fields: %s)", coll, name,
 			    known);
 			goto out;
@@ -413,10 +402,10 @@ add_audience(struct write_batch *b, const struct change *proto, json_t *aud,
 
 	if (!json_is_array(aud) || json_array_size(aud) == 0 ||
 	    json_array_size(aud) > NBX_AUD_MAX)
-		return failf(err, errlen, NBX_EINVAL,
+		return nbx_errf(err, errlen, NBX_EINVAL,
 		    "audience must be a list of 1-%d node ids", NBX_AUD_MAX);
 	if (!nbx_str_eq(creator, nbx_str_c(self)))
-		return failf(err, errlen, NBX_EWRITER,
+		return nbx_errf(err, errlen, NBX_EWRITER,
 		    "only %.*s, which created %.*s, may set its audience",
 		    (int)creator.n, creator.p, (int)proto->id.n, proto->id.p);
 	if ((c = push(b)) == NULL)
@@ -428,7 +417,7 @@ add_audience(struct write_batch *b, const struct change *proto, json_t *aud,
 		    (uint32_t)json_string_length(x) };
 
 		if (!json_is_string(x) || !nbx_node_id_valid(id))
-			return failf(err, errlen, NBX_EINVAL,
+			return nbx_errf(err, errlen, NBX_EINVAL,
 			    "audience: '%s' is not a node id (1-32 of a-z, 0-9, -)",
 			    json_is_string(x) ? json_string_value(x) : "?");
 		has_creator |= nbx_str_eq(id, creator);
@@ -437,7 +426,7 @@ add_audience(struct write_batch *b, const struct change *proto, json_t *aud,
 	if (!has_creator)
 		c->aud.ids[c->aud.n++] = creator;	/* the creator always holds it */
 	if (c->aud.n > NBX_AUD_MAX)
-		return failf(err, errlen, NBX_EINVAL, "audience too large");
+		return nbx_errf(err, errlen, NBX_EINVAL, "audience too large");
 	return 0;
 }
 
@@ -456,10 +445,10 @@ write_batch_build(struct write_batch *b, enum write_op op,
 
 	memset(b, 0, sizeof(*b));
 	if (coll == NULL || id == NULL || *id == 0)
-		return failf(err, errlen, NBX_EINVAL,
+		return nbx_errf(err, errlen, NBX_EINVAL,
 		    "a write needs \"collection\" and \"id\" strings");
 	if ((pc = policy_coll(pol, nbx_str_c(coll))) == NULL)
-		return failf(err, errlen, NBX_ECOLL,
+		return nbx_errf(err, errlen, NBX_ECOLL,
 		    "unknown collection '%s'", coll);
 	if (strchr(id, ':') == NULL) {
 		if (asprintf(&b->id, "%s:%s", self, id) < 0) {
@@ -470,7 +459,7 @@ write_batch_build(struct write_batch *b, enum write_op op,
 		return NBX_ENOMEM;
 	}
 	if (strlen(b->id) > NBX_RECID_MAX)
-		return failf(err, errlen, NBX_EINVAL,
+		return nbx_errf(err, errlen, NBX_EINVAL,
 		    "id '%s' is longer than %d bytes", b->id, NBX_RECID_MAX);
 	memset(&proto, 0, sizeof(proto));
 	proto.coll = nbx_str_c(pc->name);

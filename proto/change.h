@@ -141,6 +141,9 @@ int change_eq(const struct change *a, const struct change *b);
 /* "field", "element", "state", "audience", "erase", "receipt" or "?". */
 const char *change_kind_name(unsigned kind);
 
+/* Writes n bytes as 2n lowercase hex digits and a NUL into out. */
+void nbx_hex(const uint8_t *p, size_t n, char *out);
+
 /* Returns 1 if the two strings hold the same bytes. */
 int nbx_str_eq(struct nbx_str a, struct nbx_str b);
 /* Bytewise comparison, shorter-is-less on a common prefix: <0, 0, >0. */

@@ -91,26 +91,26 @@ crdt_record_fini(struct crdt_record *r)
 	r->nrcpt = r->rcap = 0;
 }
 
-static int
-reg_key_cmp(const struct crdt_reg *g, struct nbx_str field, struct nbx_str elem)
-{
-	int c = nbx_str_cmp(g->field, field);
-
-	return c ? c : nbx_str_cmp(g->elem, elem);
-}
-
-/* Binary search: index of the register, or where it would be inserted. */
+/*
+ * Registers and receipts are kept in arrays sorted by two strings that are
+ * each element's first two members (field, elem / what, node): one binary
+ * search and one insertion serve both.
+ */
 static size_t
-reg_search(const struct crdt_record *r, struct nbx_str field,
-    struct nbx_str elem, int *found)
+key2_search(const void *base, size_t n, size_t size, struct nbx_str a,
+    struct nbx_str b, int *found)
 {
-	size_t lo = 0, hi = r->nregs;
+	size_t lo = 0, hi = n;
 
 	*found = 0;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int c = reg_key_cmp(&r->regs[mid], field, elem);
+		const struct nbx_str *k = (const struct nbx_str *)(const void *)
+		    ((const char *)base + mid * size);
+		int c = nbx_str_cmp(k[0], a);
 
+		if (c == 0)
+			c = nbx_str_cmp(k[1], b);
 		if (c == 0) {
 			*found = 1;
 			return mid;
@@ -121,6 +121,35 @@ reg_search(const struct crdt_record *r, struct nbx_str field,
 			hi = mid;
 	}
 	return lo;
+}
+
+/* Opens a zeroed slot at index `at`; *base may move.  0 or NBX_ENOMEM. */
+static int
+key2_insert(void **base, size_t *n, size_t *cap, size_t size, size_t at)
+{
+	char *p;
+
+	if (*n == *cap) {
+		size_t nc = *cap ? *cap * 2 : 8;
+
+		if ((p = realloc(*base, nc * size)) == NULL)
+			return NBX_ENOMEM;
+		*base = p;
+		*cap = nc;
+	}
+	p = *base;
+	memmove(p + (at + 1) * size, p + at * size, (*n - at) * size);
+	memset(p + at * size, 0, size);
+	(*n)++;
+	return 0;
+}
+
+static size_t
+reg_search(const struct crdt_record *r, struct nbx_str field,
+    struct nbx_str elem, int *found)
+{
+	return key2_search(r->regs, r->nregs, sizeof(r->regs[0]), field, elem,
+	    found);
 }
 
 const struct crdt_reg *
@@ -136,21 +165,12 @@ crdt_record_find(const struct crdt_record *r, struct nbx_str field,
 static int
 reg_insert(struct crdt_record *r, size_t at, struct crdt_reg **out)
 {
-	if (r->nregs == r->cap) {
-		size_t cap = r->cap ? r->cap * 2 : 8;
-		struct crdt_reg *n = realloc(r->regs, cap * sizeof(*n));
+	int rc = key2_insert((void **)&r->regs, &r->nregs, &r->cap,
+	    sizeof(r->regs[0]), at);
 
-		if (n == NULL)
-			return NBX_ENOMEM;
-		r->regs = n;
-		r->cap = cap;
-	}
-	memmove(&r->regs[at + 1], &r->regs[at],
-	    (r->nregs - at) * sizeof(r->regs[0]));
-	r->nregs++;
-	memset(&r->regs[at], 0, sizeof(r->regs[at]));
-	*out = &r->regs[at];
-	return 0;
+	if (rc == 0)
+		*out = &r->regs[at];
+	return rc;
 }
 
 /* Register order: the write's version, then the audience it travelled under. */
@@ -244,36 +264,12 @@ merge_register(struct crdt_record *r, const struct change *c,
 	return 0;
 }
 
-static int
-rcpt_cmp_key(const struct crdt_receipt *x, struct nbx_str what,
-    struct nbx_str node)
-{
-	int c = nbx_str_cmp(x->what, what);
-
-	return c ? c : nbx_str_cmp(x->node, node);
-}
-
 static size_t
 rcpt_search(const struct crdt_record *r, struct nbx_str what,
     struct nbx_str node, int *found)
 {
-	size_t lo = 0, hi = r->nrcpt;
-
-	*found = 0;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = rcpt_cmp_key(&r->rcpt[mid], what, node);
-
-		if (c == 0) {
-			*found = 1;
-			return mid;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	return key2_search(r->rcpt, r->nrcpt, sizeof(r->rcpt[0]), what, node,
+	    found);
 }
 
 const struct crdt_receipt *
@@ -304,19 +300,9 @@ merge_receipt(struct crdt_record *r, const struct change *c, int *changed)
 		    crdt_ver_cmp(x->ver, v) >= 0))
 			return 0;
 	} else {
-		if (r->nrcpt == r->rcap) {
-			size_t cap = r->rcap ? r->rcap * 2 : 4;
-			struct crdt_receipt *n = realloc(r->rcpt,
-			    cap * sizeof(*n));
-
-			if (n == NULL)
-				return NBX_ENOMEM;
-			r->rcpt = n;
-			r->rcap = cap;
-		}
-		memmove(&r->rcpt[at + 1], &r->rcpt[at],
-		    (r->nrcpt - at) * sizeof(r->rcpt[0]));
-		r->nrcpt++;
+		if (key2_insert((void **)&r->rcpt, &r->nrcpt, &r->rcap,
+		    sizeof(r->rcpt[0]), at) != 0)
+			return NBX_ENOMEM;
 		x = &r->rcpt[at];
 		x->what = c->field;
 		x->node = c->elem;

@@ -56,6 +56,7 @@ enum {
 };
 
 struct crdt_reg {
+	/* field and elem come first: they are the sort key (crdt.c) */
 	struct nbx_str field;
 	struct nbx_str elem;	/* set element; empty for scalar fields */
 	uint32_t flags;		/* CRDT_REG_* */
@@ -72,6 +73,7 @@ struct crdt_reg {
  * the eraser learns that the purge reached everyone.
  */
 struct crdt_receipt {
+	/* what and node come first: they are the sort key (crdt.c) */
 	struct nbx_str what;	/* "erase" or "revoke" */
 	struct nbx_str node;
 	int state;		/* RECEIPT_PENDING / RECEIPT_DONE */

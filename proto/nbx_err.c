@@ -1,5 +1,21 @@
 /* nbx_err.c - descriptions of the NBX_E* codes. */
+#include <stdarg.h>
+#include <stdio.h>
+
 #include "nbx_err.h"
+
+int
+nbx_errf(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
 
 const char *
 nbx_strerror(int err)

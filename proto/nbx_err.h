@@ -8,6 +8,8 @@
 #ifndef NBX_ERR_H
 #define NBX_ERR_H
 
+#include <stddef.h>
+
 enum nbx_err {
 	NBX_OK = 0,
 	NBX_EINVAL = -1,	/* bad argument (programmer or user input) */
@@ -41,5 +43,13 @@ enum nbx_err {
 
 /* Returns a static, human-readable description of an NBX_E* code. */
 const char *nbx_strerror(int err);
+
+/*
+ * Formats a message into err (when err is non-NULL and errlen > 0; always
+ * NUL-terminated) and returns code, so a failure reads
+ * `return nbx_errf(err, errlen, NBX_EIO, "%s: %s", path, why);`.
+ */
+int nbx_errf(char *err, size_t errlen, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 #endif

@@ -5,6 +5,18 @@
 #include "change.h"
 #include "nbx_err.h"
 
+void
+nbx_hex(const uint8_t *p, size_t n, char *out)
+{
+	static const char dig[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = dig[p[i] >> 4];
+		out[2 * i + 1] = dig[p[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
 const char *
 change_kind_name(unsigned kind)
 {

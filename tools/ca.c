@@ -25,6 +25,7 @@
 #include <openssl/x509v3.h>
 
 #include "ca.h"
+#include "tls.h"
 #include "change.h"
 #include "nbx_err.h"
 
@@ -37,33 +38,6 @@
 /* Errors                                                              */
 /* ------------------------------------------------------------------ */
 
-static int
-fail(char *err, size_t errlen, int rc, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return rc;
-}
-
-/*
- * The reason of the oldest queued OpenSSL error (the root cause), after
- * which the queue is cleared so the next operation starts clean.
- */
-static const char *
-openssl_why(void)
-{
-	unsigned long e = ERR_get_error();
-	const char *r = e ? ERR_reason_error_string(e) : NULL;
-
-	ERR_clear_error();
-	return r ? r : "unknown OpenSSL error";
-}
-
 /* ------------------------------------------------------------------ */
 /* Files                                                               */
 /* ------------------------------------------------------------------ */
@@ -75,7 +49,7 @@ path_join(char *out, const char *dir, const char *name, char *err,
 	int n = snprintf(out, PATH_MAX, "%s/%s", dir, name);
 
 	if (n < 0 || n >= PATH_MAX)
-		return fail(err, errlen, NBX_EINVAL, "%s/%s: path too long",
+		return nbx_errf(err, errlen, NBX_EINVAL, "%s/%s: path too long",
 		    dir, name);
 	return 0;
 }
@@ -90,7 +64,7 @@ dir_make(const char *dir, char *err, size_t errlen)
 		return 0;
 	if (errno == EEXIST && stat(dir, &st) == 0 && S_ISDIR(st.st_mode))
 		return 0;
-	return fail(err, errlen, NBX_EIO, "%s: cannot create directory: %s",
+	return nbx_errf(err, errlen, NBX_EIO, "%s: cannot create directory: %s",
 	    dir, strerror(errno));
 }
 
@@ -134,28 +108,28 @@ file_write(const char *path, enum wmode how, mode_t mode,
 	if (how == W_ATOMIC) {
 		n = snprintf(tmp, sizeof tmp, "%s.tmp", path);
 		if (n < 0 || (size_t)n >= sizeof tmp)
-			return fail(err, errlen, NBX_EINVAL, "%s: path too long",
+			return nbx_errf(err, errlen, NBX_EINVAL, "%s: path too long",
 			    path);
 		p = tmp;
 	}
 	flags |= how == W_EXCL ? O_EXCL : O_TRUNC;
 	if ((fd = open(p, flags, mode)) < 0) {
 		if (errno == EEXIST)
-			return fail(err, errlen, NBX_EEXIST,
+			return nbx_errf(err, errlen, NBX_EEXIST,
 			    "%s: already exists; refusing to overwrite it", p);
-		return fail(err, errlen, NBX_EIO, "%s: cannot create: %s", p,
+		return nbx_errf(err, errlen, NBX_EIO, "%s: cannot create: %s", p,
 		    strerror(errno));
 	}
 	if ((f = fdopen(fd, "w")) == NULL) {
 		e = errno;
 		close(fd);
-		rc = fail(err, errlen, NBX_EIO, "%s: %s", p, strerror(e));
+		rc = nbx_errf(err, errlen, NBX_EIO, "%s: %s", p, strerror(e));
 		goto out;
 	}
 	if (!wr(f, obj)) {
 		fclose(f);
-		rc = fail(err, errlen, NBX_ETLS, "%s: cannot encode: %s", p,
-		    openssl_why());
+		rc = nbx_errf(err, errlen, NBX_ETLS, "%s: cannot encode: %s", p,
+		    tls_openssl_reason());
 		goto out;
 	}
 	n = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
@@ -165,12 +139,12 @@ file_write(const char *path, enum wmode how, mode_t mode,
 		e = errno;
 	}
 	if (n) {
-		rc = fail(err, errlen, NBX_EIO, "%s: write failed: %s", p,
+		rc = nbx_errf(err, errlen, NBX_EIO, "%s: write failed: %s", p,
 		    strerror(e));
 		goto out;
 	}
 	if (how == W_ATOMIC && rename(tmp, path) != 0)
-		rc = fail(err, errlen, NBX_EIO, "%s: cannot rename into place: %s",
+		rc = nbx_errf(err, errlen, NBX_EIO, "%s: cannot rename into place: %s",
 		    path, strerror(errno));
 out:
 	if (rc != 0 && how != W_TRUNC)
@@ -215,7 +189,7 @@ pem_load(const char *path, int key, char *err, size_t errlen)
 	void *obj;
 
 	if (f == NULL) {
-		fail(err, errlen, NBX_EIO, "%s: cannot open: %s", path,
+		nbx_errf(err, errlen, NBX_EIO, "%s: cannot open: %s", path,
 		    strerror(errno));
 		return NULL;
 	}
@@ -223,8 +197,8 @@ pem_load(const char *path, int key, char *err, size_t errlen)
 	    (void *)PEM_read_X509(f, NULL, NULL, NULL);
 	fclose(f);
 	if (obj == NULL)
-		fail(err, errlen, NBX_EIO, "%s: not a PEM %s: %s", path,
-		    key ? "private key" : "certificate", openssl_why());
+		nbx_errf(err, errlen, NBX_EIO, "%s: not a PEM %s: %s", path,
+		    key ? "private key" : "certificate", tls_openssl_reason());
 	return obj;
 }
 
@@ -246,7 +220,7 @@ ca_load(const char *dir, EVP_PKEY **key, X509 **crt, char *err,
 		rc = NBX_EIO;
 	} else if (X509_check_private_key(*crt, *key) != 1) {
 		ERR_clear_error();
-		rc = fail(err, errlen, NBX_EINVAL,
+		rc = nbx_errf(err, errlen, NBX_EINVAL,
 		    "%s does not match the key in %s", cpath, kpath);
 	}
 	if (rc != 0) {
@@ -266,7 +240,7 @@ ca_lock(const char *dir, int *fd, char *err, size_t errlen)
 
 	*fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (*fd < 0 || flock(*fd, LOCK_EX) != 0) {
-		rc = fail(err, errlen, NBX_EIO, "%s: cannot lock: %s", dir,
+		rc = nbx_errf(err, errlen, NBX_EIO, "%s: cannot lock: %s", dir,
 		    strerror(errno));
 		if (*fd >= 0)
 			close(*fd);
@@ -391,18 +365,7 @@ out:
 int
 ca_spki_pin(X509 *cert, uint8_t out[32])
 {
-	X509_PUBKEY *pk = cert ? X509_get_X509_PUBKEY(cert) : NULL;
-	unsigned char *der = NULL;
-	int n, rc = 0;
-
-	if (pk == NULL)
-		return NBX_EINVAL;
-	if ((n = i2d_X509_PUBKEY(pk, &der)) <= 0)
-		return NBX_ETLS;
-	if (!EVP_Digest(der, (size_t)n, out, NULL, EVP_sha256(), NULL))
-		rc = NBX_ETLS;
-	OPENSSL_free(der);
-	return rc;
+	return tls_spki_pin(cert, out);
 }
 
 int
@@ -423,13 +386,7 @@ ca_spki_pin_file(const char *cert_path, uint8_t out[32])
 void
 ca_pin_hex(const uint8_t pin[32], char hex[65])
 {
-	static const char dig[] = "0123456789abcdef";
-
-	for (int i = 0; i < 32; i++) {
-		hex[2 * i] = dig[pin[i] >> 4];
-		hex[2 * i + 1] = dig[pin[i] & 15];
-	}
-	hex[64] = '\0';
+	nbx_hex(pin, 32, hex);
 }
 
 /* ------------------------------------------------------------------ */
@@ -506,13 +463,13 @@ idx_load(const char *path, struct idx *ix, char *err, size_t errlen)
 
 	memset(ix, 0, sizeof *ix);
 	if (f == NULL)
-		return fail(err, errlen, NBX_EIO, "%s: cannot open: %s", path,
+		return nbx_errf(err, errlen, NBX_EIO, "%s: cannot open: %s", path,
 		    strerror(errno));
 	while ((n = getline(&line, &cap, f)) > 0) {
 		lineno++;
 		total += (size_t)n;
 		if (total > INDEX_MAX) {
-			rc = fail(err, errlen, NBX_EIO, "%s: too large", path);
+			rc = nbx_errf(err, errlen, NBX_EIO, "%s: too large", path);
 			goto out;
 		}
 		if (line[n - 1] == '\n')
@@ -520,17 +477,17 @@ idx_load(const char *path, struct idx *ix, char *err, size_t errlen)
 		if (n == 0 || line[0] == '#')
 			continue;
 		if (idx_parse(line, &e) != 0) {
-			rc = fail(err, errlen, NBX_EIO, "%s:%u: malformed line",
+			rc = nbx_errf(err, errlen, NBX_EIO, "%s:%u: malformed line",
 			    path, lineno);
 			goto out;
 		}
 		if ((rc = idx_push(ix, &e)) != 0) {
-			fail(err, errlen, rc, "%s: out of memory", path);
+			nbx_errf(err, errlen, rc, "%s: out of memory", path);
 			goto out;
 		}
 	}
 	if (ferror(f))
-		rc = fail(err, errlen, NBX_EIO, "%s: read failed", path);
+		rc = nbx_errf(err, errlen, NBX_EIO, "%s: read failed", path);
 out:
 	free(line);
 	fclose(f);
@@ -587,7 +544,7 @@ idx_update(const char *dir, const struct idx_ent *e, char *err,
 		}
 	}
 	if (!found && (rc = idx_push(&ix, e)) != 0) {
-		fail(err, errlen, rc, "%s: out of memory", path);
+		nbx_errf(err, errlen, rc, "%s: out of memory", path);
 		goto out;
 	}
 	rc = file_write(path, W_ATOMIC, 0600, wr_idx, &ix, err, errlen);
@@ -614,23 +571,23 @@ ca_init(const char *dir, char *err, size_t errlen)
 	if (err && errlen)
 		err[0] = '\0';
 	if (dir == NULL || *dir == '\0')
-		return fail(err, errlen, NBX_EINVAL, "no CA directory given");
+		return nbx_errf(err, errlen, NBX_EINVAL, "no CA directory given");
 	if ((rc = path_join(kpath, dir, "ca.key", err, errlen)) != 0 ||
 	    (rc = path_join(cpath, dir, "ca.crt", err, errlen)) != 0 ||
 	    (rc = path_join(ipath, dir, "index.txt", err, errlen)) != 0 ||
 	    (rc = path_join(npath, dir, "crlnumber", err, errlen)) != 0)
 		return rc;
 	if (access(kpath, F_OK) == 0)
-		return fail(err, errlen, NBX_EEXIST,
+		return nbx_errf(err, errlen, NBX_EEXIST,
 		    "%s: already exists; refusing to replace a CA", kpath);
 	if ((rc = dir_make(dir, err, errlen)) != 0)
 		return rc;
 	if ((key = key_gen()) == NULL ||
 	    (crt = cert_make(NULL, key, key, CA_CN, -CA_BACKDATE_S,
 	    CA_CA_DAYS)) == NULL) {
-		rc = fail(err, errlen, NBX_ETLS,
+		rc = nbx_errf(err, errlen, NBX_ETLS,
 		    "cannot generate the CA key and certificate: %s",
-		    openssl_why());
+		    tls_openssl_reason());
 		goto out;
 	}
 	/*
@@ -640,7 +597,7 @@ ca_init(const char *dir, char *err, size_t errlen)
 	if ((rc = file_write(kpath, W_EXCL, 0600, wr_key, key, err,
 	    errlen)) != 0) {
 		if (rc == NBX_EEXIST)
-			fail(err, errlen, rc,
+			nbx_errf(err, errlen, rc,
 			    "%s: already exists; refusing to replace a CA",
 			    kpath);
 		goto out;
@@ -690,10 +647,10 @@ ca_issue_ex(const char *dir, const char *node_id, const char *out_dir,
 	if (err && errlen)
 		err[0] = '\0';
 	if (dir == NULL || out_dir == NULL || pin_hex == NULL)
-		return fail(err, errlen, NBX_EINVAL,
+		return nbx_errf(err, errlen, NBX_EINVAL,
 		    "missing CA directory or output directory");
 	if (node_id == NULL || !nbx_node_id_valid(nbx_str_c(node_id)))
-		return fail(err, errlen, NBX_EINVAL,
+		return nbx_errf(err, errlen, NBX_EINVAL,
 		    "invalid node id '%s': need 1-32 of [a-z0-9-]",
 		    node_id ? node_id : "");
 	if (opts) {
@@ -702,7 +659,7 @@ ca_issue_ex(const char *dir, const char *node_id, const char *out_dir,
 			o.days = CA_NODE_DAYS;
 	}
 	if (o.days > CA_DAYS_MAX)
-		return fail(err, errlen, NBX_EINVAL,
+		return nbx_errf(err, errlen, NBX_EINVAL,
 		    "validity of %u days is over the limit of %u", o.days,
 		    CA_DAYS_MAX);
 	if ((rc = path_join(kpath, out_dir, "node.key", err, errlen)) != 0 ||
@@ -710,7 +667,7 @@ ca_issue_ex(const char *dir, const char *node_id, const char *out_dir,
 	    (rc = path_join(apath, out_dir, "ca.crt", err, errlen)) != 0)
 		return rc;
 	if (access(kpath, F_OK) == 0)
-		return fail(err, errlen, NBX_EEXIST,
+		return nbx_errf(err, errlen, NBX_EEXIST,
 		    "%s: already exists; refusing to overwrite it", kpath);
 	if ((rc = ca_load(dir, &cakey, &cacrt, err, errlen)) != 0)
 		return rc;
@@ -718,14 +675,14 @@ ca_issue_ex(const char *dir, const char *node_id, const char *out_dir,
 	    (crt = cert_make(cacrt, cakey, key, node_id, o.not_before_offset_s,
 	    o.days)) == NULL ||
 	    ca_spki_pin(crt, pin) != 0) {
-		rc = fail(err, errlen, NBX_ETLS,
+		rc = nbx_errf(err, errlen, NBX_ETLS,
 		    "cannot generate the key and certificate for '%s': %s",
-		    node_id, openssl_why());
+		    node_id, tls_openssl_reason());
 		goto out;
 	}
 	memset(&e, 0, sizeof e);
 	if (!serial_hex(X509_get0_serialNumber(crt), e.serial)) {
-		rc = fail(err, errlen, NBX_ETLS, "cannot format the serial");
+		rc = nbx_errf(err, errlen, NBX_ETLS, "cannot format the serial");
 		goto out;
 	}
 	strcpy(e.node, node_id);
@@ -767,7 +724,7 @@ ca_revoke(const char *dir, const char *cert_path, char *err, size_t errlen)
 	if (err && errlen)
 		err[0] = '\0';
 	if (dir == NULL || cert_path == NULL)
-		return fail(err, errlen, NBX_EINVAL,
+		return nbx_errf(err, errlen, NBX_EINVAL,
 		    "missing CA directory or certificate");
 	if ((rc = path_join(cpath, dir, "ca.crt", err, errlen)) != 0)
 		return rc;
@@ -779,7 +736,7 @@ ca_revoke(const char *dir, const char *cert_path, char *err, size_t errlen)
 	if (X509_check_issued(cacrt, x) != X509_V_OK ||
 	    X509_verify(x, X509_get0_pubkey(cacrt)) != 1) {
 		ERR_clear_error();
-		rc = fail(err, errlen, NBX_EINVAL,
+		rc = nbx_errf(err, errlen, NBX_EINVAL,
 		    "%s: not issued by the CA in %s", cert_path, dir);
 		goto out;
 	}
@@ -792,7 +749,7 @@ ca_revoke(const char *dir, const char *cert_path, char *err, size_t errlen)
 	e.revoked = 1;
 	e.rtime = (long long)time(NULL);
 	if (!serial_hex(X509_get0_serialNumber(x), e.serial)) {
-		rc = fail(err, errlen, NBX_EINVAL, "%s: serial number too long",
+		rc = nbx_errf(err, errlen, NBX_EINVAL, "%s: serial number too long",
 		    cert_path);
 		goto out;
 	}
@@ -822,13 +779,13 @@ crlnum_next(const char *path, long long *num, char *err, size_t errlen)
 
 	*num = 1;
 	if (f == NULL && errno != ENOENT)
-		return fail(err, errlen, NBX_EIO, "%s: cannot open: %s", path,
+		return nbx_errf(err, errlen, NBX_EIO, "%s: cannot open: %s", path,
 		    strerror(errno));
 	if (f) {
 		n = fscanf(f, "%lld", num);
 		fclose(f);
 		if (n != 1 || *num < 1 || *num >= LLONG_MAX)
-			return fail(err, errlen, NBX_EIO, "%s: malformed", path);
+			return nbx_errf(err, errlen, NBX_EIO, "%s: malformed", path);
 	}
 	snprintf(buf, sizeof buf, "%lld\n", *num + 1);
 	return file_write(path, W_ATOMIC, 0600, wr_text, buf, err, errlen);
@@ -881,7 +838,7 @@ ca_crl_ex(const char *dir, const char *out_path,
 	if (err && errlen)
 		err[0] = '\0';
 	if (dir == NULL || out_path == NULL)
-		return fail(err, errlen, NBX_EINVAL,
+		return nbx_errf(err, errlen, NBX_EINVAL,
 		    "missing CA directory or output file");
 	if (opts) {
 		o = *opts;
@@ -889,7 +846,7 @@ ca_crl_ex(const char *dir, const char *out_path,
 			o.days = CA_CRL_DAYS;
 	}
 	if (o.days > CA_DAYS_MAX)
-		return fail(err, errlen, NBX_EINVAL,
+		return nbx_errf(err, errlen, NBX_EINVAL,
 		    "CRL lifetime of %u days is over the limit of %u", o.days,
 		    CA_DAYS_MAX);
 	if ((rc = path_join(ipath, dir, "index.txt", err, errlen)) != 0 ||
@@ -929,8 +886,8 @@ ca_crl_ex(const char *dir, const char *out_path,
 	rc = file_write(out_path, W_ATOMIC, 0644, wr_crl, crl, err, errlen);
 	goto out;
 ossl:
-	fail(err, errlen, rc, "%s: cannot build the CRL: %s", out_path,
-	    openssl_why());
+	nbx_errf(err, errlen, rc, "%s: cannot build the CRL: %s", out_path,
+	    tls_openssl_reason());
 out:
 	if (lockfd >= 0)
 		close(lockfd);
