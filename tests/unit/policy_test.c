@@ -916,8 +916,8 @@ Test(errors, unknown_keys)
 	    "t.conf:4: [c.a]: unknown key 'maxx' (expected type, max, min, "
 	    "values, elem_max, share or writers)");
 	expect_error("[c]\ntype = int\n",
-	    "t.conf:2: [c]: unknown key 'type' (a collection takes only "
-	    "'description'; fields go in [c.NAME])");
+	    "t.conf:2: [c]: unknown key 'type' (a collection takes "
+	    "'description' and 'retain_days'; fields go in [c.NAME])");
 	expect_error("type = int\n[c]\n",
 	    "t.conf:1: key 'type' outside any section");
 }
@@ -1169,4 +1169,18 @@ Test(loading, free_null)
 	cr_assert_eq(policy_ncoll(NULL), 0);
 	cr_assert_null(policy_coll(NULL, NBX_STR("c")));
 	cr_assert_null(policy_field(NULL, NBX_STR("c")));
+}
+
+Test(errors, retain_days)
+{
+	struct policy *p = NULL;
+
+	expect_error("[c]\nretain_days = 0\n",
+	    "t.conf:2: [c]: retain_days must be 1-36500, not '0'");
+	expect_error("[c]\nretain_days = 5\nretain_days = 6\n",
+	    "t.conf:3: [c]: duplicate key 'retain_days'");
+	cr_assert_eq(policy_load_string("[c]\nretain_days = 30\n[c.f]\n"
+	    "type = int\n", "t.conf", &p, NULL, 0), 0);
+	cr_assert_eq(policy_coll(p, nbx_str_c("c"))->retain_days, 30);
+	policy_free(p);
 }
