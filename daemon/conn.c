@@ -130,6 +130,10 @@ conn__close(struct conn *c, const char *why)
 	else
 		log_msg(LOG_WARN, conn_name(c), "connection failed: %s", why);
 	c->state = CONN_CLOSING;
+	if (c->resolving) {	/* the lookup finishes on its own */
+		c->resolving->data = NULL;
+		c->resolving = NULL;
+	}
 	peer_detach(c, why);
 	uv_close((uv_handle_t *)&c->tcp, conn_closed);
 }
@@ -445,22 +449,59 @@ on_connect(uv_connect_t *req, int status)
 		conn__close(c, c->tls ? tls_conn_error(c->tls) : "TLS setup failed");
 }
 
+static int
+connect_to(struct conn *c, const struct sockaddr *sa)
+{
+	int rc;
+
+	c->connect_req.data = c;
+	if ((rc = uv_tcp_connect(&c->connect_req, &c->tcp, sa,
+	    on_connect)) != 0) {
+		conn__close(c, uv_strerror(rc));
+		return NBX_EIO;
+	}
+	log_msg(LOG_DEBUG, conn_name(c), "dialling %s", c->addr);
+	return 0;
+}
+
+/*
+ * A host name resolves asynchronously.  The request lives apart from the
+ * connection so that a connection closed meanwhile only detaches it.
+ */
+static void
+on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *ai)
+{
+	struct conn *c = req->data;
+
+	free(req);
+	if (c == NULL) {
+		uv_freeaddrinfo(ai);
+		return;
+	}
+	c->resolving = NULL;
+	if (status < 0 || ai == NULL) {
+		char why[160];
+
+		snprintf(why, sizeof(why), "cannot resolve %s: %s", c->addr,
+		    uv_strerror(status));
+		conn__close(c, why);
+	} else {
+		connect_to(c, ai->ai_addr);
+	}
+	uv_freeaddrinfo(ai);
+}
+
 int
 conn__dial(struct node *n, struct peer *p)
 {
 	struct sockaddr_storage sa;
+	struct addrinfo hints;
 	struct conn *c;
+	char port[8];
 	int rc;
 
 	if (n->stopping || p->active || p->dialing)
 		return 0;
-	if (uv_ip4_addr(p->host, p->port, (struct sockaddr_in *)&sa) != 0 &&
-	    uv_ip6_addr(p->host, p->port, (struct sockaddr_in6 *)&sa) != 0) {
-		snprintf(p->last_error, sizeof(p->last_error),
-		    "address '%.200s' is not an IP address", p->host);
-		p->next_dial_ms = log_now_ms() + 60000;
-		return NBX_EINVAL;
-	}
 	if ((c = conn_new(n)) == NULL)
 		return NBX_ENOMEM;
 	c->outbound = 1;
@@ -469,14 +510,25 @@ conn__dial(struct node *n, struct peer *p)
 	p->dialing = c;
 	snprintf(c->addr, sizeof(c->addr), "%.64s:%u", p->host,
 	    (unsigned)p->port);
-	c->connect_req.data = c;
-	rc = uv_tcp_connect(&c->connect_req, &c->tcp, (struct sockaddr *)&sa,
-	    on_connect);
-	if (rc != 0) {
+	if (uv_ip4_addr(p->host, p->port, (struct sockaddr_in *)&sa) == 0 ||
+	    uv_ip6_addr(p->host, p->port, (struct sockaddr_in6 *)&sa) == 0)
+		return connect_to(c, (struct sockaddr *)&sa);
+	if ((c->resolving = malloc(sizeof(*c->resolving))) == NULL) {
+		conn__close(c, "out of memory");
+		return NBX_ENOMEM;
+	}
+	c->resolving->data = c;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(port, sizeof(port), "%u", (unsigned)p->port);
+	if ((rc = uv_getaddrinfo(n->loop, c->resolving, on_resolved, p->host,
+	    port, &hints)) != 0) {
+		free(c->resolving);
+		c->resolving = NULL;
 		conn__close(c, uv_strerror(rc));
 		return NBX_EIO;
 	}
-	log_msg(LOG_DEBUG, p->id, "dialling %s", c->addr);
 	return 0;
 }
 

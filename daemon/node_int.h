@@ -59,6 +59,7 @@ struct conn {
 	struct node *node;
 	uv_tcp_t tcp;
 	uv_connect_t connect_req;
+	uv_getaddrinfo_t *resolving;	/* host name lookup in progress */
 	uv_shutdown_t shutdown_req;
 	struct tls_conn *tls;
 	struct sync_session *sess;
