@@ -14,13 +14,17 @@ nbx_peer fi ee
 nbx_start ee; nbx_start lv; nbx_start fi
 wait_until 10 "all up" sh -c "'$BIN/nbxctl' -c '$T/ee/nbx.conf' status --json | python3 -c 'import json,sys; sys.exit(0 if all(p[\"state\"]==\"up\" for p in json.load(sys.stdin)[\"peers\"]) else 1)'"
 
+rss() { awk '/^VmRSS/ { print $2 }' "/proc/$(cat "$T/$1/pid")/status"; }
+rss0=$(rss ee)
 kill -STOP "$(cat "$T/lv/pid")"
 stopped_at=$(date +%s)
 awk 'BEGIN { for (i = 0; i < 5000; i++)
 	printf "{\"collection\":\"training\",\"id\":\"ee:t-%05d\",\"fields\":{\"title\":\"Module %d\",\"description\":\"Identifying victims, with a long description to fill the pipe %0400d\",\"kind\":\"module\",\"places\":%d}}\n", i, i, i, i % 30 }' >"$T/t.jsonl"
 ctl ee import "$T/t.jsonl" >/dev/null || fail "import while lv is stopped"
 wait_until 20 "fi keeps syncing while lv is stopped" sh -c "[ \"\$('$BIN/nbxq' -c '$T/fi/nbx.conf' count training)\" = 5000 ]"
-ok "fi got all 5000 records while lv was frozen"
+rss1=$(rss ee)
+[ $((rss1 - rss0)) -lt 65536 ] || fail "ee's memory grew by $((rss1 - rss0)) KiB with a frozen peer"
+ok "fi got all 5000 records while lv was frozen; ee's RSS grew $((rss1 - rss0)) KiB"
 wait_until 10 "ee drops the silent lv" sh -c "'$BIN/nbxctl' -c '$T/ee/nbx.conf' status --json | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if [p for p in d[\"peers\"] if p[\"id\"]==\"lv\"][0][\"state\"]!=\"up\" else 1)'"
 dropped=$(( $(date +%s) - stopped_at ))
 grep -q "\[lv\] disconnected: dead link" "$T/ee/nbxd.log" || fail "no dead-link log line"
