@@ -71,14 +71,14 @@ conn_closed(uv_handle_t *h)
 
 /* Schedules the next dial of p: exponential backoff with jitter. */
 static void
-peer_backoff(struct node *n, struct peer *p, int was_up)
+peer_backoff(struct node *n, struct peer *p, int stable)
 {
 	uint64_t lo = n->cfg.backoff_min_ms ? n->cfg.backoff_min_ms : 200;
 	uint64_t hi = n->cfg.backoff_max_ms ? n->cfg.backoff_max_ms : 30000;
 	uint64_t b;
 
-	if (was_up || p->backoff_ms == 0)
-		p->backoff_ms = lo;
+	if (p->backoff_ms == 0 || stable)
+		p->backoff_ms = lo;	/* a session that lasted starts over */
 	else if (p->backoff_ms < hi)
 		p->backoff_ms = p->backoff_ms * 2 > hi ? hi : p->backoff_ms * 2;
 	/* jitter in [b/2, 3b/2) keeps restarted nodes from dialling in step */
@@ -91,7 +91,7 @@ static void
 peer_detach(struct conn *c, const char *why)
 {
 	struct peer *p = c->peer;
-	int was_up;
+	int was_up, stable = 0;
 
 	if (p == NULL)
 		return;
@@ -106,6 +106,7 @@ peer_detach(struct conn *c, const char *why)
 		p->rejected_in += s->rejected_in;
 	}
 	if (p->active == c) {
+		stable = log_now_ms() - p->since_ms > CONN_STABLE_MS;
 		p->active = NULL;
 		p->since_ms = log_now_ms();
 	}
@@ -114,7 +115,7 @@ peer_detach(struct conn *c, const char *why)
 	if (why && (was_up || c->outbound))
 		snprintf(p->last_error, sizeof(p->last_error), "%s", why);
 	if (!p->active && !p->dialing)
-		peer_backoff(c->node, p, was_up);
+		peer_backoff(c->node, p, stable);
 	c->peer = NULL;
 	/* keep the name for the log line of the close callback */
 	snprintf(c->addr, sizeof(c->addr), "%s", p->id);

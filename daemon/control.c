@@ -24,6 +24,7 @@ struct ctl_client {
 	char *buf;
 	size_t len, cap;
 	int closing;
+	int paused;		/* reading stopped until replies drain */
 };
 
 struct ctl_server {
@@ -73,12 +74,25 @@ client_close(struct ctl_client *c)
 	uv_close((uv_handle_t *)&c->pipe, client_closed);
 }
 
+#define CTL_WQ_MAX (1u << 20)	/* stop reading while this much is unsent */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
+
 static void
 write_done(uv_write_t *req, int status)
 {
+	struct ctl_client *c = req->handle->data;
+
 	(void)status;
 	free(req->data);
 	free(req);
+	if (c->paused && !c->closing &&
+	    uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) <
+	    CTL_WQ_MAX / 2) {
+		c->paused = 0;
+		uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+	}
 }
 
 static void
@@ -106,6 +120,13 @@ client_reply(struct ctl_client *c, json_t *reply)
 		free(s);
 		free(req);
 		client_close(c);
+		return;
+	}
+	/* a client that sends without reading is not buffered without end */
+	if (!c->paused && uv_stream_get_write_queue_size((uv_stream_t *)
+	    &c->pipe) > CTL_WQ_MAX) {
+		c->paused = 1;
+		uv_read_stop((uv_stream_t *)&c->pipe);
 	}
 }
 
@@ -250,6 +271,7 @@ ctl_server_start(uv_loop_t *loop, const char *path, ctl_handler_fn *fn,
     void *arg, struct ctl_server **out, char *err, size_t errlen)
 {
 	struct ctl_server *s;
+	struct stat sb;
 	mode_t old;
 	int rc;
 
@@ -261,6 +283,12 @@ ctl_server_start(uv_loop_t *loop, const char *path, ctl_handler_fn *fn,
 	if (socket_alive(path)) {
 		snprintf(err, errlen, "%s: another nbxd is already listening "
 		    "there", path);
+		return NBX_EEXIST;
+	}
+	/* only ever replace a stale socket, never some other file */
+	if (lstat(path, &sb) == 0 && !S_ISSOCK(sb.st_mode)) {
+		snprintf(err, errlen, "%s: exists and is not a socket; "
+		    "control_socket must name a path of its own", path);
 		return NBX_EEXIST;
 	}
 	(void)unlink(path);

@@ -249,6 +249,28 @@ node__pump_all(struct node *n)
 	n->pumping = 0;
 }
 
+/*
+ * Live sessions were verified at their handshake; certificates expire and
+ * CRLs go stale while they run.  Each peer is checked again now and then
+ * against the current context, failing closed.
+ */
+static void
+recheck_peers(struct node *n)
+{
+	struct conn *c, *next;
+	char why[512];
+
+	for (c = n->conns; c; c = next) {
+		next = c->next;
+		if (c->state != CONN_ESTABLISHED ||
+		    tls_ctx_verify_peer(n->tls, c->tls, why, sizeof(why)) == 0)
+			continue;
+		log_msg(LOG_WARN, c->peer ? c->peer->id : NULL, "peer no longer "
+		    "passes verification: %s", why);
+		conn__close(c, why);
+	}
+}
+
 static void
 on_timer(uv_timer_t *t)
 {
@@ -262,7 +284,9 @@ on_timer(uv_timer_t *t)
 	}
 	if (n->stopping)
 		return;
-	if (++n->ticks % NODE_READER_CHECK_TICKS == 0) {
+	if (++n->ticks % NODE_PEER_RECHECK_TICKS == 0)
+		recheck_peers(n);
+	if (n->ticks % NODE_READER_CHECK_TICKS == 0) {
 		int dead = store_reader_check(n->st);
 
 		if (dead > 0)
@@ -317,6 +341,17 @@ node__stop(struct node *n)
 	uv_close((uv_handle_t *)&n->sighup, NULL);
 }
 
+/* The node's certificate must name the node the config says it is. */
+static int
+check_identity(const struct nbx_config *cfg, const struct tls_ctx *ctx,
+    char *err, size_t errlen)
+{
+	if (strcmp(tls_ctx_id(ctx), cfg->id) == 0)
+		return 0;
+	return nbx_errf(err, errlen, NBX_ECONFIG, "cert %s names node '%s', "
+	    "but this node is '%s'", cfg->tls_cert, tls_ctx_id(ctx), cfg->id);
+}
+
 int
 node__reload(struct node *n, char *err, size_t errlen)
 {
@@ -335,7 +370,9 @@ node__reload(struct node *n, char *err, size_t errlen)
 		return NBX_ECONFIG;
 	}
 	if ((rc = tls_ctx_new(cfg.tls_ca, cfg.tls_cert, cfg.tls_key,
-	    cfg.tls_crl, err, errlen, &ctx)) != 0) {
+	    cfg.tls_crl, err, errlen, &ctx)) != 0 ||
+	    (rc = check_identity(&cfg, ctx, err, errlen)) != 0) {
+		tls_ctx_free(ctx);
 		config_fini(&cfg);
 		return rc;
 	}
@@ -346,16 +383,7 @@ node__reload(struct node *n, char *err, size_t errlen)
 	 */
 	tls_ctx_free(n->tls);
 	n->tls = ctx;
-	for (struct conn *c = n->conns; c; c = c->next) {
-		char why[512];
-
-		if (c->state != CONN_ESTABLISHED ||
-		    tls_ctx_verify_peer(ctx, c->tls, why, sizeof(why)) == 0)
-			continue;
-		log_msg(LOG_WARN, c->peer ? c->peer->id : NULL, "certificate "
-		    "no longer accepted after reload: %s", why);
-		conn__close(c, why);
-	}
+	recheck_peers(n);
 	if ((rc = sync_config_peers(n, &cfg)) != 0) {
 		config_fini(&cfg);
 		return rc;
@@ -428,7 +456,8 @@ node_new(uv_loop_t *loop, const char *config_path, struct node **out,
 	if ((rc = policy_load(n->cfg.schema, &n->pol, err, errlen)) != 0)
 		goto fail;
 	if ((rc = tls_ctx_new(n->cfg.tls_ca, n->cfg.tls_cert, n->cfg.tls_key,
-	    n->cfg.tls_crl, err, errlen, &n->tls)) != 0)
+	    n->cfg.tls_crl, err, errlen, &n->tls)) != 0 ||
+	    (rc = check_identity(&n->cfg, n->tls, err, errlen)) != 0)
 		goto fail;
 	memset(&so, 0, sizeof(so));
 	so.node_id = n->cfg.id;

@@ -44,6 +44,22 @@ op_name(enum write_op op)
 	return op == WRITE_PUT ? "put" : op == WRITE_DELETE ? "delete" : "erase";
 }
 
+/* 1 if the record is stored here (in any state). */
+static int
+record_exists(struct node *n, struct nbx_str coll, struct nbx_str id)
+{
+	struct store_rtxn *t;
+	struct crdt_record r;
+	int rc;
+
+	if (store_rtxn_begin(n->st, &t) != 0)
+		return 1;	/* let the write itself report the failure */
+	rc = store_record_get(t, coll, id, &r);
+	crdt_record_fini(&r);
+	store_rtxn_end(t);
+	return rc != NBX_ENOTFOUND;
+}
+
 static json_t *
 do_write(struct node *n, json_t *req, enum write_op op)
 {
@@ -59,6 +75,11 @@ do_write(struct node *n, json_t *req, enum write_op op)
 	    sizeof(err));
 	if (rc != 0) {
 		reply = ctl_error(rc, "%s", err);
+		goto out;
+	}
+	if (op != WRITE_PUT && !record_exists(n, b.chs[0].coll, b.chs[0].id)) {
+		reply = ctl_error(NBX_ENOTFOUND, "%s %.*s/%s: no such record",
+		    op_name(op), (int)b.chs[0].coll.n, b.chs[0].coll.p, b.id);
 		goto out;
 	}
 	if ((out = calloc(b.n ? b.n : 1, sizeof(*out))) == NULL) {
@@ -302,6 +323,10 @@ do_peer_add(struct node *n, json_t *req)
 	int rc;
 
 	memset(&sp, 0, sizeof(sp));
+	if (json_object_get(req, "pin") && !json_is_null(json_object_get(req,
+	    "pin")) && !json_is_string(json_object_get(req, "pin")))
+		return ctl_error(NBX_EINVAL, "pin must be a string of 64 hex "
+		    "digits");
 	if (id == NULL || !nbx_node_id_valid(nbx_str_c(id)))
 		return ctl_error(NBX_EINVAL, "peer id '%s' is not a node id "
 		    "(1-32 of a-z, 0-9, -)", id ? id : "");

@@ -513,6 +513,15 @@ tls_ctx_new(const char *ca, const char *cert, const char *key,
 		nbx_errf(err, errlen, rc, "cert %s: %s", cert, why);
 		goto out;
 	}
+	/* our own certificate out of its validity: every peer would refuse */
+	if (X509_cmp_current_time(X509_get0_notBefore(x)) >= 0) {
+		nbx_errf(err, errlen, rc, "cert %s is not valid yet", cert);
+		goto out;
+	}
+	if (X509_cmp_current_time(X509_get0_notAfter(x)) <= 0) {
+		nbx_errf(err, errlen, rc, "cert %s has expired", cert);
+		goto out;
+	}
 	if (crl && *crl && (rc = load_crl(SSL_CTX_get_cert_store(t->ssl),
 	    crl, cas, err, errlen)) != 0)
 		goto out;

@@ -804,6 +804,27 @@ grow_map(struct store *st)
 	return 0;
 }
 
+/*
+ * LMDB reports a short write of a full disk as EIO: say what the operator
+ * needs to know, with the space left.  Nothing of the transaction stays.
+ */
+static int
+commit_failed(struct store *st, int mrc)
+{
+	struct statvfs vfs;
+	unsigned long long avail = 0;
+
+	if (statvfs(st->dir, &vfs) == 0)
+		avail = (unsigned long long)vfs.f_bavail * vfs.f_frsize;
+	if (mrc == ENOSPC || avail < (1u << 20))
+		return store__fail(st, NBX_EIO, "%s: cannot commit: no space "
+		    "left on device (%llu bytes free); nothing of this batch "
+		    "was applied", st->dir, avail);
+	return store__fail(st, NBX_EIO, "%s: cannot commit: %s (%llu bytes "
+	    "free); nothing of this batch was applied", st->dir,
+	    mdb_strerror(mrc), avail);
+}
+
 int
 store__write(struct store *st, int (*fn)(MDB_txn *txn, void *arg), void *arg)
 {
@@ -816,10 +837,14 @@ store__write(struct store *st, int (*fn)(MDB_txn *txn, void *arg), void *arg)
 		if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0)
 			return store__mdb_code(st, rc, "begin");
 		rc = fn(txn, arg);
-		if (rc == 0)
-			rc = store__mdb_code(st, mdb_txn_commit(txn), "commit");
-		else
+		if (rc == 0) {
+			int mrc = mdb_txn_commit(txn);
+
+			rc = (mrc == EIO || mrc == ENOSPC) ? commit_failed(st,
+			    mrc) : store__mdb_code(st, mrc, "commit");
+		} else {
 			mdb_txn_abort(txn);
+		}
 		if (rc != NBX_EMAPFULL)
 			return rc;
 		if ((rc = grow_map(st)) != 0)

@@ -101,6 +101,7 @@ cmd_ca(struct ctx *x, int argc, char **argv)
 	const char *dir = NULL, *node = NULL, *out = NULL, *cert = NULL;
 	unsigned days = 0;
 	long offset = 0;
+	int have_offset = 0;
 	char err[1024], pin[65];
 	int rc;
 
@@ -128,6 +129,7 @@ cmd_ca(struct ctx *x, int argc, char **argv)
 				return usage_error("ca: --days takes 1-36500, not "
 				    "'%s'", v);
 		} else if (!strcmp(a, "--valid-from-offset")) {
+			have_offset = 1;
 			offset = strtol(v, &end, 10);
 			if (*end || end == v)
 				return usage_error("ca: --valid-from-offset takes "
@@ -149,7 +151,10 @@ cmd_ca(struct ctx *x, int argc, char **argv)
 			    "DIR are required");
 		struct ca_issue_opts io = { days, offset };
 
-		rc = ca_issue_ex(dir, node, out, &io, pin, err, sizeof(err));
+		/* without --valid-from-offset, the CA's own back-dating holds */
+		rc = have_offset ? ca_issue_ex(dir, node, out, &io, pin, err,
+		    sizeof(err)) : ca_issue(dir, node, out, days, pin, err,
+		    sizeof(err));
 		if (rc == 0 && x->json)
 			printf("{\"node\":\"%s\",\"dir\":\"%s\",\"pin\":\"%s\"}\n",
 			    node, out, pin);

@@ -53,7 +53,7 @@ ok "SIGHUP reloads peers"
 "$BIN/nbxctl" ca crl --dir "$T/ca" --out "$T/ee/crl.pem" >/dev/null
 sed -i 's|^\[tls\]|[tls]\ncrl = crl.pem|' "$T/ee/nbx.conf"
 ctl ee reload >/dev/null || fail "reload with CRL"
-wait_until 10 "revoked lv dropped" grep -q "no longer accepted after reload" "$T/ee/nbxd.log"
+wait_until 10 "revoked lv dropped" grep -q "peer no longer passes verification" "$T/ee/nbxd.log"
 wait_until 10 "revoked lv refused on reconnect" grep -q "certificate revoked" "$T/ee/nbxd.log"
 ctl ee put service ee:s2 name=Two kind=shelter >/dev/null
 sleep 1
