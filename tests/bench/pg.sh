@@ -277,7 +277,8 @@ pg_round() {
 	pg_sql pub "TRUNCATE service"
 	pg_checkpoint
 	t0=$(now)
-	PGOPTIONS="-c synchronous_commit=$mode" pg_file pub "$T/records.chunked.sql"
+	(export PGOPTIONS="-c synchronous_commit=$mode"
+	    pg_file pub "$T/records.chunked.sql")
 	t1=$(now)
 	[ "$(pg_count pub)" = "$N" ] || pg_fail "chunked COPY: $(pg_count pub) rows"
 	result ingest_txn "$col" "$t0" "$t1"
@@ -287,8 +288,8 @@ pg_round() {
 	pg_sql pub "TRUNCATE service"
 	pg_checkpoint
 	t0=$(now)
-	PGOPTIONS="-c synchronous_commit=$mode" pg_sql pub \
-	    "\\copy service FROM '$T/records.csv' WITH (FORMAT csv)"
+	(export PGOPTIONS="-c synchronous_commit=$mode"
+	    pg_sql pub "\\copy service FROM '$T/records.csv' WITH (FORMAT csv)")
 	t1=$(now)
 	[ "$(pg_count pub)" = "$N" ] || pg_fail "COPY: $(pg_count pub) rows"
 	result ingest "$col" "$t0" "$t1"
@@ -324,6 +325,7 @@ pg_round() {
 	sync
 	t0=$(now)
 	pg_start sub
+	started subscriber "$t0"
 	poll "PostgreSQL catch-up of $N inserts ($mode)" pg_has sub $((2 * N))
 	t1=$(now)
 	result catchup_ins "$col" "$t0" "$t1"
@@ -336,6 +338,7 @@ pg_round() {
 	sync
 	t0=$(now)
 	pg_start sub
+	started subscriber "$t0"
 	poll "PostgreSQL catch-up of $N updates ($mode)" pg_last_updated
 	t1=$(now)
 	result catchup_upd "$col" "$t0" "$t1"
@@ -346,9 +349,18 @@ pg_round() {
 	[ "$got" = "$((2 * N))|$N|0" ] ||
 	    pg_fail "subscriber rows|updated|notes = $got, want $((2 * N))|$N|0"
 
+	PG_SIZE="publisher $(pg_sql pub "SELECT pg_size_pretty(pg_total_relation_size('service'))")"
+	PG_SIZE="$PG_SIZE, subscriber $(pg_sql sub "SELECT pg_size_pretty(pg_total_relation_size('service'))")"
+
 	# reset for the next round: the subscription (and its slot) goes, the
 	# next round starts from empty tables again
-	pg_sql sub "DROP SUBSCRIPTION bench_sub" >/dev/null
+	pg_sql sub "DROP SUBSCRIPTION bench_sub" >/dev/null 2>"$T/pg.sub.err" ||
+	    pg_fail "DROP SUBSCRIPTION: $(cat "$T/pg.sub.err")"
 	pg_sql sub "TRUNCATE service"
 	pg_sql pub "TRUNCATE service"
+	# and a restart of the subscriber: its logical replication launcher
+	# starts no worker within wal_retrieve_retry_interval (5 s) of the
+	# last start, which would otherwise delay the next round's sync
+	pg_stop sub
+	pg_start sub
 }
