@@ -423,10 +423,13 @@ add_audience(struct write_batch *b, const struct change *proto, json_t *aud,
 		has_creator |= nbx_str_eq(id, creator);
 		c->aud.ids[c->aud.n++] = id;
 	}
-	if (!has_creator)
-		c->aud.ids[c->aud.n++] = creator;	/* the creator always holds it */
-	if (c->aud.n > NBX_AUD_MAX)
-		return nbx_errf(err, errlen, NBX_EINVAL, "audience too large");
+	if (!has_creator) {
+		/* the creator always holds it, in a slot of its own */
+		if (c->aud.n >= NBX_AUD_MAX)
+			return nbx_errf(err, errlen, NBX_EINVAL,
+			    "audience too large");
+		c->aud.ids[c->aud.n++] = creator;
+	}
 	return 0;
 }
 
