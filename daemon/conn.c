@@ -25,7 +25,7 @@ struct wreq {
 static const char *
 conn_name(const struct conn *c)
 {
-	return c->peer ? c->peer->id : c->addr;
+	return c->peer ? c->peer->id : c->addr[0] ? c->addr : "?";
 }
 
 static struct conn *

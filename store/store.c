@@ -645,7 +645,14 @@ apply_one(struct apply *a, const struct change *in, struct store_outcome *out)
 		goto reject;
 	}
 	if (!remote) {
-		if (local_unchanged(&a->r.rec, &c)) {
+		/*
+		 * Writing what is already there changes nothing, so importing
+		 * a file twice is a no-op.  Not for fields several nodes may
+		 * write: a peer's concurrent write we have not seen yet would
+		 * win over this later one if it kept its old version.
+		 */
+		if ((pf == NULL || pf->writers != WRITERS_AUDIENCE) &&
+		    local_unchanged(&a->r.rec, &c)) {
 			out->status = STORE_NOOP;
 			return 0;
 		}

@@ -644,6 +644,8 @@ main(int argc, char **argv)
 
 			for (tok = strtok_r(s, ",", &save); tok;
 			    tok = strtok_r(NULL, ",", &save)) {
+				if (strcmp(tok, "id") == 0)
+					continue;	/* always the first column */
 				q.fields = realloc(q.fields, (size_t)(q.nfields + 1) *
 				    sizeof(char *));
 				q.fields[q.nfields++] = tok;

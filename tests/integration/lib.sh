@@ -26,6 +26,9 @@ cleanup() {
 	if [ "${KEEP:-}" = "" ]; then rm -rf "$T"; else echo "kept $T"; fi
 }
 trap cleanup EXIT
+# interrupted (Ctrl-C, timeout, kill): exit, so that cleanup runs
+trap 'exit 130' INT
+trap 'exit 143' TERM HUP
 
 fail() {
 	echo "FAIL: $*" >&2
@@ -34,6 +37,10 @@ fail() {
 		echo "--- $f (last 25 lines)" >&2
 		tail -n 25 "$f" >&2
 	done
+	if [ -s "$T/proxy.log" ]; then
+		echo "--- $T/proxy.log (last 10 lines)" >&2
+		tail -n 10 "$T/proxy.log" >&2
+	fi
 	exit 1
 }
 
@@ -85,6 +92,37 @@ nbx_peer() {
 address = 127.0.0.1:$(port_of "$2")
 CONF
 }
+
+# nbx_peer_via NAME PEER PORT: a static peer entry in NAME's config that
+# reaches PEER through 127.0.0.1:PORT (a proxy in front of PEER)
+nbx_peer_via() {
+	cat >>"$T/$1/nbx.conf" <<CONF
+[peer $2]
+address = 127.0.0.1:$3
+CONF
+}
+
+# nbx_proxy_start [--route NAME:LINK:TARGET_PORT]... [--seed N]: starts
+# tests/tools/flakyproxy.py (stopped by cleanup, and by itself once this
+# script is gone) and waits until it listens.  proxy_port NAME then gives
+# a route's port, and proxy_ctl COMMAND... drives it (see the script).
+PROXY=$REPO/tests/tools/flakyproxy.py
+nbx_proxy_start() {
+	python3 "$PROXY" serve --parent $$ --ports-file "$T/proxy.ports" "$@" \
+	    >>"$T/proxy.log" 2>&1 &
+	echo "proxy $!" >>"$PIDS_FILE"
+	echo $! >"$T/proxy.pid"
+	i=0
+	until [ -s "$T/proxy.ports" ]; do
+		i=$((i + 1))
+		[ $i -lt 100 ] || fail "flakyproxy did not start: $(cat "$T/proxy.log")"
+		kill -0 "$(cat "$T/proxy.pid")" 2>/dev/null ||
+		    fail "flakyproxy exited: $(cat "$T/proxy.log")"
+		sleep 0.1
+	done
+}
+proxy_port() { awk -v n="$1" '$1 == n { print $2 }' "$T/proxy.ports"; }
+proxy_ctl() { python3 "$PROXY" ctl "$(proxy_port control)" "$@"; }
 
 # nbx_start NAME: starts nbxd and waits until its control socket answers
 nbx_start() {
