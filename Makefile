@@ -70,7 +70,7 @@ $(BUILD)/nbxq: $(call obj,tools/nbxq.c) $(ALLLIBS)
 # Test tools, built for the integration tests: a rogue peer that speaks
 # real mutual TLS and then sends crafted traffic (tests/rogue/).
 TEST_PROGS := $(BUILD)/nbx-rogue
-$(BUILD)/nbx-rogue: $(call obj,tests/rogue/nbx-rogue.c) $(ALLLIBS)
+$(BUILD)/nbx-rogue: $(call obj,$(sort $(wildcard tests/rogue/*.c))) $(ALLLIBS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(ALLLIBS)
@@ -115,15 +115,18 @@ asan: deps
 #   make fuzz [FUZZ_SECONDS=N]  each harness N s (30) over its corpus;
 #                               new inputs land in tests/fuzz/corpus/<name>/
 #   make fuzz-ci                the same, FUZZ_SECONDS (30, or from the
-#                               environment) each; new inputs go to a
-#                               scratch dir, the corpus is only read; any
-#                               crash, leak or timeout fails it
-#   make fuzz-cmin              shrinks each corpus to the inputs that add
-#                               coverage (libFuzzer -merge=1)
+#                               environment) each, new inputs to
+#                               build/fuzz/ci/ (the corpus only gains
+#                               findings); any crash, leak or timeout
+#                               fails it, after every harness ran
+#   make fuzz-cmin              shrinks each corpus to a small set with the
+#                               same edge coverage (libFuzzer set cover)
 #   make fuzz-seeds             regenerates the binary seeds (seed-*) with
 #                               tests/fuzz/seedgen.c
-# Findings are written to tests/fuzz/corpus/<name>/crash-<sha1> (leak-,
-# timeout-, oom-); reproduce with build/fuzz/<name> FILE.
+# Findings are kept as tests/fuzz/corpus/<name>/crash-<sha1> (leak-,
+# timeout-, oom-) unless the corpus holds the same bytes already;
+# reproduce with build/fuzz/<name> FILE.  The replay test skips these
+# until they are renamed regress-<what> once fixed.
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/*_fuzz.c))
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 FUZZ_SECONDS ?= 30
@@ -139,6 +142,14 @@ FUZZ_ENV    := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 FUZZ_OPTS   := -rss_limit_mb=1024 -timeout=10 -print_final_stats=1
 # -dict=tests/fuzz/<name>.dict when the harness has one
 fuzz_dict    = $$(test -f tests/fuzz/$$n.dict && echo -dict=tests/fuzz/$$n.dict)
+# Moves libFuzzer's artifacts (crash-*, leak-*, timeout-*, oom-*) from $$a
+# into the corpus $$d, except those whose bytes the corpus already holds
+# (a known finding found again).
+fuzz_keep    = for k in $$a/*; do [ -f "$$k" ] || continue; \
+	    s=$$(sha1sum <"$$k" | cut -c1-40); \
+	    if sha1sum $$d/* 2>/dev/null | cut -c1-40 | grep -qx "$$s"; then \
+	        rm -f "$$k"; else mv "$$k" $$d/; \
+	        echo "fuzz: finding kept: $$d/$$(basename $$k)"; fi; done
 
 build/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -160,25 +171,28 @@ build/fuzz/seedgen: tests/fuzz/seedgen.c $(ALLLIBS)
 .PHONY: fuzz-ci fuzz-cmin fuzz-seeds
 fuzz: deps $(FUZZ_BIN)
 	@for f in $(FUZZ_BIN); do n=$$(basename $$f); \
-	    mkdir -p tests/fuzz/corpus/$$n; \
+	    d=tests/fuzz/corpus/$$n; a=build/fuzz/artifacts/$$n; \
+	    mkdir -p $$d $$a; \
 	    echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
 	    $(FUZZ_ENV) $$f $(FUZZ_OPTS) -max_total_time=$(FUZZ_SECONDS) \
-	        $(fuzz_dict) -artifact_prefix=tests/fuzz/corpus/$$n/ \
-	        tests/fuzz/corpus/$$n || exit 1; done
+	        $(fuzz_dict) -artifact_prefix=$$a/ $$d; r=$$?; \
+	    $(fuzz_keep); [ $$r -eq 0 ] || exit 1; done
 
 # Every harness runs even after one fails; the summary names the
 # failures and the run fails if there is any.
 fuzz-ci: deps $(FUZZ_BIN)
 	@t0=$$(date +%s); failed=""; \
 	for f in $(FUZZ_BIN); do n=$$(basename $$f); \
-	    mkdir -p build/fuzz/ci/$$n tests/fuzz/corpus/$$n; \
+	    d=tests/fuzz/corpus/$$n; a=build/fuzz/artifacts/$$n; \
+	    mkdir -p build/fuzz/ci/$$n $$d $$a; \
 	    log=build/fuzz/ci/$$n.log; t1=$$(date +%s); \
 	    if $(FUZZ_ENV) $$f $(FUZZ_OPTS) -max_total_time=$(FUZZ_SECONDS) \
-	        $(fuzz_dict) -artifact_prefix=tests/fuzz/corpus/$$n/ \
-	        build/fuzz/ci/$$n tests/fuzz/corpus/$$n >$$log 2>&1; then \
+	        $(fuzz_dict) -artifact_prefix=$$a/ \
+	        build/fuzz/ci/$$n $$d >$$log 2>&1; then \
 	        r=ok; else r=FAILED; failed="$$failed $$n"; \
 	        grep -E -A40 'ERROR: |runtime error|fuzz check failed|==[0-9]+== ' \
 	            $$log | head -80; fi; \
+	    $(fuzz_keep); \
 	    echo "fuzz-ci: $$n $$r in $$(( $$(date +%s) - t1 ))s," \
 	        "$$(sed -n 's/^stat::number_of_executed_units: *//p' $$log)" \
 	        "execs, $$(ls tests/fuzz/corpus/$$n | wc -l) corpus files"; \
@@ -188,17 +202,23 @@ fuzz-ci: deps $(FUZZ_BIN)
 	    echo "fuzz-ci: failed:$$failed (inputs in tests/fuzz/corpus/<name>/, logs in build/fuzz/ci/)"; \
 	    exit 1; fi
 
+# Named inputs (seed-*, hostile-*, regress-*, crash-* ...) are kept; of
+# the inputs libFuzzer named by their SHA-1, only a small set that covers
+# every edge the whole corpus covers (FUZZ_CMIN_OPTS="-merge=1" keeps
+# every input that adds a feature, hit counts included: many more files).
+FUZZ_CMIN_OPTS ?= -set_cover_merge=1 -use_counters=0
 fuzz-cmin: $(FUZZ_BIN)
 	@for f in $(FUZZ_BIN); do n=$$(basename $$f); d=tests/fuzz/corpus/$$n; \
-	    rm -rf build/fuzz/cmin/$$n; mkdir -p build/fuzz/cmin/$$n; \
-	    $(FUZZ_ENV) $$f -merge=1 -rss_limit_mb=1024 -timeout=10 \
-	        build/fuzz/cmin/$$n $$d >build/fuzz/cmin/$$n.log 2>&1 || \
-	        { tail -n 30 build/fuzz/cmin/$$n.log; exit 1; }; \
-	    for k in $$d/*; do case $$(basename $$k) in \
-	        seed-*|crash-*|leak-*|timeout-*|oom-*|regress-*) ;; \
-	        *) rm -f $$k ;; esac; done; \
-	    for k in build/fuzz/cmin/$$n/*; do \
-	        [ -e $$d/$$(basename $$k) ] || cp $$k $$d/; done; \
+	    c=build/fuzz/cmin/$$n; rm -rf $$c; mkdir -p $$c $$d; \
+	    $(FUZZ_ENV) $$f $(FUZZ_CMIN_OPTS) -rss_limit_mb=1024 -timeout=10 \
+	        -artifact_prefix=$$c.artifact- $$c $$d \
+	        >$$c.log 2>&1 || { tail -n 30 $$c.log; exit 1; }; \
+	    for k in $$d/*; do b=$$(basename "$$k"); \
+	        if printf '%s\n' "$$b" | grep -qE '^[0-9a-f]{40}$$'; then \
+	            rm -f "$$k"; fi; done; \
+	    have=$$(sha1sum $$d/* 2>/dev/null | cut -c1-40); \
+	    for k in $$c/*; do b=$$(basename "$$k"); \
+	        printf '%s\n' "$$have" | grep -qx "$$b" || cp "$$k" $$d/; done; \
 	    echo "fuzz-cmin: $$n: $$(ls $$d | wc -l) files," \
 	        "$$(du -sk $$d | cut -f1) KiB"; done
 

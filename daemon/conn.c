@@ -139,14 +139,40 @@ conn__close(struct conn *c, const char *why)
 	uv_close((uv_handle_t *)&c->tcp, conn_closed);
 }
 
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
+
 static void
 write_done(uv_write_t *req, int status)
 {
 	struct conn *c = req->data;
 
 	free(req);
-	if (status < 0 && status != UV_ECANCELED && c->state != CONN_CLOSING)
+	if (status < 0 && status != UV_ECANCELED && c->state != CONN_CLOSING) {
 		conn__close(c, uv_strerror(status));
+		return;
+	}
+	if (c->read_paused && c->state == CONN_ESTABLISHED &&
+	    uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) <
+	    CONN_WQ_MAX / 2) {
+		c->read_paused = 0;
+		uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	}
+}
+
+/*
+ * A peer that sends but does not read (a PING flood, say) would make us
+ * queue answers without end: stop reading it until our output drains.
+ */
+static void
+read_backpressure(struct conn *c)
+{
+	if (!c->read_paused && c->state == CONN_ESTABLISHED &&
+	    uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) >
+	    CONN_WQ_MAX) {
+		c->read_paused = 1;
+		uv_read_stop((uv_stream_t *)&c->tcp);
+	}
 }
 
 /* Hands everything TLS produced to libuv in one write. */
@@ -253,6 +279,7 @@ conn__shutdown(struct conn *c)
 	send_tls_out(c);
 	log_msg(LOG_INFO, conn_name(c), "closing (close_notify sent)");
 	c->state = CONN_CLOSING;
+	c->closing_ms = log_now_ms();
 	peer_detach(c, "closed by us");
 	uv_read_stop((uv_stream_t *)&c->tcp);
 	c->shutdown_req.data = c;
@@ -271,12 +298,37 @@ pin_matches(const struct tls_conn *t, const uint8_t pin[32])
 	    32) == 0;
 }
 
+/*
+ * Refused changes from a peer go to quarantine; the log says so too, up
+ * to a limit per connection so a hostile peer cannot flood it.
+ */
+static void
+log_reject(void *arg, const struct change *c, int err)
+{
+	struct conn *c_ = arg;
+
+	if (++c_->rejects_logged > CONN_REJECT_LOG_MAX) {
+		if (c_->rejects_logged == CONN_REJECT_LOG_MAX + 1)
+			log_msg(LOG_WARN, conn_name(c_), "more changes "
+			    "quarantined; see nbxctl quarantine");
+		return;
+	}
+	log_msg(LOG_WARN, conn_name(c_), "quarantined %s %.*s/%.*s%s%.*s "
+	    "(origin %.*s): %s", change_kind_name(c->kind),
+	    (int)(c->coll.n > 32 ? 32 : c->coll.n), c->coll.p,
+	    (int)(c->id.n > 128 ? 128 : c->id.n), c->id.p,
+	    c->field.n ? " field " : "", (int)(c->field.n > 32 ? 32 :
+	    c->field.n), c->field.p, (int)(c->origin.n > 32 ? 32 :
+	    c->origin.n), c->origin.p, nbx_strerror(err));
+}
+
 /* The handshake finished: check who it is, then start the session. */
 static void
 established(struct conn *c)
 {
 	struct node *n = c->node;
 	const char *id = tls_conn_peer_id(c->tls);
+	struct sync_opts so;
 	struct peer *p;
 	int keep_outbound, rc;
 
@@ -309,7 +361,10 @@ established(struct conn *c)
 	}
 	if (p->dialing == c)
 		p->dialing = NULL;
-	if ((rc = sync_session_new(n->st, n->pol, p->id, &n->sopts,
+	so = n->sopts;
+	so.on_reject = log_reject;
+	so.reject_arg = c;
+	if ((rc = sync_session_new(n->st, n->pol, p->id, &so,
 	    &c->sess)) != 0 || (rc = sync_session_start(c->sess,
 	    log_now_ms())) != 0) {
 		conn__close(c, nbx_strerror(rc));
@@ -358,6 +413,7 @@ read_plaintext(struct conn *c)
 	}
 	send_tls_out(c);	/* TLS may answer reads (tickets, key update) */
 	node__pump_all(c->node);
+	read_backpressure(c);
 }
 
 static void
@@ -569,8 +625,13 @@ conn__tick(struct conn *c, uint64_t now)
 	char why[96];
 	int rc;
 
-	if (c->state == CONN_CLOSING)
+	if (c->state == CONN_CLOSING) {
+		/* a peer that never reads would keep a graceful close open */
+		if (c->closing_ms && now - c->closing_ms > CONN_CLOSE_MS &&
+		    !uv_is_closing((uv_handle_t *)&c->tcp))
+			uv_close((uv_handle_t *)&c->tcp, conn_closed);
 		return;
+	}
 	if (c->state != CONN_ESTABLISHED) {
 		if (now - c->created_ms > NODE_HANDSHAKE_MS)
 			conn__close(c, "handshake timed out");

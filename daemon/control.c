@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,48 @@ struct ctl_server {
 	int stopping;
 };
 
+/*
+ * Replaces every byte that is not part of valid UTF-8 with '?': a message
+ * may quote a client's bytes, or be cut mid-character, and JSON needs
+ * valid UTF-8.
+ */
+void
+ctl_utf8_scrub(char *s)
+{
+	unsigned char *p = (unsigned char *)s;
+
+	while (*p) {
+		unsigned c = *p, n, min;
+		uint32_t cp;
+
+		if (c < 0x80) {
+			p++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			n = 1, min = 0x80, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			n = 2, min = 0x800, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			n = 3, min = 0x10000, cp = c & 0x07;
+		else
+			n = 0, min = 0, cp = 0;
+		for (unsigned i = 1; n && i <= n; i++) {
+			if ((p[i] & 0xc0) != 0x80) {
+				n = 0;
+				break;
+			}
+			cp = (cp << 6) | (p[i] & 0x3f);
+		}
+		if (n == 0 || cp < min || cp > 0x10ffff ||
+		    (cp >= 0xd800 && cp <= 0xdfff)) {
+			*p++ = '?';
+			continue;
+		}
+		p += n + 1;
+	}
+}
+
 json_t *
 ctl_error(int code, const char *fmt, ...)
 {
@@ -45,6 +88,7 @@ ctl_error(int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	ctl_utf8_scrub(msg);
 	return json_pack("{s:b, s:s, s:i, s:s}", "ok", 0, "error", msg, "code",
 	    code, "reason", nbx_strerror(code));
 }

@@ -33,7 +33,11 @@ int ctl_server_start(uv_loop_t *loop, const char *path, ctl_handler_fn *fn,
 /* Closes the listener and every client, and removes the socket file. */
 void ctl_server_stop(struct ctl_server *s);
 
-/* A reply {"ok": false, "error": msg, "code": code}. */
+/* Replaces bytes that are not valid UTF-8 with '?', in place. */
+void ctl_utf8_scrub(char *s);
+
+/* A reply {"ok": false, "error": msg, "code": code}; msg is scrubbed to
+ * valid UTF-8 so the reply always exists. */
 json_t *ctl_error(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -341,15 +341,17 @@ node__stop(struct node *n)
 	uv_close((uv_handle_t *)&n->sighup, NULL);
 }
 
-/* The node's certificate must name the node the config says it is. */
+/* The node's certificate must name the node the config says it is, and be
+ * valid now. */
 static int
 check_identity(const struct nbx_config *cfg, const struct tls_ctx *ctx,
     char *err, size_t errlen)
 {
-	if (strcmp(tls_ctx_id(ctx), cfg->id) == 0)
-		return 0;
-	return nbx_errf(err, errlen, NBX_ECONFIG, "cert %s names node '%s', "
-	    "but this node is '%s'", cfg->tls_cert, tls_ctx_id(ctx), cfg->id);
+	if (strcmp(tls_ctx_id(ctx), cfg->id) != 0)
+		return nbx_errf(err, errlen, NBX_ECONFIG, "cert %s names node "
+		    "'%s', but this node is '%s'", cfg->tls_cert,
+		    tls_ctx_id(ctx), cfg->id);
+	return tls_ctx_check_validity(ctx, cfg->tls_cert, err, errlen);
 }
 
 int

@@ -158,6 +158,7 @@ do_import(struct node *n, json_t *req)
 		}
 		if (write_batch_build(&b[i], WRITE_PUT, n->pol, n->st, n->cfg.id,
 		    w, err, sizeof(err)) != 0) {
+			ctl_utf8_scrub(err);
 			errs[i] = strdup(err);
 			dead[i] = 1;
 		}
@@ -197,6 +198,7 @@ do_import(struct node *n, json_t *req)
 		    (int)all[bad].coll.n, all[bad].coll.p, b[owner[bad]].id,
 		    all[bad].field.n ? " field " : "", (int)all[bad].field.n,
 		    all[bad].field.p, nbx_strerror(out[bad].err));
+		ctl_utf8_scrub(err);
 		errs[owner[bad]] = strdup(err);
 		dead[owner[bad]] = 1;
 	}

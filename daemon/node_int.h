@@ -28,6 +28,8 @@
 #define CONN_WQ_MAX		(8u << 20)	/* bytes queued in libuv */
 #define CONN_READ_CHUNK		(64u << 10)
 #define CONN_STABLE_MS		10000	/* a session this old resets backoff */
+#define CONN_CLOSE_MS		2000	/* graceful close gives up after this */
+#define CONN_REJECT_LOG_MAX	50	/* quarantine log lines per connection */
 
 struct conn;
 
@@ -72,6 +74,9 @@ struct conn {
 	char addr[80];		/* remote address, for logs */
 	char *rbuf;		/* read buffer, CONN_READ_CHUNK */
 	uint8_t *pbuf;		/* plaintext scratch, CONN_READ_CHUNK */
+	uint64_t closing_ms;	/* when the graceful close began */
+	int read_paused;	/* reading stopped: our output is full */
+	unsigned rejects_logged;
 };
 
 struct node {

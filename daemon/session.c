@@ -414,8 +414,12 @@ on_changes(struct sync_session *s, const struct frame_msg *m, uint64_t now_ms)
 	for (uint32_t i = 0; i < n; i++) {
 		if (s->outs[i].status == STORE_APPLIED)
 			s->stats.applied_in++;
-		else if (s->outs[i].status == STORE_REJECTED)
+		else if (s->outs[i].status == STORE_REJECTED) {
 			s->stats.rejected_in++;
+			if (s->o.on_reject)
+				s->o.on_reject(s->o.reject_arg, &s->chs[i],
+				    s->outs[i].err);
+		}
 	}
 	s->last_upto = m->seq;
 	s->stats.recv_seq = m->seq;

@@ -53,6 +53,13 @@ struct sync_opts {
 	uint64_t dead_after_ms;	/* silence after which the peer is dead */
 	uint32_t scan_max;	/* log entries read per pump call; 10000 */
 	size_t out_max;		/* stop producing when this much is queued */
+	/*
+	 * Optional: told of each received change the store refused into
+	 * quarantine (c borrows from the frame; valid during the call), so
+	 * the caller can log it.  The session itself does no I/O.
+	 */
+	void (*on_reject)(void *arg, const struct change *c, int err);
+	void *reject_arg;
 };
 
 /* Counters and positions, for status and metrics. */

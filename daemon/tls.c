@@ -513,15 +513,6 @@ tls_ctx_new(const char *ca, const char *cert, const char *key,
 		nbx_errf(err, errlen, rc, "cert %s: %s", cert, why);
 		goto out;
 	}
-	/* our own certificate out of its validity: every peer would refuse */
-	if (X509_cmp_current_time(X509_get0_notBefore(x)) >= 0) {
-		nbx_errf(err, errlen, rc, "cert %s is not valid yet", cert);
-		goto out;
-	}
-	if (X509_cmp_current_time(X509_get0_notAfter(x)) <= 0) {
-		nbx_errf(err, errlen, rc, "cert %s has expired", cert);
-		goto out;
-	}
 	if (crl && *crl && (rc = load_crl(SSL_CTX_get_cert_store(t->ssl),
 	    crl, cas, err, errlen)) != 0)
 		goto out;
@@ -535,6 +526,23 @@ out:
 	sk_X509_pop_free(cas, X509_free);
 	tls_ctx_free(t);
 	return rc;
+}
+
+int
+tls_ctx_check_validity(const struct tls_ctx *ctx, const char *cert,
+    char *err, size_t errlen)
+{
+	X509 *x = SSL_CTX_get0_certificate(ctx->ssl);
+
+	if (x == NULL)
+		return nbx_errf(err, errlen, NBX_ETLS, "no certificate loaded");
+	if (X509_cmp_current_time(X509_get0_notBefore(x)) >= 0)
+		return nbx_errf(err, errlen, NBX_ETLS, "cert %s is not valid "
+		    "yet", cert);
+	if (X509_cmp_current_time(X509_get0_notAfter(x)) <= 0)
+		return nbx_errf(err, errlen, NBX_ETLS, "cert %s has expired",
+		    cert);
+	return 0;
 }
 
 void

@@ -91,6 +91,14 @@ int tls_ctx_new(const char *ca, const char *cert, const char *key,
  * from it stay valid. */
 void tls_ctx_free(struct tls_ctx *ctx);
 
+/*
+ * Checks that this node's own certificate is valid now (a node serving an
+ * expired or not-yet-valid certificate is refused by every peer).  `cert`
+ * names the file in the message.  0 or NBX_ETLS.
+ */
+int tls_ctx_check_validity(const struct tls_ctx *ctx, const char *cert,
+    char *err, size_t errlen);
+
 /* This node's identity as read from its certificate; valid while ctx is. */
 const char *tls_ctx_id(const struct tls_ctx *ctx);
 

@@ -733,7 +733,10 @@ check_field_change(const struct pol_coll *coll, const struct change *c,
 	if (f->share == SHARE_LOCAL && remote)
 		return NBX_ELOCAL;
 	if (f->share == SHARE_AUDIENCE) {
-		if (!audience_valid(&c->aud) || !nbx_audience_has(&c->aud, self))
+		/* only the record's creator sets audiences: a value carried
+		   under anyone else's audience would widen it */
+		if (!audience_valid(&c->aud) || !nbx_audience_has(&c->aud, self) ||
+		    !nbx_str_eq(c->aud.origin, nbx_id_creator(c->id)))
 			return NBX_EAUDIENCE;
 	} else if (c->aud.n != 0 || c->aud.hlc != 0) {
 		return NBX_EINVAL;

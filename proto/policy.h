@@ -145,7 +145,9 @@ int policy_may_send(const struct pol_field *f,
  *    passes policy_value_check / policy_elem_check; a share = local field
  *    may not arrive remotely (NBX_ELOCAL); an audience-scoped field carries
  *    a non-empty audience that holds `self` (NBX_EAUDIENCE) and other
- *    fields carry none (NBX_EINVAL); policy_may_write.
+ *    fields carry none (NBX_EINVAL); the audience's origin must be the
+ *    record's creator, who alone sets audiences (NBX_EAUDIENCE);
+ *    policy_may_write.
  *  - STATE: val is REC_LIVE or REC_DELETED; origin is the creator.
  *  - AUDIENCE: origin is the creator; the audience is non-empty, holds
  *    valid node ids, includes the creator, and its hlc/origin equal the

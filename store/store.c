@@ -563,6 +563,69 @@ pending_one(void *arg, struct nbx_str peer, uint64_t time_ms)
 	return x->rc != 0;
 }
 
+/* 1 if the two audiences hold the same ids. */
+static int
+aud_same(const struct nbx_audience *x, const struct nbx_audience *y)
+{
+	return aud_subset(x, y) && aud_subset(y, x);
+}
+
+/*
+ * This node is the only author of its own versions.  A received change
+ * that names this node as its origin, or travels under an audience this
+ * node set, can be an echo of what this node made, or a forgery.  Echoes
+ * are at most as new as what this node holds (and, for an audience, hold
+ * the same ids); a write under an older audience of ours counts only if
+ * its writer is still in our audience.  A record this node does not hold
+ * at all is taken back whole: that is how a rebuilt store recovers.
+ * Returns 1 to accept.
+ */
+static int
+own_version_known(const struct crdt_record *r, const struct change *c,
+    struct nbx_str self)
+{
+	struct crdt_ver v = { c->hlc, c->origin };
+	struct crdt_ver av = { c->aud.hlc, c->aud.origin };
+	struct crdt_ver cur = { r->aud.hlc, r->aud.origin };
+	struct nbx_str none = { "", 0 };
+	const struct crdt_reg *g;
+	const struct crdt_receipt *x;
+	int k;
+
+	/* a record this node does not hold at all: a rebuilt store getting
+	   its own data back from its peers (log epoch restarted) */
+	if (!r->erased && r->state_ver.hlc == 0 && r->aud.hlc == 0 &&
+	    r->nregs == 0)
+		return 1;
+	if (c->aud.n && nbx_str_eq(c->aud.origin, self)) {
+		k = crdt_ver_cmp(av, cur);
+		if (k > 0 || (k == 0 && !aud_same(&c->aud, &r->aud)))
+			return 0;	/* an audience of ours we never set */
+		if (k < 0 && !nbx_audience_has(&r->aud, c->origin))
+			return 0;	/* a writer no longer in our audience */
+	}
+	if (!nbx_str_eq(c->origin, self))
+		return 1;
+	switch (c->kind) {
+	case CHANGE_FIELD:
+	case CHANGE_ELEM:
+		g = crdt_record_find(r, c->field,
+		    c->kind == CHANGE_ELEM ? c->elem : none);
+		return g && crdt_ver_cmp(g->ver, v) >= 0;
+	case CHANGE_AUDIENCE:
+		k = crdt_ver_cmp(v, cur);
+		return k < 0 || (k == 0 && aud_same(&c->aud, &r->aud));
+	case CHANGE_STATE:
+		return crdt_ver_cmp(v, r->state_ver) <= 0;
+	case CHANGE_ERASE:
+		return r->erased && crdt_ver_cmp(v, r->erase) <= 0;
+	case CHANGE_RECEIPT:
+		x = crdt_record_receipt(r, c->field, c->elem);
+		return x && crdt_ver_cmp(x->ver, v) >= 0;
+	}
+	return 0;
+}
+
 /*
  * This node just purged a record's data (erasure) or its audience-scoped
  * values (it left the audience): it records its own receipt and a pending
@@ -617,7 +680,10 @@ apply_one(struct apply *a, const struct change *in, struct store_outcome *out)
 		goto reject;
 	}
 	if (remote) {
+		/* the audience version a change carries is a time too */
 		if ((rc = hlc_check_drift(c.hlc, a->now_ms,
+		    a->st->max_drift_ms)) != 0 ||
+		    (rc = hlc_check_drift(c.aud.hlc, a->now_ms,
 		    a->st->max_drift_ms)) != 0)
 			goto reject;
 	} else {
@@ -664,6 +730,12 @@ apply_one(struct apply *a, const struct change *in, struct store_outcome *out)
 	if (remote && a->r.rec.erased && c.kind != CHANGE_ERASE &&
 	    c.kind != CHANGE_RECEIPT) {
 		rc = NBX_EERASED;	/* a stale update: the id is erased */
+		goto reject;
+	}
+	if (remote && (nbx_str_eq(c.origin, a->self) ||
+	    (c.aud.n && nbx_str_eq(c.aud.origin, a->self))) &&
+	    !own_version_known(&a->r.rec, &c, a->self)) {
+		rc = NBX_EPEER;		/* claims to be ours, and is not */
 		goto reject;
 	}
 	if (remote)

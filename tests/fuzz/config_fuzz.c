@@ -132,7 +132,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	fz_atexit();
+	(void)fz_scratch();
 	return 0;
 }
 

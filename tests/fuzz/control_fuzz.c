@@ -14,9 +14,11 @@
  *
  * Applying writes changes the store, so each input runs on a store of
  * its own (a fresh copy of the seeded one, made by fz_store_fresh) and
- * replays exactly.  Besides the sanitizers: a refused atomic batch names
- * a rejected change or is a store failure, and an applied put can be
- * read back.
+ * replays exactly.  Besides the sanitizers: every request gets a reply
+ * (ctl_error and json_pack return NULL for text that is not UTF-8, and
+ * the server then sends nothing), every refused import write gets its
+ * result, a refused atomic batch names a rejected change or is a store
+ * failure, and an applied put can be read back.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -118,6 +120,16 @@ control_import(struct store *st, json_t *req)
 		w = json_array_get(writes, i);
 		if (!json_is_object(w) || write_batch_build(&b[i], WRITE_PUT,
 		    fz_policy(), st, FZ_SELF, w, err, sizeof(err)) != 0) {
+			/* do_import answers each refused write with its message,
+			   scrubbed to valid UTF-8 as the daemon does */
+			json_t *r;
+
+			ctl_utf8_scrub(err);
+			r = json_pack("{s:b, s:s}", "ok", 0, "error",
+			    json_is_object(w) ? err : "line is not a JSON object");
+
+			fz_check(r != NULL, "an import result for every write");
+			json_decref(r);
 			write_batch_fini(&b[i]);
 			continue;
 		}
@@ -207,7 +219,6 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	fz_atexit();
 	(void)fz_store();
 	return 0;
 }

@@ -12,15 +12,20 @@
  * corpus file, so everything here is static, prefixed fz_, and guarded.
  *
  * State that outlives one input (the policy, the store, the scratch
- * directory) is made on first use and released by fz_teardown, which the
- * libFuzzer build registers with atexit and the replay test calls at the
- * end of each test, so neither leaves a directory or a leak behind.
+ * directory) is made on first use and released by fz_teardown, which is
+ * registered with atexit and which the replay test also calls at the end
+ * of each test, so neither leaves a directory or a leak behind.  A
+ * process that dies without exit handlers (a crash) leaves its scratch
+ * directory, named after its pid; the next harness process removes it.
  */
 #ifndef NBX_FUZZ_COMMON_H
 #define NBX_FUZZ_COMMON_H
 
+#include <dirent.h>
+#include <errno.h>
 #include <ftw.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +46,13 @@
 #define FZ_PEER		"lv"
 /* The peer's log epoch in the HELLO the session harness feeds first. */
 #define FZ_PEER_EPOCH	0x5eedull
+/*
+ * Stands for this store's own log epoch, which is random: the session
+ * harness replaces every msgpack uint64 of this value in its input (the
+ * 9 bytes cf 00 00 5e ed 5e ed 5e ed) with the real epoch, so that a
+ * SUBSCRIBE can resume from a position of our log.
+ */
+#define FZ_SELF_EPOCH	0x00005eed5eed5eedull
 /* "Now" for every input: fixed, so that a run replays exactly. */
 #define FZ_NOW_MS	1700000000000ull
 /* A store grown past this is recreated (between inputs, never during). */
@@ -82,18 +94,58 @@ fz_rmtree(const char *dir)
 	(void)nftw(dir, fz_rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-/* The scratch directory of this process, made on first use. */
+static inline void fz_teardown(void);
+
+/*
+ * Removes the scratch directories of processes that are gone (a crash, or
+ * a runner that ended without exit handlers): /dev/shm/nbx-fuzz-PID-*.
+ */
+static inline void
+fz_sweep(const char *base)
+{
+	char path[PATH_MAX];
+	struct dirent *e;
+	struct stat sb;
+	DIR *d = opendir(base);
+	int pid;
+
+	if (d == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		if (sscanf(e->d_name, "nbx-fuzz-%d-", &pid) != 1 || pid <= 0 ||
+		    (kill(pid, 0) != 0 ? errno != ESRCH : 1))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", base, e->d_name);
+		if (lstat(path, &sb) == 0 && S_ISDIR(sb.st_mode) &&
+		    sb.st_uid == getuid())
+			fz_rmtree(path);
+	}
+	closedir(d);
+}
+
+/*
+ * The scratch directory of this process, made on first use and removed
+ * at exit (fz_teardown).
+ */
 static inline const char *
 fz_scratch(void)
 {
+	static int registered;
+
 	if (fz_dir[0] == 0) {
 		const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" :
 		    "/tmp";
 
-		snprintf(fz_dir, sizeof(fz_dir), "%s/nbx-fuzz-XXXXXX", base);
+		fz_sweep(base);
+		snprintf(fz_dir, sizeof(fz_dir), "%s/nbx-fuzz-%d-XXXXXX", base,
+		    (int)getpid());
 		if (mkdtemp(fz_dir) == NULL) {
 			perror("fuzz: mkdtemp");
 			abort();
+		}
+		if (!registered) {
+			registered = 1;
+			atexit(fz_teardown);
 		}
 	}
 	return fz_dir;
@@ -125,8 +177,9 @@ fz_schema_path(char *out, size_t len)
 		exe[n] = 0;
 		for (int up = 0; up < 3 && (slash = strrchr(exe, '/')); up++)
 			*slash = 0;
-		snprintf(out, len, "%s/conf/schema.conf", exe);
-		if (access(out, R_OK) == 0)
+		int k = snprintf(out, len, "%s/conf/schema.conf", exe);
+
+		if (k > 0 && (size_t)k < len && access(out, R_OK) == 0)
 			return 0;
 	}
 	return -1;
@@ -216,8 +269,8 @@ fz_store_close(void)
 
 /*
  * The store of this process (node FZ_SELF), opened and seeded on first
- * use.  Inputs change it, so a harness that writes calls fz_store_tick
- * before each input to bound its growth.
+ * use.  A harness whose inputs write to it calls fz_store_fresh before
+ * each input (below).
  */
 static inline struct store *
 fz_store(void)
@@ -266,12 +319,25 @@ fz_store_dirty(void)
 	fz_dirty = 1;
 }
 
+/*
+ * NBX_FUZZ_SHARED_STORE=1 keeps one store across inputs instead (faster,
+ * and it reaches states no single input builds, but a finding may then
+ * need the inputs before it to replay).
+ */
 static inline void
 fz_store_fresh(void)
 {
-	if (fz_dirty)
+	static int shared = -1;
+
+	if (shared < 0) {
+		const char *e = getenv("NBX_FUZZ_SHARED_STORE");
+
+		shared = e != NULL && strcmp(e, "1") == 0;
+	}
+	if (fz_dirty && !shared)
 		fz_store_close();
 	fz_dirty = 0;
+	fz_store_tick();
 }
 
 /* Frees everything above and removes the scratch directory. */
@@ -303,18 +369,6 @@ fz_text(const uint8_t *data, size_t size)
 #ifdef NBX_LIBFUZZER
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
-
-/* Registers the cleanup once per process. */
-static inline void
-fz_atexit(void)
-{
-	static int done;
-
-	if (!done) {
-		done = 1;
-		atexit(fz_teardown);
-	}
-}
 #endif
 
 #endif

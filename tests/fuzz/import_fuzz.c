@@ -117,7 +117,6 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void)argc;
 	(void)argv;
-	fz_atexit();
 	(void)fz_store();
 	return 0;
 }

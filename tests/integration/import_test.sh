@@ -20,7 +20,7 @@ cat >"$T/mixed.jsonl" <<'JSONL'
 
 {"collection":"service","id":"good-2","fields":{"name":"Good two","kind":"helpline","capacity":4,"open_24h":true,"languages":"lv, en"}}
 {"collection":"service","id":"lv:not-ours","fields":{"name":"someone else's record"}}
-{"collection":"case","id":"ee:case-1","audience":["lv"],"fields":{"pseudonym":"P-1","status":"referred","legal_name":"kept local"}}
+{"collection":"case","id":"ee:case-1","audience":["lv"],"fields":{"pseudonym":"P-1","referral_date":"2026-11-01","legal_name":"kept local"}}
 JSONL
 set +e
 ctl ee import "$T/mixed.jsonl" >"$T/out" 2>"$T/err"
