@@ -286,6 +286,19 @@ on_timer(uv_timer_t *t)
 		return;
 	if (++n->ticks % NODE_PEER_RECHECK_TICKS == 0)
 		recheck_peers(n);
+	if (n->ticks % NODE_DEFER_TICKS == 0) {
+		size_t applied = 0;
+
+		if (store_retry_deferred(n->st, n->pol, now, &applied) != 0)
+			log_msg(LOG_WARN, NULL, "deferred changes: %s",
+			    store_last_error(n->st));
+		if (applied) {
+			log_msg(LOG_INFO, NULL, "applied %zu change(s) held back "
+			    "until our clock caught up with their sender's",
+			    applied);
+			node__pump_all(n);
+		}
+	}
 	if (n->ticks % NODE_READER_CHECK_TICKS == 0) {
 		int dead = store_reader_check(n->st);
 

@@ -24,6 +24,7 @@
 #define NODE_RETENTION_FIRST_MS	2000	/* first retention pass after start */
 #define NODE_READER_CHECK_TICKS	20	/* mdb_reader_check every 2 s */
 #define NODE_PEER_RECHECK_TICKS	100	/* live peers re-verified every 10 s */
+#define NODE_DEFER_TICKS	30	/* retry clock-deferred changes, 3 s */
 #define NODE_RETENTION_EVERY_MS	(3600 * 1000)
 #define CONN_WQ_MAX		(8u << 20)	/* bytes queued in libuv */
 #define CONN_READ_CHUNK		(64u << 10)

@@ -25,7 +25,7 @@
 
 static const char *const db_names[DB_COUNT] = {
 	"records", "log", "logidx", "meta", "peers", "cursors", "audit",
-	"disclosed", "quarantine", "erasures",
+	"disclosed", "quarantine", "erasures", "deferred",
 };
 
 /* ------------------------------------------------------------------ */
@@ -399,6 +399,66 @@ rec_load(struct apply *a, struct nbx_str coll, struct nbx_str id)
 	return 0;
 }
 
+static uint64_t
+last_key_u64(MDB_txn *txn, MDB_dbi dbi)
+{
+	MDB_cursor *cu;
+	MDB_val k, d;
+	uint64_t v = 0;
+
+	if (mdb_cursor_open(txn, dbi, &cu) != 0)
+		return 0;
+	if (mdb_cursor_get(cu, &k, &d, MDB_LAST) == 0 && k.mv_size == 8)
+		v = store__be64_get(k.mv_data);
+	mdb_cursor_close(cu);
+	return v;
+}
+
+/*
+ * A change refused only because its sender's clock runs ahead is kept
+ * aside (besides its quarantine entry) and applied once our clock catches
+ * up, so an honest node with a skewed clock loses nothing.  Only changes
+ * the policy would accept, at most STORE_DEFER_AHEAD_MS ahead, and at
+ * most STORE_DEFER_MAX of them, are kept; anything else is only
+ * quarantined.
+ */
+static int
+defer_put(struct apply *a, const struct change *c)
+{
+	struct nbx_buf enc, b;
+	msgpack_packer pk;
+	MDB_stat ms;
+	uint8_t kb[8];
+	MDB_val k = { 8, kb }, d;
+	uint64_t t = c->hlc > c->aud.hlc ? c->hlc : c->aud.hlc;
+	int rc = 0;
+
+	if (HLC_MS(t) > a->now_ms + STORE_DEFER_AHEAD_MS ||
+	    policy_check_change(a->pol, c, a->self, 1, NULL) != 0 ||
+	    mdb_stat(a->txn, a->st->dbi[DB_DEFERRED], &ms) != 0 ||
+	    ms.ms_entries >= STORE_DEFER_MAX)
+		return 0;
+	/* [peer, bin(encoded change)] */
+	nbx_buf_init(&enc, NBX_CHANGE_MAX);
+	nbx_buf_init(&b, NBX_CHANGE_MAX + 64);
+	nbx_mp_packer_init(&pk, &b);
+	if (change_encode(c, &enc) != 0 ||
+	    msgpack_pack_array(&pk, 2) != 0 ||
+	    nbx_mp_pack_str(&pk, a->peer) != 0 ||
+	    msgpack_pack_bin(&pk, enc.len) != 0 ||
+	    msgpack_pack_bin_body(&pk, enc.p, enc.len) != 0)
+		goto out;	/* not encodable: quarantine only */
+	store__be64_put(kb, last_key_u64(a->txn, a->st->dbi[DB_DEFERRED]) + 1);
+	d.mv_size = b.len;
+	d.mv_data = b.p;
+	rc = store__mdb_code(a->st, mdb_put(a->txn, a->st->dbi[DB_DEFERRED], &k,
+	    &d, MDB_APPEND), "put deferred");
+out:
+	nbx_buf_fini(&enc);
+	nbx_buf_fini(&b);
+	return rc;
+}
+
 static int
 quarantine_put(struct apply *a, const struct change *c, int reason)
 {
@@ -684,8 +744,12 @@ apply_one(struct apply *a, const struct change *in, struct store_outcome *out)
 		if ((rc = hlc_check_drift(c.hlc, a->now_ms,
 		    a->st->max_drift_ms)) != 0 ||
 		    (rc = hlc_check_drift(c.aud.hlc, a->now_ms,
-		    a->st->max_drift_ms)) != 0)
+		    a->st->max_drift_ms)) != 0) {
+			if ((rc = defer_put(a, &c)) != 0)
+				return rc;
+			rc = NBX_EDRIFT;
 			goto reject;
+		}
 	} else {
 		/* a local scoped write travels under the record's audience */
 		c.origin = a->self;
@@ -783,21 +847,6 @@ cursor_put(struct apply *a, const struct store_cursor *cur)
 	store__be64_put(b + 8, cur->seq);
 	return store__mdb_code(a->st, mdb_put(a->txn, a->st->dbi[DB_CURSORS], &k, &d,
 	    0), "put cursor");
-}
-
-static uint64_t
-last_key_u64(MDB_txn *txn, MDB_dbi dbi)
-{
-	MDB_cursor *cu;
-	MDB_val k, d;
-	uint64_t v = 0;
-
-	if (mdb_cursor_open(txn, dbi, &cu) != 0)
-		return 0;
-	if (mdb_cursor_get(cu, &k, &d, MDB_LAST) == 0 && k.mv_size == 8)
-		v = store__be64_get(k.mv_data);
-	mdb_cursor_close(cu);
-	return v;
 }
 
 /* The arguments of one store_apply, for the write-transaction runner. */
@@ -960,6 +1009,114 @@ store_apply(struct store *st, const struct policy *pol,
 	crdt_record_fini(&x.a.r.rec);
 	nbx_buf_fini(&x.a.r.blob);
 	nbx_buf_fini(&x.a.enc);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Deferred changes                                                    */
+/* ------------------------------------------------------------------ */
+
+struct deferred {
+	uint64_t key;
+	char peer[NBX_ID_MAX + 1];
+	uint8_t *bytes;
+	size_t len;
+};
+
+static int
+deferred_del(MDB_txn *txn, void *arg)
+{
+	struct store *st = ((void **)arg)[0];
+	uint64_t key = *(uint64_t *)((void **)arg)[1];
+	uint8_t kb[8];
+	MDB_val k = { 8, kb };
+	int rc;
+
+	store__be64_put(kb, key);
+	rc = mdb_del(txn, st->dbi[DB_DEFERRED], &k, NULL);
+	return rc == MDB_NOTFOUND ? 0 : store__mdb_code(st, rc, "del deferred");
+}
+
+int
+store_retry_deferred(struct store *st, const struct policy *pol,
+    uint64_t now_ms, size_t *applied)
+{
+	struct store_rtxn *t;
+	MDB_cursor *cu;
+	MDB_val k, d;
+	struct deferred *due = NULL;
+	size_t ndue = 0, cap = 0;
+	int rc, op = MDB_FIRST;
+
+	*applied = 0;
+	if ((rc = store_rtxn_begin(st, &t)) != 0)
+		return rc;
+	if ((rc = mdb_cursor_open(t->txn, st->dbi[DB_DEFERRED], &cu)) != 0) {
+		store_rtxn_end(t);
+		return store__mdb_code(st, rc, "cursor");
+	}
+	while (ndue < 1000 && mdb_cursor_get(cu, &k, &d, op) == 0) {
+		msgpack_unpacked u;
+		size_t off = 0;
+		struct nbx_str peer;
+		struct change c;
+		size_t used;
+		const msgpack_object *e;
+
+		op = MDB_NEXT;
+		msgpack_unpacked_init(&u);
+		if (k.mv_size == 8 && msgpack_unpack_next(&u, d.mv_data,
+		    d.mv_size, &off) == MSGPACK_UNPACK_SUCCESS &&
+		    u.data.type == MSGPACK_OBJECT_ARRAY &&
+		    u.data.via.array.size == 2 &&
+		    (e = u.data.via.array.ptr)[1].type == MSGPACK_OBJECT_BIN &&
+		    nbx_mp_get_str(&e[0], NBX_ID_MAX, &peer) == 0 &&
+		    change_decode(e[1].via.bin.ptr, e[1].via.bin.size, &c,
+		    &used) == 0 &&
+		    hlc_check_drift(c.hlc, now_ms, st->max_drift_ms) == 0 &&
+		    hlc_check_drift(c.aud.hlc, now_ms, st->max_drift_ms) == 0) {
+			struct deferred *x;
+
+			if (ndue == cap) {
+				cap = cap ? cap * 2 : 16;
+				x = realloc(due, cap * sizeof(*due));
+				if (x == NULL) {
+					msgpack_unpacked_destroy(&u);
+					break;
+				}
+				due = x;
+			}
+			x = &due[ndue];
+			x->key = store__be64_get(k.mv_data);
+			snprintf(x->peer, sizeof(x->peer), "%.*s", (int)peer.n,
+			    peer.p);
+			x->len = e[1].via.bin.size;
+			if ((x->bytes = malloc(x->len)) != NULL) {
+				memcpy(x->bytes, e[1].via.bin.ptr, x->len);
+				ndue++;
+			}
+		}
+		msgpack_unpacked_destroy(&u);
+	}
+	mdb_cursor_close(cu);
+	store_rtxn_end(t);
+	for (size_t i = 0; i < ndue && rc == 0; i++) {
+		struct change c;
+		struct store_outcome out;
+		size_t used;
+		void *arg[2] = { st, &due[i].key };
+
+		if (change_decode(due[i].bytes, due[i].len, &c, &used) == 0 &&
+		    (rc = store_apply(st, pol, &c, 1, nbx_str_c(due[i].peer),
+		    NULL, now_ms, 0, &out)) == 0 && out.status == STORE_APPLIED)
+			(*applied)++;
+		/* applied, or refused for good: either way it is done */
+		if (rc == 0)
+			rc = store__write(st, deferred_del, arg);
+	}
+	for (size_t i = 0; i < ndue; i++)
+		free(due[i].bytes);
+	free(due);
 	return rc;
 }
 

@@ -171,6 +171,18 @@ int store_erasure_next(struct store_rtxn *t, struct nbx_str after_coll,
  */
 int store_reader_check(struct store *st);
 
+/*
+ * Changes refused only because their sender's clock ran ahead of ours
+ * (by at most STORE_DEFER_AHEAD_MS) are kept aside besides their
+ * quarantine entry.  This applies those whose time has come, as received
+ * from their original peer, and forgets them.  *applied counts the ones
+ * that altered state.  0 or NBX_E*.
+ */
+#define STORE_DEFER_AHEAD_MS	(24ull * 3600 * 1000)
+#define STORE_DEFER_MAX		100000
+int store_retry_deferred(struct store *st, const struct policy *pol,
+    uint64_t now_ms, size_t *applied);
+
 /* A peer's cursor; 0 with zeros if none is stored. */
 int store_cursor_get(struct store *st, struct nbx_str peer,
     struct store_cursor *out);

@@ -359,3 +359,41 @@ Test(store, pair_digest_covers_exactly_what_both_may_hold)
 	test_rmdir(d1);
 	test_rmdir(d2);
 }
+
+/* A change refused for clock drift alone is applied once time catches up. */
+Test(store, drifted_change_is_deferred_not_lost)
+{
+	char *dir = test_tmpdir();
+	struct policy *pol = test_policy();
+	struct store *st = open_store(dir, "ee", 0);
+	struct change b[2];
+	struct store_outcome out[2];
+	size_t applied;
+
+	b[0] = test_str("lv:1", "name", "ten seconds ahead");
+	b[0].origin = nbx_str_c("lv");
+	b[0].hlc = HLC_MAKE(NOW + 10000, 0);
+	b[1] = test_str("lv:2", "name", "a year ahead");
+	b[1].origin = nbx_str_c("lv");
+	b[1].hlc = HLC_MAKE(NOW + 365ull * 86400000, 0);
+	cr_assert_eq(store_apply(st, pol, b, 2, nbx_str_c("lv"), NULL, NOW, 0,
+	    out), 0);
+	cr_assert_eq(out[0].err, NBX_EDRIFT);
+	cr_assert_eq(out[1].err, NBX_EDRIFT);
+	cr_assert_null(get_name(st, "lv:1"));
+	/* not yet: nothing applied */
+	cr_assert_eq(store_retry_deferred(st, pol, NOW + 1000, &applied), 0);
+	cr_assert_eq(applied, 0);
+	cr_assert_null(get_name(st, "lv:1"));
+	/* our clock has caught up */
+	cr_assert_eq(store_retry_deferred(st, pol, NOW + 10000, &applied), 0);
+	cr_assert_eq(applied, 1);
+	cr_assert_str_eq(get_name(st, "lv:1"), "ten seconds ahead");
+	/* the far-future one was never kept; a second pass finds nothing */
+	cr_assert_eq(store_retry_deferred(st, pol, NOW + 20000, &applied), 0);
+	cr_assert_eq(applied, 0);
+	cr_assert_null(get_name(st, "lv:2"));
+	store_close(st);
+	policy_free(pol);
+	test_rmdir(dir);
+}
