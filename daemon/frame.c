@@ -363,42 +363,21 @@ frame_changes_next(const struct frame_msg *m, size_t *off, const uint8_t **p,
 /* Encoding                                                            */
 /* ------------------------------------------------------------------ */
 
-/*
- * The packer's sink: appends to an nbx_buf and keeps the first error, so
- * that a frame that did not fit reports NBX_ETOOBIG, not "failed".
- */
-struct sink {
-	struct nbx_buf *b;
-	int err;
-};
-
-static int
-sink_write(void *data, const char *p, size_t n)
-{
-	struct sink *s = data;
-
-	if (s->err == 0)
-		s->err = nbx_buf_append(s->b, p, n);
-	return s->err == 0 ? 0 : -1;
-}
-
 /* Reserves the length prefix and points a packer at b. */
 static int
-frame_open(struct nbx_buf *b, struct sink *s, msgpack_packer *pk,
+frame_open(struct nbx_buf *b, struct nbx_mp_sink *s, msgpack_packer *pk,
     size_t *start)
 {
 	static const uint8_t zero[FRAME_HDR];
 
 	*start = b->len;
-	s->b = b;
-	s->err = 0;
-	msgpack_packer_init(pk, s, sink_write);
+	nbx_mp_sink_init(pk, s, b);
 	return nbx_buf_append(b, zero, sizeof(zero));
 }
 
 /* Patches the prefix, or drops the frame if packing failed. */
 static int
-frame_close(struct nbx_buf *b, const struct sink *s, size_t start)
+frame_close(struct nbx_buf *b, const struct nbx_mp_sink *s, size_t start)
 {
 	size_t n = b->len - start - FRAME_HDR;
 	int rc = s->err;
@@ -424,7 +403,7 @@ static int
 put_u64_msg(struct nbx_buf *b, enum frame_type t, uint64_t v)
 {
 	msgpack_packer pk;
-	struct sink sk;
+	struct nbx_mp_sink sk;
 	size_t start;
 	int rc;
 
@@ -441,7 +420,7 @@ frame_put_hello(struct nbx_buf *b, uint64_t version, struct nbx_str node,
     uint64_t epoch)
 {
 	msgpack_packer pk;
-	struct sink sk;
+	struct nbx_mp_sink sk;
 	size_t start;
 	int rc;
 
@@ -459,7 +438,7 @@ int
 frame_put_subscribe(struct nbx_buf *b, uint64_t epoch, uint64_t from)
 {
 	msgpack_packer pk;
-	struct sink sk;
+	struct nbx_mp_sink sk;
 	size_t start;
 	int rc;
 
@@ -483,7 +462,7 @@ frame_put_erase_receipt(struct nbx_buf *b, struct nbx_str coll,
     struct nbx_str id, uint64_t hlc, struct nbx_str origin)
 {
 	msgpack_packer pk;
-	struct sink sk;
+	struct nbx_mp_sink sk;
 	size_t start;
 	int rc;
 
@@ -515,7 +494,7 @@ frame_put_error(struct nbx_buf *b, int64_t code, const char *msg)
 {
 	msgpack_packer pk;
 	struct nbx_str s = nbx_str_c(msg ? msg : "");
-	struct sink sk;
+	struct nbx_mp_sink sk;
 	size_t start;
 	int rc;
 
@@ -549,7 +528,7 @@ frame_changes_begin(struct nbx_buf *b, uint64_t epoch, struct frame_batch *fb)
 	static const uint8_t fixed[UPTO_W + COUNT_W] = { 0xcf, 0, 0, 0, 0, 0,
 	    0, 0, 0, 0xdd, 0, 0, 0, 0 };
 	msgpack_packer pk;
-	struct sink sk;
+	struct nbx_mp_sink sk;
 	size_t start;
 	int rc;
 
@@ -560,7 +539,7 @@ frame_changes_begin(struct nbx_buf *b, uint64_t epoch, struct frame_batch *fb)
 	msgpack_pack_uint32(&pk, FRAME_CHANGES);
 	msgpack_pack_uint64(&pk, epoch);
 	fb->fixed = b->len;
-	(void)sink_write(&sk, (const char *)fixed, sizeof(fixed));
+	(void)nbx_mp_sink_write(&sk, (const char *)fixed, sizeof(fixed));
 	if (sk.err != 0) {
 		b->len = start;
 		return sk.err;

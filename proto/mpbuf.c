@@ -17,6 +17,26 @@ nbx_mp_packer_init(msgpack_packer *pk, struct nbx_buf *b)
 }
 
 int
+nbx_mp_sink_write(void *sink, const char *p, size_t n)
+{
+	struct nbx_mp_sink *s = sink;
+
+	/* sticky: once an append failed, the output is void anyway */
+	if (s->err == 0)
+		s->err = nbx_buf_append(s->b, p, n);
+	return s->err == 0 ? 0 : -1;
+}
+
+void
+nbx_mp_sink_init(msgpack_packer *pk, struct nbx_mp_sink *s,
+    struct nbx_buf *b)
+{
+	s->b = b;
+	s->err = 0;
+	msgpack_packer_init(pk, s, nbx_mp_sink_write);
+}
+
+int
 nbx_mp_pack_str(msgpack_packer *pk, struct nbx_str s)
 {
 	if (msgpack_pack_str(pk, s.n) != 0)

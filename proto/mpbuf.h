@@ -13,6 +13,22 @@
 /* Points a msgpack packer at b; packing past b->max fails. */
 void nbx_mp_packer_init(msgpack_packer *pk, struct nbx_buf *b);
 
+/*
+ * A packer sink that keeps the first error (NBX_ETOOBIG, NBX_ENOMEM), so
+ * a caller can pack a whole message unchecked and look once at the end:
+ * `struct nbx_mp_sink s; nbx_mp_sink_init(&pk, &s, b); ...; if (s.err)`.
+ */
+struct nbx_mp_sink {
+	struct nbx_buf *b;
+	int err;
+};
+
+void nbx_mp_sink_init(msgpack_packer *pk, struct nbx_mp_sink *s,
+    struct nbx_buf *b);
+
+/* Appends raw bytes through the sink (keeping its first error). */
+int nbx_mp_sink_write(void *sink, const char *p, size_t n);
+
 /* Packs a borrowed string. 0 or -1. */
 int nbx_mp_pack_str(msgpack_packer *pk, struct nbx_str s);
 /* Packs a value (nil, bool, int, str). 0 or -1. */

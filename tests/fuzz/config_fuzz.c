@@ -126,19 +126,4 @@ nbx_fuzz_config(const uint8_t *data, size_t size)
 	return 0;
 }
 
-#ifdef NBX_LIBFUZZER
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	(void)argc;
-	(void)argv;
-	(void)fz_scratch();
-	return 0;
-}
-
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-	return nbx_fuzz_config(data, size);
-}
-#endif
+NBX_FUZZ_MAIN(nbx_fuzz_config, (void)fz_scratch())

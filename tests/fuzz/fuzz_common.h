@@ -371,4 +371,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 #endif
 
+/*
+ * The libFuzzer entry points of a harness whose body is `body` and whose
+ * one-time set-up is the expression `init` (only with NBX_LIBFUZZER; the
+ * replay test calls the bodies directly).
+ */
+#ifdef NBX_LIBFUZZER
+#define NBX_FUZZ_MAIN(body, init)					\
+int LLVMFuzzerInitialize(int *argc, char ***argv);			\
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);		\
+int									\
+LLVMFuzzerInitialize(int *argc, char ***argv)				\
+{									\
+	(void)argc;							\
+	(void)argv;							\
+	init;								\
+	return 0;							\
+}									\
+int									\
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)		\
+{									\
+	return body(data, size);					\
+}
+#else
+#define NBX_FUZZ_MAIN(body, init)
+#endif
+
 #endif

@@ -111,19 +111,4 @@ nbx_fuzz_import(const uint8_t *data, size_t size)
 	return 0;
 }
 
-#ifdef NBX_LIBFUZZER
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	(void)argc;
-	(void)argv;
-	(void)fz_store();
-	return 0;
-}
-
-int
-LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-	return nbx_fuzz_import(data, size);
-}
-#endif
+NBX_FUZZ_MAIN(nbx_fuzz_import, (void)fz_store())
