@@ -93,7 +93,7 @@ struct cload {
 	int sect_line[S_COUNT];		/* header lines, 0 if absent */
 	int key_line[NKEYS];
 	struct nbx_peer_conf *peer;	/* current [peer ID] */
-	int addr_line, pin_line;	/* of the current peer */
+	int addr_line, pin_line, relay_line;	/* of the current peer */
 	int nomem;
 };
 
@@ -334,9 +334,11 @@ peer_key(struct cload *L, const char *key, const char *v)
 		seen = &L->addr_line;
 	else if (strcmp(key, "pin") == 0)
 		seen = &L->pin_line;
+	else if (strcmp(key, "relay") == 0)
+		seen = &L->relay_line;
 	else {
 		nbx_ini_fail(ini, ini->line, "[peer %s]: unknown key '%s' "
-		    "(expected address or pin)", p->id, key);
+		    "(expected address, pin or relay)", p->id, key);
 		return;
 	}
 	if (*seen) {
@@ -345,7 +347,15 @@ peer_key(struct cload *L, const char *key, const char *v)
 		return;
 	}
 	*seen = ini->line;
-	if (seen == &L->addr_line) {
+	if (seen == &L->relay_line) {
+		if (strcmp(v, "yes") == 0)
+			p->no_relay = 0;
+		else if (strcmp(v, "no") == 0)
+			p->no_relay = 1;
+		else
+			nbx_ini_fail(ini, ini->line, "[peer %s]: relay must be "
+			    "yes or no, not '%s'", p->id, v);
+	} else if (seen == &L->addr_line) {
 		if (config_parse_hostport(v, p->host, sizeof(p->host),
 		    &p->port) != 0)
 			nbx_ini_fail(ini, ini->line, "[peer %s]: bad address "
@@ -406,7 +416,7 @@ peer_finish(struct cload *L)
 		nbx_ini_fail(&L->ini, L->peer->line, "[peer %s]: missing "
 		    "required key 'address'", L->peer->id);
 	L->peer = NULL;
-	L->addr_line = L->pin_line = 0;
+	L->addr_line = L->pin_line = L->relay_line = 0;
 }
 
 static void

@@ -37,6 +37,7 @@ struct nbx_peer_conf {
 	uint16_t port;
 	uint8_t pin[32];	/* SPKI SHA-256, valid when has_pin */
 	int has_pin;
+	int no_relay;		/* relay = no: only its own changes accepted */
 	int line;		/* line of the [peer ID] header */
 };
 

@@ -364,6 +364,7 @@ established(struct conn *c)
 	so = n->sopts;
 	so.on_reject = log_reject;
 	so.reject_arg = c;
+	so.no_relay = p->no_relay;
 	if ((rc = sync_session_new(n->st, n->pol, p->id, &so,
 	    &c->sess)) != 0 || (rc = sync_session_start(c->sess,
 	    log_now_ms())) != 0) {

@@ -118,7 +118,7 @@ sync_config_peers(struct node *n, const struct nbx_config *cfg)
 
 		p = node__peer_find(n, pc->id, strlen(pc->id));
 		if (p && (strcmp(p->host, pc->host) != 0 || p->port != pc->port ||
-		    p->has_pin != pc->has_pin ||
+		    p->has_pin != pc->has_pin || p->no_relay != pc->no_relay ||
 		    (pc->has_pin && memcmp(p->pin, pc->pin, 32) != 0))) {
 			node__peer_remove(n, p);	/* changed: start over */
 			p = NULL;
@@ -127,6 +127,7 @@ sync_config_peers(struct node *n, const struct nbx_config *cfg)
 		    pc->port, pc->has_pin ? pc->pin : NULL, 1)) == NULL)
 			return NBX_ENOMEM;
 		p->from_config = 1;
+		p->no_relay = pc->no_relay;
 		p->mark = 1;
 	}
 	for (p = n->peers; p; p = next) {

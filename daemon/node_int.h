@@ -42,6 +42,7 @@ struct peer {
 	int has_pin;
 	uint8_t pin[32];
 	int from_config;	/* static: removed only by editing the file */
+	int no_relay;		/* accept only changes it made itself */
 	int mark;		/* scratch, used by reload */
 	struct conn *active;	/* the established session, if any */
 	struct conn *dialing;	/* our outgoing attempt, if any */

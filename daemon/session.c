@@ -406,7 +406,7 @@ on_changes(struct sync_session *s, const struct frame_msg *m, uint64_t now_ms)
 	cur.epoch = m->epoch;
 	cur.seq = m->seq;
 	rc = store_apply(s->st, s->pol, s->chs, n, peer_str(s), &cur, now_ms,
-	    0, s->outs);
+	    s->o.no_relay ? STORE_NO_RELAY : 0, s->outs);
 	if (rc != 0)
 		return session_end(s, rc, TELL_INTERNAL, "applying CHANGES: %s",
 		    store_last_error(s->st));

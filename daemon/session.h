@@ -60,6 +60,7 @@ struct sync_opts {
 	 */
 	void (*on_reject)(void *arg, const struct change *c, int err);
 	void *reject_arg;
+	int no_relay;		/* accept only changes the peer itself made */
 };
 
 /* Counters and positions, for status and metrics. */

@@ -312,6 +312,7 @@ struct apply {
 	MDB_txn *txn;
 	const struct policy *pol;
 	struct nbx_str self, peer;
+	unsigned flags;
 	struct hlc clock;
 	uint64_t next_seq, next_qseq, now_ms;
 	struct apply_rec r;
@@ -739,6 +740,11 @@ apply_one(struct apply *a, const struct change *in, struct store_outcome *out)
 		    NBX_EINVAL;
 		goto reject;
 	}
+	if (remote && (a->flags & STORE_NO_RELAY) &&
+	    !nbx_str_eq(c.origin, a->peer)) {
+		rc = NBX_EPEER;	/* a peer trusted only for its own changes */
+		goto reject;
+	}
 	if (remote) {
 		/* the audience version a change carries is a time too */
 		if ((rc = hlc_check_drift(c.hlc, a->now_ms,
@@ -995,6 +1001,7 @@ store_apply(struct store *st, const struct policy *pol,
 	x.a.self = nbx_str_c(st->node_id);
 	x.a.peer = from_peer;
 	x.a.now_ms = now_ms;
+	x.a.flags = flags;
 	x.chs = chs;
 	x.n = n;
 	x.cur = cur;

@@ -79,6 +79,8 @@ struct store_cursor {
 
 enum {
 	STORE_ATOMIC = 1,	/* any rejection aborts the whole batch */
+	STORE_NO_RELAY = 2,	/* from_peer may send only changes it made:
+				   another origin is refused (NBX_EPEER) */
 };
 
 /*

@@ -315,7 +315,7 @@ Test(config, unknown_section_and_keys)
 	expect_error(BASE "[sync]\nwindows = 3\n", 9,
 	    "[sync]: unknown key 'windows'");
 	expect_error(BASE "[peer lv]\naddress = a:1\nport = 1\n", 10,
-	    "[peer lv]: unknown key 'port' (expected address or pin)");
+	    "[peer lv]: unknown key 'port' (expected address, pin or relay)");
 	/* A key of another section is unknown here. */
 	expect_error("[tls]\nid = ee\n", 2, "[tls]: unknown key 'id'");
 	expect_error("id = ee\n" BASE, 1, "key 'id' outside any section");
@@ -564,4 +564,21 @@ Test(pin, bad)
 		for (int k = 0; k < 32; k++)
 			cr_assert_eq(out[k], 0x77);
 	}
+}
+
+Test(config, peer_relay_flag, .init = mk_dir, .fini = rm_dir)
+{
+	struct nbx_config c;
+	char err[512];
+
+	write_conf(BASE "[peer lv]\naddress = 127.0.0.1:1\nrelay = no\n"
+	    "[peer fi]\naddress = 127.0.0.1:2\n");
+	cr_assert_eq(config_load(path, &c, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(c.peers[0].no_relay, 1);
+	cr_assert_eq(c.peers[1].no_relay, 0, "relay defaults to yes");
+	config_fini(&c);
+	write_conf(BASE "[peer lv]\naddress = 127.0.0.1:1\nrelay = maybe\n");
+	cr_assert_eq(config_load(path, &c, err, sizeof(err)), NBX_ECONFIG);
+	cr_assert(strstr(err, ":10: [peer lv]: relay must be yes or no, not "
+	    "'maybe'"), "%s", err);
 }
