@@ -16,6 +16,7 @@
 #include "node_int.h"
 
 #define WRITE_CHUNK	(256u << 10)	/* plaintext per tls_conn_write */
+#define DUPLICATE	"duplicate connection"
 
 struct wreq {
 	uv_write_t req;
@@ -126,7 +127,10 @@ conn__close(struct conn *c, const char *why)
 {
 	if (c->state == CONN_CLOSING)
 		return;
-	if (c->state == CONN_ESTABLISHED)
+	if (strcmp(why, DUPLICATE) == 0)	/* normal: both dialled at once */
+		log_msg(LOG_DEBUG, conn_name(c), "connection replaced by the "
+		    "one both sides keep after dialling each other at once");
+	else if (c->state == CONN_ESTABLISHED)
 		log_msg(LOG_INFO, conn_name(c), "disconnected: %s", why);
 	else
 		log_msg(LOG_WARN, conn_name(c), "connection failed: %s", why);
@@ -354,10 +358,10 @@ established(struct conn *c)
 			if (p->dialing == c)
 				p->dialing = NULL;
 			c->peer = NULL;
-			conn__close(c, "duplicate connection");
+			conn__close(c, DUPLICATE);
 			return;
 		}
-		conn__close(p->active, "duplicate connection");
+		conn__close(p->active, DUPLICATE);
 	}
 	if (p->dialing == c)
 		p->dialing = NULL;
