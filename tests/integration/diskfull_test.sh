@@ -74,6 +74,16 @@ ctl lv status >/dev/null || fail "nbxctl status fails while the disk is full"
 ctl lv peer list >/dev/null || fail "nbxctl peer list fails while the disk is full"
 ok "while full: nbxq count/list/get and nbxctl status answer ($held records held)"
 
+# compaction needs room for a copy: refused with a clear message, store intact
+set +e
+out=$(ctl lv compact 2>&1); rc=$?
+set -e
+[ $rc = 1 ] || fail "compact on a full disk: exit $rc ($out)"
+echo "$out" | grep -q "not enough free space to compact" || fail "compact message: $out"
+[ -e "$MNT/compact.tmp" ] && fail "compact left a partial copy"
+[ "$(q lv count service)" = "$held" ] || fail "compact refusal changed the store"
+ok "compact on a full disk refused: $out"
+
 # nothing is acknowledged that lv did not commit: ee streams its log in
 # order, $per changes a record, so lv holding C records has committed ee's
 # log up to seq $per*C at most; ee's acked seq for lv must never pass it
