@@ -23,7 +23,11 @@ awk 'BEGIN { for (i = 0; i < 5000; i++)
 ctl ee import "$T/t.jsonl" >/dev/null || fail "import while lv is stopped"
 wait_until 20 "fi keeps syncing while lv is stopped" sh -c "[ \"\$('$BIN/nbxq' -c '$T/fi/nbx.conf' count training)\" = 5000 ]"
 rss1=$(rss ee)
-[ $((rss1 - rss0)) -lt 65536 ] || fail "ee's memory grew by $((rss1 - rss0)) KiB with a frozen peer"
+# not under ASan, whose allocator keeps freed memory in quarantine
+if ! grep -q -a __asan_init "$BIN/nbxd" 2>/dev/null; then
+	[ $((rss1 - rss0)) -lt 65536 ] ||
+	    fail "ee's memory grew by $((rss1 - rss0)) KiB with a frozen peer"
+fi
 ok "fi got all 5000 records while lv was frozen; ee's RSS grew $((rss1 - rss0)) KiB"
 wait_until 10 "ee drops the silent lv" sh -c "'$BIN/nbxctl' -c '$T/ee/nbx.conf' status --json | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if [p for p in d[\"peers\"] if p[\"id\"]==\"lv\"][0][\"state\"]!=\"up\" else 1)'"
 dropped=$(( $(date +%s) - stopped_at ))
