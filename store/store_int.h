@@ -59,6 +59,12 @@ int store__disclosed_peers(struct store *st, MDB_txn *txn,
     struct nbx_str coll, struct nbx_str id, int (*fn)(void *arg,
     struct nbx_str peer, uint64_t time_ms), void *arg);
 
+/* Meta values (u64 big-endian under a name); MDB_* codes. */
+int store__meta_get_u64(MDB_txn *txn, MDB_dbi dbi, const char *name,
+    uint64_t *v);
+int store__meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *name,
+    uint64_t v);
+
 /* Record key: coll \0 id; returns its length (buf holds KEY_MAX). */
 size_t store__rec_key(uint8_t *buf, struct nbx_str coll, struct nbx_str id);
 int store__rec_key_split(const MDB_val *k, struct nbx_str *coll,

@@ -1,0 +1,786 @@
+/*
+ * apply.c - the merge of change batches into the store: validation against
+ * the policy, the CRDT merge, seqs and the change log, quarantine, purge
+ * receipts, forged-version checks, and changes held back for clock drift.
+ * The write transaction itself (and map growth) is store__write's.
+ */
+#include <errno.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hlc.h"
+#include "mpbuf.h"
+#include "nbx_err.h"
+#include "store.h"
+#include "store_int.h"
+
+/* ------------------------------------------------------------------ */
+/* Apply                                                               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The record being merged.  Consecutive changes to one record are merged
+ * in memory and written once; its blob is copied out of LMDB because a
+ * value read in a write transaction is only valid until the next update.
+ */
+struct apply_rec {
+	uint8_t key[KEY_MAX];
+	size_t klen;
+	int loaded, dirty;
+	uint64_t seq;		/* latest seq given to a change of it */
+	struct nbx_buf blob;	/* copy of the stored encoding */
+	struct crdt_record rec;
+};
+
+struct apply {
+	struct store *st;
+	MDB_txn *txn;
+	const struct policy *pol;
+	struct nbx_str self, peer;
+	unsigned flags;
+	struct hlc clock;
+	uint64_t next_seq, next_qseq, now_ms;
+	struct apply_rec r;
+	struct nbx_buf enc;
+	char **owned;		/* strings receipts borrow until the batch ends */
+	size_t nowned;
+};
+
+static int
+rec_flush(struct apply *a)
+{
+	struct apply_rec *ar = &a->r;
+	MDB_val k = { ar->klen, ar->key }, d, sk;
+	uint8_t sb[8];
+	int rc;
+
+	if (!ar->loaded || !ar->dirty)
+		return 0;
+	a->enc.len = 0;
+	if ((rc = crdt_record_encode(&ar->rec, &a->enc)) != 0)
+		return rc;
+	d.mv_size = a->enc.len;
+	d.mv_data = a->enc.p;
+	if ((rc = mdb_put(a->txn, a->st->dbi[DB_RECORDS], &k, &d, 0)) != 0)
+		return store__mdb_code(a->st, rc, "put record");
+	/* move the record to its new place in the log */
+	rc = mdb_get(a->txn, a->st->dbi[DB_LOGIDX], &k, &d);
+	if (rc == 0 && d.mv_size == 8) {
+		memcpy(sb, d.mv_data, 8);
+		sk.mv_size = 8;
+		sk.mv_data = sb;
+		rc = mdb_del(a->txn, a->st->dbi[DB_LOG], &sk, NULL);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			return store__mdb_code(a->st, rc, "del log");
+	} else if (rc != MDB_NOTFOUND && rc != 0) {
+		return store__mdb_code(a->st, rc, "get logidx");
+	}
+	store__be64_put(sb, ar->seq);
+	sk.mv_size = 8;
+	sk.mv_data = sb;
+	if ((rc = mdb_put(a->txn, a->st->dbi[DB_LOG], &sk, &k,
+	    MDB_APPEND)) != 0 ||
+	    (rc = mdb_put(a->txn, a->st->dbi[DB_LOGIDX], &k, &sk, 0)) != 0)
+		return store__mdb_code(a->st, rc, "put log");
+	ar->dirty = 0;
+	return 0;
+}
+
+/* Makes a->r the record (coll, id), flushing the previous one. */
+static int
+rec_load(struct apply *a, struct nbx_str coll, struct nbx_str id)
+{
+	struct apply_rec *ar = &a->r;
+	uint8_t key[KEY_MAX];
+	size_t klen = store__rec_key(key, coll, id);
+	MDB_val k = { klen, key }, d;
+	int rc;
+
+	if (ar->loaded && ar->klen == klen && memcmp(ar->key, key, klen) == 0)
+		return 0;
+	if ((rc = rec_flush(a)) != 0)
+		return rc;
+	crdt_record_fini(&ar->rec);
+	ar->loaded = 0;
+	memcpy(ar->key, key, klen);
+	ar->klen = klen;
+	ar->blob.len = 0;
+	/* coll and id borrow from the key copy, which outlives the record */
+	coll.p = (const char *)ar->key;
+	id.p = (const char *)ar->key + coll.n + 1;
+	crdt_record_init(&ar->rec, coll, id);
+	rc = mdb_get(a->txn, a->st->dbi[DB_RECORDS], &k, &d);
+	if (rc == 0) {
+		if ((rc = nbx_buf_append(&ar->blob, d.mv_data, d.mv_size)) != 0)
+			return rc;
+		if ((rc = crdt_record_decode(ar->blob.p, ar->blob.len,
+		    &ar->rec)) != 0)
+			return store__fail(a->st, rc, "corrupt record %.*s/%.*s",
+			    (int)coll.n, coll.p, (int)id.n, id.p);
+	} else if (rc != MDB_NOTFOUND) {
+		return store__mdb_code(a->st, rc, "get record");
+	}
+	ar->loaded = 1;
+	ar->dirty = 0;
+	return 0;
+}
+
+static uint64_t
+last_key_u64(MDB_txn *txn, MDB_dbi dbi)
+{
+	MDB_cursor *cu;
+	MDB_val k, d;
+	uint64_t v = 0;
+
+	if (mdb_cursor_open(txn, dbi, &cu) != 0)
+		return 0;
+	if (mdb_cursor_get(cu, &k, &d, MDB_LAST) == 0 && k.mv_size == 8)
+		v = store__be64_get(k.mv_data);
+	mdb_cursor_close(cu);
+	return v;
+}
+
+/*
+ * A change refused only because its sender's clock runs ahead is kept
+ * aside (besides its quarantine entry) and applied once our clock catches
+ * up, so an honest node with a skewed clock loses nothing.  Only changes
+ * the policy would accept, at most STORE_DEFER_AHEAD_MS ahead, and at
+ * most STORE_DEFER_MAX of them, are kept; anything else is only
+ * quarantined.
+ */
+static int
+defer_put(struct apply *a, const struct change *c)
+{
+	struct nbx_buf enc, b;
+	msgpack_packer pk;
+	MDB_stat ms;
+	uint8_t kb[8];
+	MDB_val k = { 8, kb }, d;
+	uint64_t t = c->hlc > c->aud.hlc ? c->hlc : c->aud.hlc;
+	int rc = 0;
+
+	if (HLC_MS(t) > a->now_ms + STORE_DEFER_AHEAD_MS ||
+	    policy_check_change(a->pol, c, a->self, 1, NULL) != 0 ||
+	    mdb_stat(a->txn, a->st->dbi[DB_DEFERRED], &ms) != 0 ||
+	    ms.ms_entries >= STORE_DEFER_MAX)
+		return 0;
+	/* [peer, bin(encoded change)] */
+	nbx_buf_init(&enc, NBX_CHANGE_MAX);
+	nbx_buf_init(&b, NBX_CHANGE_MAX + 64);
+	nbx_mp_packer_init(&pk, &b);
+	if (change_encode(c, &enc) != 0 ||
+	    msgpack_pack_array(&pk, 2) != 0 ||
+	    nbx_mp_pack_str(&pk, a->peer) != 0 ||
+	    msgpack_pack_bin(&pk, enc.len) != 0 ||
+	    msgpack_pack_bin_body(&pk, enc.p, enc.len) != 0)
+		goto out;	/* not encodable: quarantine only */
+	store__be64_put(kb, last_key_u64(a->txn, a->st->dbi[DB_DEFERRED]) + 1);
+	d.mv_size = b.len;
+	d.mv_data = b.p;
+	rc = store__mdb_code(a->st, mdb_put(a->txn, a->st->dbi[DB_DEFERRED], &k,
+	    &d, MDB_APPEND), "put deferred");
+out:
+	nbx_buf_fini(&enc);
+	nbx_buf_fini(&b);
+	return rc;
+}
+
+static int
+quarantine_put(struct apply *a, const struct change *c, int reason)
+{
+	struct nbx_buf b;
+	msgpack_packer pk;
+	uint8_t kb[8];
+	MDB_val k = { 8, kb }, d;
+	int rc;
+
+	nbx_buf_init(&b, 4 * NBX_RECID_MAX);
+	nbx_mp_packer_init(&pk, &b);
+	/* [time, reason, kind, peer, coll, id, field, origin, hlc]; names
+	 * longer than their caps are cut: the entry is a report, not data */
+#define CUT(s, m) ((struct nbx_str){ (s).p, (s).n > (m) ? (m) : (s).n })
+	if (msgpack_pack_array(&pk, 9) != 0 ||
+	    msgpack_pack_uint64(&pk, a->now_ms) != 0 ||
+	    msgpack_pack_int32(&pk, reason) != 0 ||
+	    msgpack_pack_uint32(&pk, (uint32_t)c->kind) != 0 ||
+	    nbx_mp_pack_str(&pk, CUT(a->peer, NBX_ID_MAX)) != 0 ||
+	    nbx_mp_pack_str(&pk, CUT(c->coll, NBX_NAME_MAX)) != 0 ||
+	    nbx_mp_pack_str(&pk, CUT(c->id, NBX_RECID_MAX)) != 0 ||
+	    nbx_mp_pack_str(&pk, CUT(c->field, NBX_NAME_MAX)) != 0 ||
+	    nbx_mp_pack_str(&pk, CUT(c->origin, NBX_ID_MAX)) != 0 ||
+	    msgpack_pack_uint64(&pk, c->hlc) != 0) {
+		nbx_buf_fini(&b);
+		return NBX_ENOMEM;
+	}
+#undef CUT
+	store__be64_put(kb, a->next_qseq++);
+	d.mv_size = b.len;
+	d.mv_data = b.p;
+	rc = mdb_put(a->txn, a->st->dbi[DB_QUARANTINE], &k, &d, MDB_APPEND);
+	nbx_buf_fini(&b);
+	return store__mdb_code(a->st, rc, "put quarantine");
+}
+
+static int
+value_eq(const struct nbx_value *x, const struct nbx_value *y)
+{
+	if (x->t != y->t)
+		return 0;
+	if (x->t == NBX_V_STR)
+		return nbx_str_eq(x->s, y->s);
+	return x->t == NBX_V_NIL || x->i == y->i;
+}
+
+static int
+aud_subset(const struct nbx_audience *x, const struct nbx_audience *y)
+{
+	for (uint32_t i = 0; i < x->n; i++)
+		if (!nbx_audience_has(y, x->ids[i]))
+			return 0;
+	return 1;
+}
+
+/*
+ * A local write that would leave the record as it is gets no new version,
+ * so writing (or importing) the same data twice changes nothing.
+ */
+static int
+local_unchanged(const struct crdt_record *r, const struct change *c)
+{
+	const struct crdt_reg *g;
+	struct nbx_str none = { "", 0 };
+
+	switch (c->kind) {
+	case CHANGE_STATE:
+		return r->state_ver.hlc != 0 && r->state == c->val.i;
+	case CHANGE_AUDIENCE:
+		return r->aud.hlc != 0 && aud_subset(&r->aud, &c->aud) &&
+		    aud_subset(&c->aud, &r->aud);
+	case CHANGE_ERASE:
+		return r->erased;
+	case CHANGE_RECEIPT: {
+		const struct crdt_receipt *x = crdt_record_receipt(r, c->field,
+		    c->elem);
+
+		return x && x->state >= c->val.i;
+	}
+	case CHANGE_FIELD:
+	case CHANGE_ELEM:
+		g = crdt_record_find(r, c->field,
+		    c->kind == CHANGE_ELEM ? c->elem : none);
+		if (g == NULL && c->kind == CHANGE_ELEM && c->val.i == 0)
+			return 1;	/* removing what is not there */
+		return g && (g->flags & CRDT_REG_VALUE) &&
+		    value_eq(&g->val, &c->val) &&
+		    g->aud.hlc == c->aud.hlc && nbx_str_eq(g->aud.origin,
+		    c->aud.origin);
+	}
+	return 0;
+}
+
+static const char *
+own_str(struct apply *a, const char *p, size_t n)
+{
+	char **o = realloc(a->owned, (a->nowned + 1) * sizeof(*o));
+	char *s;
+
+	if (o == NULL)
+		return NULL;
+	a->owned = o;
+	if ((s = malloc(n + 1)) == NULL)
+		return NULL;
+	memcpy(s, p, n);
+	s[n] = 0;
+	a->owned[a->nowned++] = s;
+	return s;
+}
+
+/*
+ * Merges a receipt this node makes into the record.  It is stamped with
+ * the version of what caused it (the erase, or the audience that excluded
+ * this node), not with the clock, so that the merged state stays a
+ * function of the changes received, whatever their order.
+ */
+static int
+receipt_local(struct apply *a, const char *what, struct nbx_str node,
+    int state, uint64_t hlc)
+{
+	struct change c;
+	int changed;
+
+	memset(&c, 0, sizeof(c));
+	c.kind = CHANGE_RECEIPT;
+	c.coll = a->r.rec.coll;
+	c.id = a->r.rec.id;
+	c.field = nbx_str_c(what);
+	c.elem = node;
+	c.val.t = NBX_V_INT;
+	c.val.i = state;
+	c.origin = a->self;
+	c.hlc = hlc;
+	return crdt_record_merge(&a->r.rec, &c, a->self, &changed);
+}
+
+struct pending_args {
+	struct apply *a;
+	const char *what;
+	uint64_t hlc;
+	const struct nbx_audience *keep;	/* revoke: peers still in */
+	int rc;
+};
+
+static int
+pending_one(void *arg, struct nbx_str peer, uint64_t time_ms)
+{
+	struct pending_args *x = arg;
+	const char *p;
+
+	(void)time_ms;
+	if (nbx_str_eq(peer, x->a->self) ||
+	    (x->keep && nbx_audience_has(x->keep, peer)))
+		return 0;
+	/* the peer name lives in LMDB only until the next write: copy it */
+	if ((p = own_str(x->a, peer.p, peer.n)) == NULL) {
+		x->rc = NBX_ENOMEM;
+		return 1;
+	}
+	x->rc = receipt_local(x->a, x->what, (struct nbx_str){ p, peer.n },
+	    RECEIPT_PENDING, x->hlc);
+	return x->rc != 0;
+}
+
+/* 1 if the two audiences hold the same ids. */
+static int
+aud_same(const struct nbx_audience *x, const struct nbx_audience *y)
+{
+	return aud_subset(x, y) && aud_subset(y, x);
+}
+
+/*
+ * This node is the only author of its own versions.  A received change
+ * that names this node as its origin, or travels under an audience this
+ * node set, can be an echo of what this node made, or a forgery.  Echoes
+ * are at most as new as what this node holds (and, for an audience, hold
+ * the same ids); a write under an older audience of ours counts only if
+ * its writer is still in our audience.  A record this node does not hold
+ * at all is taken back whole: that is how a rebuilt store recovers.
+ * Returns 1 to accept.
+ */
+static int
+own_version_known(const struct crdt_record *r, const struct change *c,
+    struct nbx_str self)
+{
+	struct crdt_ver v = { c->hlc, c->origin };
+	struct crdt_ver av = { c->aud.hlc, c->aud.origin };
+	struct crdt_ver cur = { r->aud.hlc, r->aud.origin };
+	struct nbx_str none = { "", 0 };
+	const struct crdt_reg *g;
+	const struct crdt_receipt *x;
+	int k;
+
+	/* a record this node does not hold at all: a rebuilt store getting
+	   its own data back from its peers (log epoch restarted) */
+	if (!r->erased && r->state_ver.hlc == 0 && r->aud.hlc == 0 &&
+	    r->nregs == 0)
+		return 1;
+	if (c->aud.n && nbx_str_eq(c->aud.origin, self)) {
+		k = crdt_ver_cmp(av, cur);
+		if (k > 0 || (k == 0 && !aud_same(&c->aud, &r->aud)))
+			return 0;	/* an audience of ours we never set */
+		if (k < 0 && !nbx_audience_has(&r->aud, c->origin))
+			return 0;	/* a writer no longer in our audience */
+	}
+	if (!nbx_str_eq(c->origin, self))
+		return 1;
+	switch (c->kind) {
+	case CHANGE_FIELD:
+	case CHANGE_ELEM:
+		g = crdt_record_find(r, c->field,
+		    c->kind == CHANGE_ELEM ? c->elem : none);
+		return g && crdt_ver_cmp(g->ver, v) >= 0;
+	case CHANGE_AUDIENCE:
+		k = crdt_ver_cmp(v, cur);
+		return k < 0 || (k == 0 && aud_same(&c->aud, &r->aud));
+	case CHANGE_STATE:
+		return crdt_ver_cmp(v, r->state_ver) <= 0;
+	case CHANGE_ERASE:
+		return r->erased && crdt_ver_cmp(v, r->erase) <= 0;
+	case CHANGE_RECEIPT:
+		x = crdt_record_receipt(r, c->field, c->elem);
+		return x && crdt_ver_cmp(x->ver, v) >= 0;
+	}
+	return 0;
+}
+
+/*
+ * This node just purged a record's data (erasure) or its audience-scoped
+ * values (it left the audience): it records its own receipt and a pending
+ * one for every peer it ever sent any part of the record to, so the purge
+ * is tracked until each of them confirms.  For an erasure the record also
+ * enters the erasures index.
+ */
+static int
+purge_receipts(struct apply *a, const char *what, uint64_t hlc)
+{
+	struct pending_args x = { a, what, hlc, NULL, 0 };
+	struct apply_rec *ar = &a->r;
+	int rc;
+
+	if (strcmp(what, "revoke") == 0)
+		x.keep = &ar->rec.aud;
+	if ((rc = receipt_local(a, what, a->self, RECEIPT_DONE, hlc)) != 0)
+		return rc;
+	rc = store__disclosed_peers(a->st, a->txn, ar->rec.coll, ar->rec.id,
+	    pending_one, &x);
+	if (rc == 0)
+		rc = x.rc;
+	if (rc == 0 && strcmp(what, "erase") == 0) {
+		uint8_t tb[8];
+		MDB_val k = { ar->klen, ar->key }, d = { 8, tb };
+
+		store__be64_put(tb, ar->rec.erase.hlc);
+		rc = store__mdb_code(a->st, mdb_put(a->txn,
+		    a->st->dbi[DB_ERASURES], &k, &d, 0), "put erasure");
+	}
+	return rc;
+}
+
+/*
+ * Validates and merges one change.  Returns 0 with *out filled (applied,
+ * no-op or rejected), or an NBX_E* code that aborts the batch.
+ */
+static int
+apply_one(struct apply *a, const struct change *in, struct store_outcome *out)
+{
+	struct change c = *in;
+	const struct pol_coll *pc;
+	const struct pol_field *pf = NULL;
+	int remote = a->peer.n > 0, changed = 0, rc;
+	struct crdt_ver excl_before, erase_before;
+
+	memset(out, 0, sizeof(*out));
+	if (c.coll.n == 0 || c.coll.n > NBX_NAME_MAX || c.id.n == 0 ||
+	    c.id.n > NBX_RECID_MAX) {
+		rc = c.coll.n == 0 || c.coll.n > NBX_NAME_MAX ? NBX_ECOLL :
+		    NBX_EINVAL;
+		goto reject;
+	}
+	if (remote && (a->flags & STORE_NO_RELAY) &&
+	    !nbx_str_eq(c.origin, a->peer)) {
+		rc = NBX_EPEER;	/* a peer trusted only for its own changes */
+		goto reject;
+	}
+	if (remote) {
+		/* the audience version a change carries is a time too */
+		if ((rc = hlc_check_drift(c.hlc, a->now_ms,
+		    a->st->max_drift_ms)) != 0 ||
+		    (rc = hlc_check_drift(c.aud.hlc, a->now_ms,
+		    a->st->max_drift_ms)) != 0) {
+			if ((rc = defer_put(a, &c)) != 0)
+				return rc;
+			rc = NBX_EDRIFT;
+			goto reject;
+		}
+	} else {
+		/* a local scoped write travels under the record's audience */
+		c.origin = a->self;
+		c.hlc = 0;
+		if (c.kind == CHANGE_AUDIENCE) {
+			c.aud.hlc = 0;
+			c.aud.origin = a->self;
+		}
+		pc = policy_coll(a->pol, c.coll);
+		if (pc && (c.kind == CHANGE_FIELD || c.kind == CHANGE_ELEM))
+			pf = policy_field(pc, c.field);
+		if ((rc = rec_load(a, c.coll, c.id)) != 0)
+			return rc;
+		if (pf && pf->share == SHARE_AUDIENCE)
+			c.aud = a->r.rec.aud;
+	}
+	if ((rc = policy_check_change(a->pol, &c, a->self, remote, NULL)) != 0)
+		goto reject;
+	if ((rc = rec_load(a, c.coll, c.id)) != 0)
+		return rc;
+	if (a->r.rec.erased && c.kind != CHANGE_ERASE && !remote) {
+		rc = NBX_EERASED;
+		goto reject;
+	}
+	if (!remote) {
+		/*
+		 * Writing what is already there changes nothing, so importing
+		 * a file twice is a no-op.  Not for fields several nodes may
+		 * write: a peer's concurrent write we have not seen yet would
+		 * win over this later one if it kept its old version.
+		 */
+		if ((pf == NULL || pf->writers != WRITERS_AUDIENCE) &&
+		    local_unchanged(&a->r.rec, &c)) {
+			out->status = STORE_NOOP;
+			return 0;
+		}
+		c.hlc = hlc_now(&a->clock, a->now_ms);
+		if (c.kind == CHANGE_AUDIENCE)
+			c.aud.hlc = c.hlc;
+	}
+	out->hlc = c.hlc;
+	if (remote && a->r.rec.erased && c.kind != CHANGE_ERASE &&
+	    c.kind != CHANGE_RECEIPT) {
+		rc = NBX_EERASED;	/* a stale update: the id is erased */
+		goto reject;
+	}
+	if (remote && (nbx_str_eq(c.origin, a->self) ||
+	    (c.aud.n && nbx_str_eq(c.aud.origin, a->self))) &&
+	    !own_version_known(&a->r.rec, &c, a->self)) {
+		rc = NBX_EPEER;		/* claims to be ours, and is not */
+		goto reject;
+	}
+	if (remote)
+		(void)hlc_receive(&a->clock, c.hlc, a->now_ms,
+		    a->st->max_drift_ms);
+	erase_before = a->r.rec.erase;
+	excl_before = a->r.rec.excl;
+	if ((rc = crdt_record_merge(&a->r.rec, &c, a->self, &changed)) != 0)
+		return rc;
+	if (changed && !remote && c.kind == CHANGE_AUDIENCE)
+		crdt_record_restamp(&a->r.rec, a->self);
+	/* the receipt follows the purge's greatest version */
+	if (changed && a->r.rec.erased &&
+	    crdt_ver_cmp(a->r.rec.erase, erase_before) != 0 &&
+	    (rc = purge_receipts(a, "erase", a->r.rec.erase.hlc)) != 0)
+		return rc;
+	if (changed && !a->r.rec.erased &&
+	    crdt_ver_cmp(a->r.rec.excl, excl_before) != 0 &&
+	    (rc = purge_receipts(a, "revoke", a->r.rec.excl.hlc)) != 0)
+		return rc;
+	if (!changed) {
+		out->status = STORE_NOOP;
+		return 0;
+	}
+	a->r.dirty = 1;
+	a->r.seq = a->next_seq++;
+	out->status = STORE_APPLIED;
+	out->seq = a->r.seq;
+	return 0;
+reject:
+	out->status = STORE_REJECTED;
+	out->err = rc;
+	if (remote)
+		return quarantine_put(a, &c, rc);
+	return 0;
+}
+
+static int
+cursor_put(struct apply *a, const struct store_cursor *cur)
+{
+	uint8_t b[16];
+	MDB_val k = { cur->peer.n, (void *)cur->peer.p }, d = { 16, b };
+
+	store__be64_put(b, cur->epoch);
+	store__be64_put(b + 8, cur->seq);
+	return store__mdb_code(a->st, mdb_put(a->txn, a->st->dbi[DB_CURSORS], &k, &d,
+	    0), "put cursor");
+}
+
+/* The arguments of one store_apply, for the write-transaction runner. */
+struct apply_args {
+	struct apply a;
+	const struct change *chs;
+	size_t n;
+	const struct store_cursor *cur;
+	unsigned flags;
+	struct store_outcome *out;
+};
+
+/* One attempt at the whole batch; store__write retries on a full map. */
+static int
+apply_batch(MDB_txn *txn, void *arg)
+{
+	struct apply_args *x = arg;
+	struct apply *a = &x->a;
+	struct store *st = a->st;
+	uint64_t h = 0;
+	int rc, first_reject = 0;
+
+	/* a retry starts from scratch: forget the previous attempt's record */
+	crdt_record_fini(&a->r.rec);
+	a->r.loaded = a->r.dirty = 0;
+	a->txn = txn;
+	if ((rc = store__meta_get_u64(txn, st->dbi[DB_META], "next_seq",
+	    &a->next_seq)) != 0 ||
+	    (rc = store__meta_get_u64(txn, st->dbi[DB_META], "hlc", &h)) != 0)
+		return store__mdb_code(st, rc, "read meta");
+	hlc_init(&a->clock, h);
+	a->next_qseq = last_key_u64(txn, st->dbi[DB_QUARANTINE]) + 1;
+	for (size_t i = 0; i < x->n; i++) {
+		if ((rc = apply_one(a, &x->chs[i], &x->out[i])) != 0)
+			return rc;
+		if (x->out[i].status == STORE_REJECTED && first_reject == 0)
+			first_reject = x->out[i].err;
+	}
+	if ((x->flags & STORE_ATOMIC) && first_reject != 0)
+		return first_reject;
+	if ((rc = rec_flush(a)) != 0)
+		return rc;
+	if (x->cur && (rc = cursor_put(a, x->cur)) != 0)
+		return rc;
+	if ((rc = store__meta_put_u64(txn, st->dbi[DB_META], "next_seq",
+	    a->next_seq)) != 0 ||
+	    (rc = store__meta_put_u64(txn, st->dbi[DB_META], "hlc",
+	    a->clock.last)) != 0)
+		return store__mdb_code(st, rc, "write meta");
+	return 0;
+}
+
+int
+store_reader_check(struct store *st)
+{
+	int dead = 0, rc;
+
+	if (st->env == NULL || (st->env_flags & MDB_NOLOCK))
+		return 0;
+	if ((rc = mdb_reader_check(st->env, &dead)) != 0)
+		return store__mdb_code(st, rc, "reader check");
+	return dead;
+}
+
+int
+store_apply(struct store *st, const struct policy *pol,
+    const struct change *chs, size_t n, struct nbx_str from_peer,
+    const struct store_cursor *cur, uint64_t now_ms, unsigned flags,
+    struct store_outcome *out)
+{
+	struct apply_args x;
+	int rc;
+
+	memset(&x, 0, sizeof(x));
+	x.a.st = st;
+	x.a.pol = pol;
+	x.a.self = nbx_str_c(st->node_id);
+	x.a.peer = from_peer;
+	x.a.now_ms = now_ms;
+	x.a.flags = flags;
+	x.chs = chs;
+	x.n = n;
+	x.cur = cur;
+	x.flags = flags;
+	x.out = out;
+	nbx_buf_init(&x.a.r.blob, SIZE_MAX);
+	nbx_buf_init(&x.a.enc, SIZE_MAX);
+	rc = store__write(st, apply_batch, &x);
+	for (size_t i = 0; i < x.a.nowned; i++)
+		free(x.a.owned[i]);
+	free(x.a.owned);
+	crdt_record_fini(&x.a.r.rec);
+	nbx_buf_fini(&x.a.r.blob);
+	nbx_buf_fini(&x.a.enc);
+	return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Deferred changes                                                    */
+/* ------------------------------------------------------------------ */
+
+struct deferred {
+	uint64_t key;
+	char peer[NBX_ID_MAX + 1];
+	uint8_t *bytes;
+	size_t len;
+};
+
+static int
+deferred_del(MDB_txn *txn, void *arg)
+{
+	struct store *st = ((void **)arg)[0];
+	uint64_t key = *(uint64_t *)((void **)arg)[1];
+	uint8_t kb[8];
+	MDB_val k = { 8, kb };
+	int rc;
+
+	store__be64_put(kb, key);
+	rc = mdb_del(txn, st->dbi[DB_DEFERRED], &k, NULL);
+	return rc == MDB_NOTFOUND ? 0 : store__mdb_code(st, rc, "del deferred");
+}
+
+int
+store_retry_deferred(struct store *st, const struct policy *pol,
+    uint64_t now_ms, size_t *applied)
+{
+	struct store_rtxn *t;
+	MDB_cursor *cu;
+	MDB_val k, d;
+	struct deferred *due = NULL;
+	size_t ndue = 0, cap = 0;
+	int rc, op = MDB_FIRST;
+
+	*applied = 0;
+	if ((rc = store_rtxn_begin(st, &t)) != 0)
+		return rc;
+	if ((rc = mdb_cursor_open(t->txn, st->dbi[DB_DEFERRED], &cu)) != 0) {
+		store_rtxn_end(t);
+		return store__mdb_code(st, rc, "cursor");
+	}
+	while (ndue < 1000 && mdb_cursor_get(cu, &k, &d, op) == 0) {
+		msgpack_unpacked u;
+		size_t off = 0;
+		struct nbx_str peer;
+		struct change c;
+		size_t used;
+		const msgpack_object *e;
+
+		op = MDB_NEXT;
+		msgpack_unpacked_init(&u);
+		if (k.mv_size == 8 && msgpack_unpack_next(&u, d.mv_data,
+		    d.mv_size, &off) == MSGPACK_UNPACK_SUCCESS &&
+		    u.data.type == MSGPACK_OBJECT_ARRAY &&
+		    u.data.via.array.size == 2 &&
+		    (e = u.data.via.array.ptr)[1].type == MSGPACK_OBJECT_BIN &&
+		    nbx_mp_get_str(&e[0], NBX_ID_MAX, &peer) == 0 &&
+		    change_decode(e[1].via.bin.ptr, e[1].via.bin.size, &c,
+		    &used) == 0 &&
+		    hlc_check_drift(c.hlc, now_ms, st->max_drift_ms) == 0 &&
+		    hlc_check_drift(c.aud.hlc, now_ms, st->max_drift_ms) == 0) {
+			struct deferred *x;
+
+			if (ndue == cap) {
+				cap = cap ? cap * 2 : 16;
+				x = realloc(due, cap * sizeof(*due));
+				if (x == NULL) {
+					msgpack_unpacked_destroy(&u);
+					break;
+				}
+				due = x;
+			}
+			x = &due[ndue];
+			x->key = store__be64_get(k.mv_data);
+			snprintf(x->peer, sizeof(x->peer), "%.*s", (int)peer.n,
+			    peer.p);
+			x->len = e[1].via.bin.size;
+			if ((x->bytes = malloc(x->len)) != NULL) {
+				memcpy(x->bytes, e[1].via.bin.ptr, x->len);
+				ndue++;
+			}
+		}
+		msgpack_unpacked_destroy(&u);
+	}
+	mdb_cursor_close(cu);
+	store_rtxn_end(t);
+	for (size_t i = 0; i < ndue && rc == 0; i++) {
+		struct change c;
+		struct store_outcome out;
+		size_t used;
+		void *arg[2] = { st, &due[i].key };
+
+		if (change_decode(due[i].bytes, due[i].len, &c, &used) == 0 &&
+		    (rc = store_apply(st, pol, &c, 1, nbx_str_c(due[i].peer),
+		    NULL, now_ms, 0, &out)) == 0 && out.status == STORE_APPLIED)
+			(*applied)++;
+		/* applied, or refused for good: either way it is done */
+		if (rc == 0)
+			rc = store__write(st, deferred_del, arg);
+	}
+	for (size_t i = 0; i < ndue; i++)
+		free(due[i].bytes);
+	free(due);
+	return rc;
+}
