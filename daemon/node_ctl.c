@@ -591,7 +591,7 @@ do_audit(struct node *n, json_t *req)
 	}
 	arr = json_array();
 	while (limit > 0 && store_audit_next(t, after, e) == 0) {
-		json_t *items = json_array();
+		json_t *items;
 
 		after = e->aseq;
 		if ((peer && !nbx_str_eq(e->peer, nbx_str_c(peer))) ||
@@ -599,6 +599,7 @@ do_audit(struct node *n, json_t *req)
 		    !nbx_str_eq(e->id, id))) ||
 		    (since > 0 && e->time_ms < (uint64_t)since))
 			continue;
+		items = json_array();
 		for (uint32_t i = 0; i < e->nitems; i++) {
 			const struct store_audit_item *it = &e->items[i];
 
