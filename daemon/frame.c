@@ -18,6 +18,7 @@
 
 #include "frame.h"
 #include "mpbuf.h"
+#include "mpread.h"
 #include "mpscan.h"
 #include "nbx_err.h"
 
@@ -67,141 +68,21 @@ frame_split(const uint8_t *buf, size_t len, size_t max,
 }
 
 /* ------------------------------------------------------------------ */
-/* Reading validated msgpack                                           */
+/* Reading                                                             */
 /* ------------------------------------------------------------------ */
 
 /*
- * A cursor over bytes mpscan already passed.  Every read still checks the
- * bytes it needs against what is left: the reader trusts mpscan's verdict
- * on structure, not on arithmetic.  Each reader returns 0 or
- * NBX_EMALFORMED (wrong type, value out of range, bytes missing).
+ * The top level of a message is read with the mpread cursor (every read
+ * checks the bytes it needs); the rare items nobody reads (HELLO's
+ * extensions) are skipped with mpscan, and every change element is
+ * scanned once so that the elements provably tile the rest of the body.
  */
-struct rd {
-	const uint8_t *p;
-	size_t len, off;
-};
-
-static int
-rd_need(const struct rd *r, size_t n)
-{
-	return r->len - r->off >= n ? 0 : NBX_EMALFORMED;
-}
-
-static int
-rd_array(struct rd *r, uint32_t *n)
-{
-	uint8_t b;
-	size_t w;
-
-	if (rd_need(r, 1) != 0)
-		return NBX_EMALFORMED;
-	b = r->p[r->off];
-	if (b >= 0x90 && b <= 0x9f) {
-		*n = b & 0x0f;
-		r->off++;
-		return 0;
-	}
-	if (b != 0xdc && b != 0xdd)
-		return NBX_EMALFORMED;
-	w = b == 0xdc ? 2 : 4;
-	if (rd_need(r, 1 + w) != 0)
-		return NBX_EMALFORMED;
-	*n = (uint32_t)be_get(r->p + r->off + 1, w);
-	r->off += 1 + w;
-	return 0;
-}
-
-/* Any integer form; *neg tells a negative value (then *v is its bits). */
-static int
-rd_int(struct rd *r, uint64_t *v, int *neg)
-{
-	uint8_t b;
-	size_t w;
-
-	*neg = 0;
-	if (rd_need(r, 1) != 0)
-		return NBX_EMALFORMED;
-	b = r->p[r->off];
-	if (b <= 0x7f || b >= 0xe0) {
-		*v = b <= 0x7f ? b : (uint64_t)(int64_t)(int8_t)b;
-		*neg = b >= 0xe0;
-		r->off++;
-		return 0;
-	}
-	if (b >= 0xcc && b <= 0xcf)
-		w = (size_t)1 << (b - 0xcc);
-	else if (b >= 0xd0 && b <= 0xd3)
-		w = (size_t)1 << (b - 0xd0);
-	else
-		return NBX_EMALFORMED;
-	if (rd_need(r, 1 + w) != 0)
-		return NBX_EMALFORMED;
-	*v = be_get(r->p + r->off + 1, w);
-	if (b >= 0xd0 && (r->p[r->off + 1] & 0x80)) {
-		/* sign-extend a negative signed form to 64 bits */
-		if (w < 8)
-			*v |= ~(uint64_t)0 << (8 * w);
-		*neg = 1;
-	}
-	r->off += 1 + w;
-	return 0;
-}
-
-static int
-rd_u64(struct rd *r, uint64_t *v)
-{
-	int neg;
-
-	if (rd_int(r, v, &neg) != 0 || neg)
-		return NBX_EMALFORMED;
-	return 0;
-}
-
-static int
-rd_i64(struct rd *r, int64_t *v)
-{
-	uint64_t u;
-	int neg;
-
-	if (rd_int(r, &u, &neg) != 0 || (!neg && u > INT64_MAX))
-		return NBX_EMALFORMED;
-	*v = (int64_t)u;
-	return 0;
-}
-
-static int
-rd_str(struct rd *r, uint32_t min, uint32_t max, struct nbx_str *s)
-{
-	uint8_t b;
-	size_t w = 0;
-	uint64_t n;
-
-	if (rd_need(r, 1) != 0)
-		return NBX_EMALFORMED;
-	b = r->p[r->off];
-	if (b >= 0xa0 && b <= 0xbf)
-		n = b & 0x1f;
-	else if (b >= 0xd9 && b <= 0xdb) {
-		w = (size_t)1 << (b - 0xd9);
-		if (rd_need(r, 1 + w) != 0)
-			return NBX_EMALFORMED;
-		n = be_get(r->p + r->off + 1, w);
-	} else
-		return NBX_EMALFORMED;
-	if (n < min || n > max || rd_need(r, 1 + w + (size_t)n) != 0)
-		return NBX_EMALFORMED;
-	s->p = (const char *)r->p + r->off + 1 + w;
-	s->n = (uint32_t)n;
-	r->off += 1 + w + (size_t)n;
-	return 0;
-}
-
 /* Skips one object of any type. */
 static int
-rd_skip(struct rd *r)
+rd_skip(struct mpread *r)
 {
 	static const struct mpscan_limits any = {
-		.max_depth = FRAME_DEPTH_MAX,
+		.max_depth = FRAME_DEPTH_MAX - 1,	/* under the frame */
 		.max_str = NBX_STR_MAX,
 		.max_count = FRAME_CHANGES_MAX,
 		.max_objects = UINT32_MAX,
@@ -223,7 +104,7 @@ rd_skip(struct rd *r)
 static const uint32_t arity[] = { 0, 4, 3, 4, 2, 5, 2, 2, 3 };
 
 static int
-decode_changes(struct rd *r, struct frame_msg *m)
+decode_changes(struct mpread *r, struct frame_msg *m)
 {
 	uint32_t n;
 	size_t off = 0;
@@ -231,8 +112,8 @@ decode_changes(struct rd *r, struct frame_msg *m)
 	size_t len;
 	int rc;
 
-	if (rd_u64(r, &m->epoch) != 0 || rd_u64(r, &m->seq) != 0 ||
-	    rd_array(r, &n) != 0)
+	if (mpread_u64(r, &m->epoch) != 0 || mpread_u64(r, &m->seq) != 0 ||
+	    mpread_array(r, &n) != 0)
 		return NBX_EMALFORMED;
 	if (n > FRAME_CHANGES_MAX)
 		return NBX_EMALFORMED;
@@ -252,12 +133,12 @@ decode_changes(struct rd *r, struct frame_msg *m)
 }
 
 static int
-decode_body(struct rd *r, struct frame_msg *m)
+decode_body(struct mpread *r, struct frame_msg *m)
 {
 	uint32_t n;
 	uint64_t type;
 
-	if (rd_array(r, &n) != 0 || n < 1 || rd_u64(r, &type) != 0 ||
+	if (mpread_array(r, &n) != 0 || n < 1 || mpread_u64(r, &type) != 0 ||
 	    type < FRAME_HELLO || type > FRAME_ERROR)
 		return NBX_EMALFORMED;
 	m->type = (enum frame_type)type;
@@ -265,32 +146,32 @@ decode_body(struct rd *r, struct frame_msg *m)
 		return NBX_EMALFORMED;
 	switch (m->type) {
 	case FRAME_HELLO:
-		if (rd_u64(r, &m->version) != 0 ||
-		    rd_str(r, 1, NBX_ID_MAX, &m->node) != 0 ||
-		    rd_u64(r, &m->epoch) != 0)
+		if (mpread_u64(r, &m->version) != 0 ||
+		    mpread_str(r, 1, NBX_ID_MAX, &m->node) != 0 ||
+		    mpread_u64(r, &m->epoch) != 0)
 			return NBX_EMALFORMED;
 		for (uint32_t i = arity[type]; i < n; i++)
 			if (rd_skip(r) != 0)
 				return NBX_EMALFORMED;
 		return 0;
 	case FRAME_SUBSCRIBE:
-		return rd_u64(r, &m->epoch) || rd_u64(r, &m->seq) ?
+		return mpread_u64(r, &m->epoch) || mpread_u64(r, &m->seq) ?
 		    NBX_EMALFORMED : 0;
 	case FRAME_CHANGES:
 		return decode_changes(r, m);
 	case FRAME_ACK:
-		return rd_u64(r, &m->seq) ? NBX_EMALFORMED : 0;
+		return mpread_u64(r, &m->seq) ? NBX_EMALFORMED : 0;
 	case FRAME_ERASE_RECEIPT:
-		return rd_str(r, 1, NBX_NAME_MAX, &m->coll) ||
-		    rd_str(r, 1, NBX_RECID_MAX, &m->id) ||
-		    rd_u64(r, &m->hlc) ||
-		    rd_str(r, 1, NBX_ID_MAX, &m->origin) ? NBX_EMALFORMED : 0;
+		return mpread_str(r, 1, NBX_NAME_MAX, &m->coll) ||
+		    mpread_str(r, 1, NBX_RECID_MAX, &m->id) ||
+		    mpread_u64(r, &m->hlc) ||
+		    mpread_str(r, 1, NBX_ID_MAX, &m->origin) ? NBX_EMALFORMED : 0;
 	case FRAME_PING:
 	case FRAME_PONG:
-		return rd_u64(r, &m->nonce) ? NBX_EMALFORMED : 0;
+		return mpread_u64(r, &m->nonce) ? NBX_EMALFORMED : 0;
 	case FRAME_ERROR:
-		return rd_i64(r, &m->code) ||
-		    rd_str(r, 0, FRAME_TEXT_MAX, &m->text) ? NBX_EMALFORMED : 0;
+		return mpread_i64(r, &m->code) ||
+		    mpread_str(r, 0, FRAME_TEXT_MAX, &m->text) ? NBX_EMALFORMED : 0;
 	}
 	return NBX_EMALFORMED;
 }
@@ -298,15 +179,7 @@ decode_body(struct rd *r, struct frame_msg *m)
 int
 frame_decode(const uint8_t *body, size_t len, struct frame_msg *out)
 {
-	struct mpscan_limits lim = {
-		.max_depth = FRAME_DEPTH_MAX,
-		.max_str = NBX_STR_MAX,
-		.max_count = FRAME_CHANGES_MAX,
-		.max_objects = (uint32_t)len,
-		.max_size = len,
-	};
-	struct rd r = { body, len, 0 };
-	size_t size;
+	struct mpread r = { body, len, 0 };
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -319,10 +192,6 @@ frame_decode(const uint8_t *body, size_t len, struct frame_msg *out)
 	 * larger than the bytes present, too deep, trailing bytes) means
 	 * the peer sent something that is not a message.
 	 */
-	if (mpscan_object(body, len, &lim, &size) != 0 || size != len) {
-		rc = NBX_EMALFORMED;
-		goto out;
-	}
 	if ((rc = decode_body(&r, out)) != 0)
 		goto out;
 	if (r.off != len)
@@ -337,8 +206,9 @@ int
 frame_changes_next(const struct frame_msg *m, size_t *off, const uint8_t **p,
     size_t *len)
 {
+	/* an element sits two levels down: the frame, then the batch */
 	static const struct mpscan_limits elem = {
-		.max_depth = FRAME_DEPTH_MAX,
+		.max_depth = FRAME_DEPTH_MAX - 2,
 		.max_str = NBX_STR_MAX,
 		.max_count = FRAME_CHANGES_MAX,
 		.max_objects = UINT32_MAX,
@@ -356,6 +226,22 @@ frame_changes_next(const struct frame_msg *m, size_t *off, const uint8_t **p,
 	*p = m->changes + *off;
 	*len = size;
 	*off += size;
+	return 1;
+}
+
+int
+frame_changes_decode(const struct frame_msg *m, size_t *off,
+    struct change *c)
+{
+	size_t used;
+	int rc;
+
+	if (*off >= m->changes_len)
+		return 0;
+	if ((rc = change_decode(m->changes + *off, m->changes_len - *off, c,
+	    &used)) != 0)
+		return rc == NBX_EAGAIN ? NBX_EMALFORMED : rc;
+	*off += used;
 	return 1;
 }
 

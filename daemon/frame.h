@@ -68,14 +68,15 @@ int frame_split(const uint8_t *buf, size_t len, size_t max,
     const uint8_t **body, size_t *body_len, size_t *used);
 
 /*
- * Decodes one frame body.  The body is first validated as a single
- * msgpack object spanning exactly len bytes (mpscan: depth <=
+ * Decodes one frame body: a single msgpack array spanning exactly len
+ * bytes, read by type with exact arity (HELLO may carry extra trailing
+ * elements, validated by mpscan and skipped, so that a later version is
+ * reported as a version mismatch rather than as garbage).  Every CHANGES
+ * element is validated as one msgpack array (mpscan: depth <=
  * FRAME_DEPTH_MAX, strings <= NBX_STR_MAX, counts <= FRAME_CHANGES_MAX
- * and backed by the bytes present), then read by type with exact arity
- * (HELLO may carry extra trailing elements, so that a later version is
- * reported as a version mismatch rather than as garbage).  CHANGES
- * elements are only checked to be arrays here; change_decode each one
- * (see frame_changes_next).  Returns 0, NBX_ETOOBIG (len over
+ * and backed by the bytes present) and the elements must fill the rest
+ * of the body; they are decoded one at a time by frame_changes_decode or
+ * change_decode (see frame_changes_next).  Returns 0, NBX_ETOOBIG (len over
  * FRAME_BODY_MAX) or NBX_EMALFORMED (anything else that is off: unknown
  * type, wrong arity or item type, a count over its cap or beyond the bytes
  * present, trailing bytes); on error *out is zeroed.
@@ -90,6 +91,16 @@ int frame_decode(const uint8_t *body, size_t len, struct frame_msg *out);
  */
 int frame_changes_next(const struct frame_msg *m, size_t *off,
     const uint8_t **p, size_t *len);
+
+/*
+ * Decodes the next change of a decoded CHANGES message in place (one
+ * pass; strings borrowed from the body).  Start with *off = 0.  Returns 1
+ * with *c filled and *off advanced, 0 after the last one, or
+ * change_decode's error for an element that is no valid change (a
+ * truncated one is NBX_EMALFORMED: the body is complete).
+ */
+int frame_changes_decode(const struct frame_msg *m, size_t *off,
+    struct change *c);
 
 /* Encoders: append a whole frame to b.  0, NBX_ENOMEM or NBX_ETOOBIG. */
 int frame_put_hello(struct nbx_buf *b, uint64_t version, struct nbx_str node,

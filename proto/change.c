@@ -35,12 +35,15 @@
  * to this layout takes a new number, and this decoder refuses any other
  * (NBX_EMALFORMED, as change.h's contract has it).
  *
- * The encoder writes the shortest msgpack form of every item (msgpack-c's
- * packer does); the decoder accepts any msgpack form of the same values
- * (an int in a wider type, a short array in array16) and decodes them to
- * the same struct change.
+ * The encoder writes the shortest msgpack form of every item, as
+ * msgpack-c's packer does (proto/mpwrite.h); the decoder accepts any
+ * msgpack form of the same values (an int in a wider type, a short array
+ * in array16) and decodes them to the same struct change.
  *
- * Decoding happens in two passes.  mpscan_object first validates the bytes
+ * Decoding: change_decode reads valid input in one pass with the mpread
+ * cursor.  Whatever it refuses goes to the reference decoder,
+ * change_decode_ref, which classifies the error and works in two passes:
+ * mpscan_object first validates the bytes
  * against limits derived from this format, because msgpack-c reserves
  * zone memory for every count a header declares; only bytes that passed
  * reach msgpack_unpack_next.  msgpack-c points str objects into the input
@@ -60,6 +63,8 @@
 #include <msgpack.h>
 
 #include "change.h"
+#include "mpread.h"
+#include "mpwrite.h"
 #include "mpscan.h"
 #include "nbx_err.h"
 
@@ -91,23 +96,6 @@ static const struct mpscan_limits dec_limits = {
 /* ------------------------------------------------------------------ */
 /* Encoding                                                           */
 /* ------------------------------------------------------------------ */
-
-/* The packer's sink: appends to an nbx_buf, remembering the first error. */
-struct sink {
-	struct nbx_buf *b;
-	int err;
-};
-
-static int
-sink_write(void *data, const char *p, size_t n)
-{
-	struct sink *s = data;
-
-	/* Sticky: once an append failed, the output is void anyway. */
-	if (s->err == 0)
-		s->err = nbx_buf_append(s->b, p, n);
-	return s->err == 0 ? 0 : -1;
-}
 
 /* A string of min..max bytes whose pointer can be read. */
 static int
@@ -212,65 +200,34 @@ encode_check(const struct change *c)
 }
 
 static void
-pack_str(msgpack_packer *pk, struct nbx_str s)
+put_ids(struct mpwrite *w, const struct nbx_audience *a)
 {
-	msgpack_pack_str(pk, s.n);
-	msgpack_pack_str_body(pk, s.p, s.n);
-}
-
-static void
-pack_ids(msgpack_packer *pk, const struct nbx_audience *a)
-{
-	msgpack_pack_array(pk, a->n);
+	mpwrite_array(w, a->n);
 	for (uint32_t i = 0; i < a->n; i++)
-		pack_str(pk, a->ids[i]);
+		mpwrite_str(w, a->ids[i]);
 }
 
 static void
-pack_value(msgpack_packer *pk, const struct nbx_value *v)
-{
-	switch (v->t) {
-	case NBX_V_NIL:
-		msgpack_pack_nil(pk);
-		break;
-	case NBX_V_BOOL:
-		if (v->i)
-			msgpack_pack_true(pk);
-		else
-			msgpack_pack_false(pk);
-		break;
-	case NBX_V_INT:
-		msgpack_pack_int64(pk, v->i);
-		break;
-	case NBX_V_STR:
-		pack_str(pk, v->s);
-		break;
-	}
-}
-
-static void
-pack_aud(msgpack_packer *pk, const struct nbx_audience *a)
+put_aud(struct mpwrite *w, const struct nbx_audience *a)
 {
 	if (aud_empty(a)) {
-		msgpack_pack_nil(pk);
+		mpwrite_nil(w);
 		return;
 	}
-	msgpack_pack_array(pk, 3);
-	msgpack_pack_uint64(pk, a->hlc);
-	pack_str(pk, a->origin);
-	pack_ids(pk, a);
+	mpwrite_array(w, 3);
+	mpwrite_uint(w, a->hlc);
+	mpwrite_str(w, a->origin);
+	put_ids(w, a);
 }
 
 /*
- * Packs through the sink; the packer's own return codes are ignored
- * because the sink keeps the first failure, and one check at the end
- * decides whether the appended bytes stand.
+ * Writes with the mpwrite cursor, whose errors are sticky: one check at
+ * the end decides whether the appended bytes stand.
  */
 int
 change_encode(const struct change *c, struct nbx_buf *out)
 {
-	struct sink s = { out, 0 };
-	msgpack_packer pk;
+	struct mpwrite w;
 	size_t mark;
 	int r;
 
@@ -280,41 +237,41 @@ change_encode(const struct change *c, struct nbx_buf *out)
 	if ((r = encode_check(c)) != 0)
 		goto out;
 
-	msgpack_packer_init(&pk, &s, sink_write);
-	msgpack_pack_array(&pk, arity[c->kind]);
-	msgpack_pack_uint64(&pk, WIRE_VERSION);
-	msgpack_pack_uint64(&pk, (uint64_t)c->kind);
-	pack_str(&pk, c->coll);
-	pack_str(&pk, c->id);
-	msgpack_pack_uint64(&pk, c->hlc);
-	pack_str(&pk, c->origin);
+	mpwrite_init(&w, out);
+	mpwrite_array(&w, arity[c->kind]);
+	mpwrite_uint(&w, WIRE_VERSION);
+	mpwrite_uint(&w, (uint64_t)c->kind);
+	mpwrite_str(&w, c->coll);
+	mpwrite_str(&w, c->id);
+	mpwrite_uint(&w, c->hlc);
+	mpwrite_str(&w, c->origin);
 	switch (c->kind) {
 	case CHANGE_FIELD:
-		pack_str(&pk, c->field);
-		pack_value(&pk, &c->val);
-		pack_aud(&pk, &c->aud);
+		mpwrite_str(&w, c->field);
+		mpwrite_value(&w, &c->val);
+		put_aud(&w, &c->aud);
 		break;
 	case CHANGE_ELEM:
-		pack_str(&pk, c->field);
-		pack_str(&pk, c->elem);
-		pack_value(&pk, &c->val);
-		pack_aud(&pk, &c->aud);
+		mpwrite_str(&w, c->field);
+		mpwrite_str(&w, c->elem);
+		mpwrite_value(&w, &c->val);
+		put_aud(&w, &c->aud);
 		break;
 	case CHANGE_STATE:
-		pack_value(&pk, &c->val);
+		mpwrite_value(&w, &c->val);
 		break;
 	case CHANGE_AUDIENCE:
-		pack_ids(&pk, &c->aud);
+		put_ids(&w, &c->aud);
 		break;
 	case CHANGE_ERASE:
 		break;
 	case CHANGE_RECEIPT:
-		pack_str(&pk, c->field);
-		pack_str(&pk, c->elem);
-		pack_value(&pk, &c->val);
+		mpwrite_str(&w, c->field);
+		mpwrite_str(&w, c->elem);
+		mpwrite_value(&w, &c->val);
 		break;
 	}
-	r = s.err;
+	r = w.err;
 out:
 	if (r != 0)
 		out->len = mark;
@@ -572,11 +529,135 @@ prefix_check(const uint8_t *p, size_t len)
 }
 
 /*
+ * The fast path: reads the layout above in place with the mpread cursor,
+ * in one pass, no allocation.  It accepts exactly the valid encodings
+ * (every msgpack form of each item) and fills *c as the reference decoder
+ * does; it does not classify failures (*c is then partly filled).
+ */
+/* A str that may be empty: { NULL, 0 } then, as the reference has it. */
+static int
+fast_str0(struct mpread *r, uint32_t max, struct nbx_str *s)
+{
+	if (mpread_str(r, 0, max, s) != 0)
+		return NBX_EMALFORMED;
+	if (s->n == 0)
+		s->p = NULL;
+	return 0;
+}
+
+static int
+fast_ids(struct mpread *r, struct nbx_audience *a)
+{
+	uint32_t n;
+
+	if (mpread_array(r, &n) != 0 || n > NBX_AUD_MAX)
+		return NBX_EMALFORMED;
+	for (uint32_t i = 0; i < n; i++) {
+		if (mpread_str(r, 1, NBX_ID_MAX, &a->ids[i]) != 0)
+			return NBX_EMALFORMED;
+		if (i > 0 && nbx_str_cmp(a->ids[i - 1], a->ids[i]) >= 0)
+			return NBX_EMALFORMED;
+	}
+	a->n = n;
+	return 0;
+}
+
+static int
+fast_aud(struct mpread *r, struct nbx_audience *a)
+{
+	uint32_t n;
+
+	if (mpread_nil(r))
+		return 0;
+	if (mpread_array(r, &n) != 0 || n != 3 ||
+	    mpread_u64(r, &a->hlc) != 0 ||
+	    fast_str0(r, NBX_ID_MAX, &a->origin) != 0)
+		return NBX_EMALFORMED;
+	return fast_ids(r, a);
+}
+
+static int
+fast_decode(const uint8_t *p, size_t len, struct change *c, size_t *used)
+{
+	struct mpread r = { p, len, 0 };
+	uint64_t ver, kind;
+	uint32_t n;
+	int present;
+
+	if (mpread_array(&r, &n) != 0 || mpread_u64(&r, &ver) != 0 ||
+	    mpread_u64(&r, &kind) != 0 || ver != WIRE_VERSION ||
+	    kind < KIND_MIN || kind > KIND_MAX || n != arity[kind])
+		return NBX_EMALFORMED;
+	c->kind = (enum change_kind)kind;
+	if (mpread_str(&r, 1, NBX_NAME_MAX, &c->coll) != 0 ||
+	    mpread_str(&r, 1, NBX_RECID_MAX, &c->id) != 0 ||
+	    mpread_u64(&r, &c->hlc) != 0 ||
+	    mpread_str(&r, 1, NBX_ID_MAX, &c->origin) != 0)
+		return NBX_EMALFORMED;
+	switch (c->kind) {
+	case CHANGE_FIELD:
+		if (mpread_str(&r, 1, NBX_NAME_MAX, &c->field) != 0 ||
+		    mpread_value(&r, NBX_STR_MAX, &c->val) != 0 ||
+		    fast_aud(&r, &c->aud) != 0)
+			return NBX_EMALFORMED;
+		if (c->val.t == NBX_V_STR && c->val.s.n == 0)
+			c->val.s.p = NULL;
+		break;
+	case CHANGE_ELEM:
+		if (mpread_str(&r, 1, NBX_NAME_MAX, &c->field) != 0 ||
+		    fast_str0(&r, NBX_STR_MAX, &c->elem) != 0 ||
+		    mpread_bool(&r, &present) != 0 ||
+		    fast_aud(&r, &c->aud) != 0)
+			return NBX_EMALFORMED;
+		c->val.t = NBX_V_BOOL;
+		c->val.i = present;
+		break;
+	case CHANGE_STATE:
+	case CHANGE_RECEIPT:
+		if (c->kind == CHANGE_RECEIPT &&
+		    (mpread_str(&r, 1, NBX_NAME_MAX, &c->field) != 0 ||
+		    mpread_str(&r, 1, NBX_ID_MAX, &c->elem) != 0))
+			return NBX_EMALFORMED;
+		if (mpread_i64(&r, &c->val.i) != 0)
+			return NBX_EMALFORMED;
+		c->val.t = NBX_V_INT;
+		break;
+	case CHANGE_AUDIENCE:
+		if (fast_ids(&r, &c->aud) != 0)
+			return NBX_EMALFORMED;
+		c->aud.hlc = c->hlc;
+		c->aud.origin = c->origin;
+		break;
+	case CHANGE_ERASE:
+		break;
+	}
+	*used = r.off;
+	return 0;
+}
+
+/*
+ * Valid input, the common case, is decoded by the fast path alone.
+ * Anything it refuses goes to the reference decoder, which gives the
+ * error its code (NBX_EAGAIN for a prefix, NBX_ETOOBIG, NBX_EDEPTH, ...).
+ */
+int
+change_decode(const void *buf, size_t len, struct change *c, size_t *used)
+{
+	if (c != NULL && used != NULL && buf != NULL) {
+		memset(c, 0, sizeof(*c));
+		if (fast_decode(buf, len, c, used) == 0)
+			return 0;
+	}
+	return change_decode_ref(buf, len, c, used);
+}
+
+/*
  * Validate, then unpack, then map.  The unpacked object lives in a zone
  * freed before returning; only string pointers into buf survive in *c.
  */
 int
-change_decode(const void *buf, size_t len, struct change *c, size_t *used)
+change_decode_ref(const void *buf, size_t len, struct change *c,
+    size_t *used)
 {
 	msgpack_unpacked up;
 	msgpack_unpack_return mr;

@@ -111,6 +111,20 @@ void nbx_buf_init(struct nbx_buf *b, size_t max);
 void nbx_buf_fini(struct nbx_buf *b);
 /* Appends n bytes; 0, NBX_ENOMEM or NBX_ETOOBIG (nothing appended). */
 int nbx_buf_append(struct nbx_buf *b, const void *p, size_t n);
+/*
+ * Makes room for n more bytes without appending them: 0, NBX_ENOMEM or
+ * NBX_ETOOBIG (len + n over max).  p may move.
+ */
+int nbx_buf_reserve(struct nbx_buf *b, size_t n);
+
+/* 1 if n more bytes fit in the allocation and under max (max may have
+ * been lowered below cap). */
+static inline int
+nbx_buf_room(const struct nbx_buf *b, size_t n)
+{
+	return n <= b->cap - b->len && b->len <= b->max &&
+	    n <= b->max - b->len;
+}
 
 /*
  * Appends the msgpack encoding of `c` to `out`.  Returns 0, NBX_EINVAL if
@@ -129,6 +143,15 @@ int change_encode(const struct change *c, struct nbx_buf *out);
  * never be one.  On error *c is zeroed and *used is 0.
  */
 int change_decode(const void *buf, size_t len, struct change *c,
+    size_t *used);
+
+/*
+ * The reference decoder: the same contract as change_decode, built on
+ * mpscan and msgpack-c, slower.  change_decode decodes valid input itself
+ * and hands everything else to this one, which names the error; the fuzz
+ * harness checks that the two agree on every input.
+ */
+int change_decode_ref(const void *buf, size_t len, struct change *c,
     size_t *used);
 
 /*

@@ -8,7 +8,8 @@
 #include <string.h>
 
 #include "crdt.h"
-#include "mpbuf.h"
+#include "mpread.h"
+#include "mpwrite.h"
 #include "nbx_err.h"
 
 #define RECORD_FORMAT 1
@@ -402,209 +403,238 @@ crdt_record_restamp(struct crdt_record *r, struct nbx_str self)
 #define REC_ARITY 10
 #define REG_ARITY 7
 
-static int
-pack_ver(msgpack_packer *pk, struct crdt_ver v)
+static void
+put_ver(struct mpwrite *w, struct crdt_ver v)
 {
-	if (msgpack_pack_array(pk, 2) != 0 ||
-	    msgpack_pack_uint64(pk, v.hlc) != 0)
-		return -1;
-	return nbx_mp_pack_str(pk, v.origin);
+	mpwrite_array(w, 2);
+	mpwrite_uint(w, v.hlc);
+	mpwrite_str(w, v.origin);
 }
 
-static int
-pack_ids(msgpack_packer *pk, const struct nbx_audience *a, int with_ids)
+static void
+put_ids(struct mpwrite *w, const struct nbx_audience *a, int with_ids)
 {
 	uint32_t n = with_ids ? a->n : 0;
 
-	if (msgpack_pack_array(pk, n) != 0)
-		return -1;
+	mpwrite_array(w, n);
 	for (uint32_t i = 0; i < n; i++)
-		if (nbx_mp_pack_str(pk, a->ids[i]) != 0)
-			return -1;
-	return 0;
+		mpwrite_str(w, a->ids[i]);
 }
 
-static int
-pack_reg(msgpack_packer *pk, const struct crdt_reg *g)
+static void
+put_reg(struct mpwrite *w, const struct crdt_reg *g)
 {
 	static const struct nbx_value nil = { NBX_V_NIL, 0, { NULL, 0 } };
 	int has = (g->flags & CRDT_REG_VALUE) != 0;
 
-	if (msgpack_pack_array(pk, REG_ARITY) != 0 ||
-	    nbx_mp_pack_str(pk, g->field) != 0 ||
-	    nbx_mp_pack_str(pk, g->elem) != 0 ||
-	    msgpack_pack_uint32(pk, g->flags) != 0 ||
-	    nbx_mp_pack_value(pk, has ? &g->val : &nil) != 0 ||
-	    pack_ver(pk, g->ver) != 0 ||
-	    pack_ver(pk, aud_ver(&g->aud)) != 0 ||
-	    pack_ids(pk, &g->aud, has) != 0)
-		return -1;
-	return 0;
+	mpwrite_array(w, REG_ARITY);
+	mpwrite_str(w, g->field);
+	mpwrite_str(w, g->elem);
+	mpwrite_uint(w, g->flags);
+	mpwrite_value(w, has ? &g->val : &nil);
+	put_ver(w, g->ver);
+	put_ver(w, aud_ver(&g->aud));
+	put_ids(w, &g->aud, has);
 }
 
+/* Written with the mpwrite cursor: errors are sticky, checked once. */
 int
 crdt_record_encode(const struct crdt_record *r, struct nbx_buf *out)
 {
-	msgpack_packer pk;
+	struct mpwrite w;
 	size_t mark = out->len;
 
-	nbx_mp_packer_init(&pk, out);
-	if (msgpack_pack_array(&pk, REC_ARITY) != 0 ||
-	    msgpack_pack_uint32(&pk, RECORD_FORMAT) != 0 ||
-	    (r->erased ? msgpack_pack_true(&pk) : msgpack_pack_false(&pk)) ||
-	    pack_ver(&pk, r->erase) != 0 ||
-	    msgpack_pack_int32(&pk, r->state) != 0 ||
-	    pack_ver(&pk, r->state_ver) != 0 ||
-	    pack_ver(&pk, aud_ver(&r->aud)) != 0 ||
-	    pack_ids(&pk, &r->aud, 1) != 0 ||
-	    pack_ver(&pk, r->excl) != 0 ||
-	    msgpack_pack_array(&pk, (uint32_t)r->nregs) != 0)
-		goto fail;
+	mpwrite_init(&w, out);
+	mpwrite_array(&w, REC_ARITY);
+	mpwrite_uint(&w, RECORD_FORMAT);
+	mpwrite_bool(&w, r->erased);
+	put_ver(&w, r->erase);
+	mpwrite_int(&w, r->state);
+	put_ver(&w, r->state_ver);
+	put_ver(&w, aud_ver(&r->aud));
+	put_ids(&w, &r->aud, 1);
+	put_ver(&w, r->excl);
+	mpwrite_array(&w, (uint32_t)r->nregs);
 	for (size_t i = 0; i < r->nregs; i++)
-		if (pack_reg(&pk, &r->regs[i]) != 0)
-			goto fail;
-	if (msgpack_pack_array(&pk, (uint32_t)r->nrcpt) != 0)
-		goto fail;
+		put_reg(&w, &r->regs[i]);
+	mpwrite_array(&w, (uint32_t)r->nrcpt);
 	for (size_t i = 0; i < r->nrcpt; i++) {
 		const struct crdt_receipt *x = &r->rcpt[i];
 
-		if (msgpack_pack_array(&pk, 4) != 0 ||
-		    nbx_mp_pack_str(&pk, x->what) != 0 ||
-		    nbx_mp_pack_str(&pk, x->node) != 0 ||
-		    msgpack_pack_int32(&pk, x->state) != 0 ||
-		    pack_ver(&pk, x->ver) != 0)
-			goto fail;
+		mpwrite_array(&w, 4);
+		mpwrite_str(&w, x->what);
+		mpwrite_str(&w, x->node);
+		mpwrite_int(&w, x->state);
+		put_ver(&w, x->ver);
+	}
+	if (w.err != 0) {
+		out->len = mark;
+		return w.err == NBX_ENOMEM ? NBX_ENOMEM : NBX_ETOOBIG;
 	}
 	return 0;
-fail:
-	out->len = mark;
-	return NBX_ETOOBIG;
+}
+
+/*
+ * Decoding reads the layout above in place with the mpread cursor: one
+ * pass, no msgpack-c object tree.  Every item's type and cap is checked;
+ * empty strings come back as "" (not NULL), as they always have.
+ */
+static int
+get_str(struct mpread *m, uint32_t max, struct nbx_str *s)
+{
+	if (mpread_str(m, 0, max, s) != 0)
+		return NBX_EMALFORMED;
+	if (s->n == 0)
+		s->p = "";
+	return 0;
 }
 
 static int
-get_ver(const msgpack_object *o, struct crdt_ver *v)
+get_ver(struct mpread *m, struct crdt_ver *v)
 {
-	if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != 2 ||
-	    nbx_mp_get_u64(&o->via.array.ptr[0], &v->hlc) != 0 ||
-	    nbx_mp_get_str(&o->via.array.ptr[1], NBX_ID_MAX, &v->origin) != 0)
+	uint32_t n;
+
+	if (mpread_array(m, &n) != 0 || n != 2 ||
+	    mpread_u64(m, &v->hlc) != 0 ||
+	    get_str(m, NBX_ID_MAX, &v->origin) != 0)
 		return NBX_EMALFORMED;
 	return 0;
 }
 
-/* Reads an audience from its version object and its id-list object. */
+/* Reads an audience: its version, then its id list. */
 static int
-get_aud(const msgpack_object *ver, const msgpack_object *ids,
-    struct nbx_audience *a)
+get_aud(struct mpread *m, struct nbx_audience *a)
 {
 	struct crdt_ver v;
+	uint32_t n;
 
-	memset(a, 0, sizeof(*a));
-	if (get_ver(ver, &v) != 0 || ids->type != MSGPACK_OBJECT_ARRAY ||
-	    ids->via.array.size > NBX_AUD_MAX)
+	a->n = 0;
+	if (get_ver(m, &v) != 0 || mpread_array(m, &n) != 0 ||
+	    n > NBX_AUD_MAX)
 		return NBX_EMALFORMED;
 	a->hlc = v.hlc;
 	a->origin = v.origin;
-	a->n = ids->via.array.size;
-	for (uint32_t i = 0; i < a->n; i++)
-		if (nbx_mp_get_str(&ids->via.array.ptr[i], NBX_ID_MAX,
-		    &a->ids[i]) != 0)
+	for (uint32_t i = 0; i < n; i++)
+		if (get_str(m, NBX_ID_MAX, &a->ids[i]) != 0)
 			return NBX_EMALFORMED;
+	a->n = n;
 	return 0;
 }
 
 static int
-get_reg(const msgpack_object *o, struct crdt_reg *g)
+get_value(struct mpread *m, struct nbx_value *v)
 {
-	const msgpack_object *e;
+	memset(v, 0, sizeof(*v));
+	if (mpread_value(m, NBX_STR_MAX, v) != 0)
+		return NBX_EMALFORMED;
+	if (v->t == NBX_V_STR && v->s.n == 0)
+		v->s.p = "";
+	return 0;
+}
+
+static int
+get_reg(struct mpread *m, struct crdt_reg *g)
+{
+	uint32_t n;
 	uint64_t flags;
 
-	memset(g, 0, sizeof(*g));
-	if (o->type != MSGPACK_OBJECT_ARRAY || o->via.array.size != REG_ARITY)
-		return NBX_EMALFORMED;
-	e = o->via.array.ptr;
-	if (nbx_mp_get_str(&e[0], NBX_NAME_MAX, &g->field) != 0 ||
-	    nbx_mp_get_str(&e[1], NBX_STR_MAX, &g->elem) != 0 ||
-	    nbx_mp_get_u64(&e[2], &flags) != 0 || flags > 7 ||
-	    nbx_mp_get_value(&e[3], NBX_STR_MAX, &g->val) != 0 ||
-	    get_ver(&e[4], &g->ver) != 0 ||
-	    get_aud(&e[5], &e[6], &g->aud) != 0)
+	g->elem.n = 0;
+	if (mpread_array(m, &n) != 0 || n != REG_ARITY ||
+	    get_str(m, NBX_NAME_MAX, &g->field) != 0 ||
+	    get_str(m, NBX_STR_MAX, &g->elem) != 0 ||
+	    mpread_u64(m, &flags) != 0 || flags > 7 ||
+	    get_value(m, &g->val) != 0 ||
+	    get_ver(m, &g->ver) != 0 ||
+	    get_aud(m, &g->aud) != 0)
 		return NBX_EMALFORMED;
 	g->flags = (uint32_t)flags;
+	return 0;
+}
+
+static int
+get_receipt(struct mpread *m, struct crdt_receipt *o)
+{
+	uint32_t n;
+	int64_t st;
+
+	if (mpread_array(m, &n) != 0 || n != 4 ||
+	    get_str(m, NBX_NAME_MAX, &o->what) != 0 ||
+	    get_str(m, NBX_ID_MAX, &o->node) != 0 ||
+	    mpread_i64(m, &st) != 0 ||
+	    (st != RECEIPT_PENDING && st != RECEIPT_DONE) ||
+	    get_ver(m, &o->ver) != 0)
+		return NBX_EMALFORMED;
+	o->state = (int)st;
+	return 0;
+}
+
+/*
+ * Room for n more elements of `size` bytes in *arr (capacity *cap): a
+ * stored count is only trusted as far as the bytes left can back it
+ * (every element takes at least `min_bytes`).
+ */
+static int
+reserve_decoded(void **arr, size_t *cap, uint32_t n, size_t size,
+    const struct mpread *m, size_t min_bytes)
+{
+	void *p;
+
+	if (n == 0)
+		return 0;
+	if (!mpread_has(m, (size_t)n * min_bytes))
+		return NBX_EMALFORMED;
+	if ((p = malloc((size_t)n * size)) == NULL)
+		return NBX_ENOMEM;
+	*arr = p;
+	*cap = n;
 	return 0;
 }
 
 int
 crdt_record_decode(const void *buf, size_t len, struct crdt_record *r)
 {
-	msgpack_unpacked u;
-	const msgpack_object *e, *regs, *rcpts;
-	size_t off = 0;
+	struct mpread m = { buf, len, 0 };
+	uint32_t n, nregs, nrcpt;
 	uint64_t fmt;
 	int64_t state;
 	int rc = NBX_EMALFORMED;
 
-	msgpack_unpacked_init(&u);
-	if (msgpack_unpack_next(&u, buf, len, &off) != MSGPACK_UNPACK_SUCCESS ||
-	    off != len || u.data.type != MSGPACK_OBJECT_ARRAY ||
-	    u.data.via.array.size != REC_ARITY)
-		goto out;
-	e = u.data.via.array.ptr;
-	regs = &e[8];
-	rcpts = &e[9];
-	if (nbx_mp_get_u64(&e[0], &fmt) != 0 || fmt != RECORD_FORMAT ||
-	    nbx_mp_get_bool(&e[1], &r->erased) != 0 ||
-	    get_ver(&e[2], &r->erase) != 0 ||
-	    nbx_mp_get_i64(&e[3], &state) != 0 ||
+	if (mpread_array(&m, &n) != 0 || n != REC_ARITY ||
+	    mpread_u64(&m, &fmt) != 0 || fmt != RECORD_FORMAT ||
+	    mpread_bool(&m, &r->erased) != 0 ||
+	    get_ver(&m, &r->erase) != 0 ||
+	    mpread_i64(&m, &state) != 0 ||
 	    (state != REC_LIVE && state != REC_DELETED) ||
-	    get_ver(&e[4], &r->state_ver) != 0 ||
-	    get_aud(&e[5], &e[6], &r->aud) != 0 ||
-	    get_ver(&e[7], &r->excl) != 0 ||
-	    regs->type != MSGPACK_OBJECT_ARRAY)
+	    get_ver(&m, &r->state_ver) != 0 ||
+	    get_aud(&m, &r->aud) != 0 ||
+	    get_ver(&m, &r->excl) != 0 ||
+	    mpread_array(&m, &nregs) != 0)
 		goto out;
 	r->state = (int)state;
-	if (regs->via.array.size > 0) {
-		r->regs = calloc(regs->via.array.size, sizeof(*r->regs));
-		if (r->regs == NULL) {
-			rc = NBX_ENOMEM;
-			goto out;
-		}
-		r->cap = regs->via.array.size;
-	}
-	for (uint32_t i = 0; i < regs->via.array.size; i++) {
-		if (get_reg(&regs->via.array.ptr[i], &r->regs[i]) != 0)
+	/* a register takes at least 12 bytes, a receipt at least 7 */
+	if ((rc = reserve_decoded((void **)&r->regs, &r->cap, nregs,
+	    sizeof(*r->regs), &m, 12)) != 0)
+		goto out;
+	rc = NBX_EMALFORMED;
+	for (uint32_t i = 0; i < nregs; i++) {
+		if (get_reg(&m, &r->regs[i]) != 0)
 			goto out;
 		r->nregs++;
 	}
-	if (rcpts->type != MSGPACK_OBJECT_ARRAY)
+	if (mpread_array(&m, &nrcpt) != 0)
 		goto out;
-	if (rcpts->via.array.size > 0) {
-		r->rcpt = calloc(rcpts->via.array.size, sizeof(*r->rcpt));
-		if (r->rcpt == NULL) {
-			rc = NBX_ENOMEM;
+	if ((rc = reserve_decoded((void **)&r->rcpt, &r->rcap, nrcpt,
+	    sizeof(*r->rcpt), &m, 7)) != 0)
+		goto out;
+	rc = NBX_EMALFORMED;
+	for (uint32_t i = 0; i < nrcpt; i++) {
+		if (get_receipt(&m, &r->rcpt[i]) != 0)
 			goto out;
-		}
-		r->rcap = rcpts->via.array.size;
-	}
-	for (uint32_t i = 0; i < rcpts->via.array.size; i++) {
-		const msgpack_object *x = &rcpts->via.array.ptr[i];
-		struct crdt_receipt *o = &r->rcpt[i];
-		int64_t st;
-
-		if (x->type != MSGPACK_OBJECT_ARRAY || x->via.array.size != 4 ||
-		    nbx_mp_get_str(&x->via.array.ptr[0], NBX_NAME_MAX,
-		    &o->what) != 0 ||
-		    nbx_mp_get_str(&x->via.array.ptr[1], NBX_ID_MAX,
-		    &o->node) != 0 ||
-		    nbx_mp_get_i64(&x->via.array.ptr[2], &st) != 0 ||
-		    (st != RECEIPT_PENDING && st != RECEIPT_DONE) ||
-		    get_ver(&x->via.array.ptr[3], &o->ver) != 0)
-			goto out;
-		o->state = (int)st;
 		r->nrcpt++;
 	}
-	rc = 0;
+	if (m.off == len)
+		rc = 0;
 out:
-	msgpack_unpacked_destroy(&u);
 	if (rc != 0) {
 		struct nbx_str coll = r->coll, id = r->id;
 

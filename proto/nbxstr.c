@@ -94,25 +94,46 @@ nbx_buf_fini(struct nbx_buf *b)
 }
 
 int
-nbx_buf_append(struct nbx_buf *b, const void *p, size_t n)
+nbx_buf_reserve(struct nbx_buf *b, size_t n)
 {
+	size_t cap = b->cap ? b->cap : 256;
+	uint8_t *np;
+
+	if (nbx_buf_room(b, n))
+		return 0;
 	if (n > b->max || b->len > b->max - n)
 		return NBX_ETOOBIG;
-	if (b->len + n > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		uint8_t *np;
+	while (cap < b->len + n)
+		cap *= 2;
+	if (cap > b->max)
+		cap = b->max;
+	if ((np = realloc(b->p, cap)) == NULL)
+		return NBX_ENOMEM;
+	b->p = np;
+	b->cap = cap;
+	return 0;
+}
 
-		while (cap < b->len + n)
-			cap *= 2;
-		if (cap > b->max)
-			cap = b->max;
-		if ((np = realloc(b->p, cap)) == NULL)
-			return NBX_ENOMEM;
-		b->p = np;
-		b->cap = cap;
+/*
+ * The encoders append a few bytes at a time, so the common case (room
+ * left below both cap and max) is kept short.
+ */
+int
+nbx_buf_append(struct nbx_buf *b, const void *p, size_t n)
+{
+	int rc;
+
+	if (nbx_buf_room(b, n)) {
+		if (n == 1)
+			b->p[b->len] = *(const uint8_t *)p;
+		else if (n)
+			memcpy(b->p + b->len, p, n);
+		b->len += n;
+		return 0;
 	}
-	if (n)
-		memcpy(b->p + b->len, p, n);
+	if ((rc = nbx_buf_reserve(b, n)) != 0)
+		return rc;
+	memcpy(b->p + b->len, p, n);
 	b->len += n;
 	return 0;
 }

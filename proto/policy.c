@@ -403,6 +403,7 @@ on_section(struct nbx_ini *ini, const char *sect)
 		L->p->colls = c;
 		c = memset(&c[L->p->ncoll++], 0, sizeof(*c));
 		memcpy(c->name, sect, cn);
+		c->name_len = (uint32_t)cn;
 		c->line = ini->line;
 		L->coll = c;
 	} else if (!name_valid(fname, strlen(fname))) {
@@ -420,7 +421,8 @@ on_section(struct nbx_ini *ini, const char *sect)
 	} else {
 		c->fields = f;
 		f = memset(&f[c->nfields++], 0, sizeof(*f));
-		memcpy(f->name, fname, strlen(fname));
+		f->name_len = (uint32_t)strlen(fname);
+		memcpy(f->name, fname, f->name_len);
 		f->line = ini->line;
 		f->share = SHARE_LOCAL;		/* the safe defaults */
 		f->writers = WRITERS_ORIGIN;
@@ -597,7 +599,8 @@ policy_coll(const struct policy *p, struct nbx_str name)
 	if (p == NULL)
 		return NULL;
 	for (size_t i = 0; i < p->ncoll; i++)
-		if (nbx_str_eq(nbx_str_c(p->colls[i].name), name))
+		if (p->colls[i].name_len == name.n &&
+		    memcmp(p->colls[i].name, name.p, name.n) == 0)
 			return &p->colls[i];
 	return NULL;
 }
@@ -608,7 +611,8 @@ policy_field(const struct pol_coll *c, struct nbx_str name)
 	if (c == NULL)
 		return NULL;
 	for (size_t i = 0; i < c->nfields; i++)
-		if (nbx_str_eq(nbx_str_c(c->fields[i].name), name))
+		if (c->fields[i].name_len == name.n &&
+		    memcmp(c->fields[i].name, name.p, name.n) == 0)
 			return &c->fields[i];
 	return NULL;
 }

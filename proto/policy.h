@@ -60,6 +60,7 @@ enum pol_writers {
 
 struct pol_field {
 	char name[NBX_NAME_MAX + 1];
+	uint32_t name_len;	/* strlen(name), for lookups */
 	enum pol_type type;
 	enum pol_share share;
 	enum pol_writers writers;
@@ -72,6 +73,7 @@ struct pol_field {
 
 struct pol_coll {
 	char name[NBX_NAME_MAX + 1];
+	uint32_t name_len;	/* strlen(name), for lookups */
 	struct pol_field *fields;
 	size_t nfields;
 	int has_audience_fields;	/* any field with share = audience */

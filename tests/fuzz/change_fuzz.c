@@ -4,7 +4,8 @@
  *
  * For every input: change_decode must either fail cleanly (a known code,
  * the change zeroed, nothing consumed) or succeed with strings inside the
- * input; a decoded change must re-encode, decode to an equal change, and
+ * input, with the same verdict, length and change as the reference
+ * decoder (change_decode_ref); a decoded change must re-encode, decode to an equal change, and
  * re-encode to the same bytes; and every proper prefix of the canonical
  * encoding must be NBX_EAGAIN.  Independently, whenever mpscan accepts the
  * input under wide limits, msgpack-c must unpack exactly as many bytes.
@@ -73,6 +74,19 @@ nbx_fuzz_change(const uint8_t *data, size_t size)
 	change_scan_vs_msgpack(data, size);
 
 	r = change_decode(data, size, &a, &used);
+	/*
+	 * change_decode's one-pass reader and the reference decoder
+	 * (mpscan + msgpack-c) must agree on every input: the same code,
+	 * the same length, the same change.
+	 */
+	{
+		struct change ref;
+		size_t used_ref = 1;
+		int r_ref = change_decode_ref(data, size, &ref, &used_ref);
+
+		check(r_ref == r && used_ref == used);
+		check(r != 0 || (change_eq(&a, &ref) && a.val.t == ref.val.t));
+	}
 	if (r != 0) {
 		check(r == NBX_EAGAIN || r == NBX_EMALFORMED ||
 		    r == NBX_ETOOBIG || r == NBX_EDEPTH);
