@@ -192,8 +192,8 @@ collect_one(void *arg, const struct change *c)
  */
 static int
 add_record(struct store_rtxn *t, const struct policy *pol,
-    struct nbx_str peer, struct sync_egress *e, struct frame_batch *fb,
-    struct nbx_str coll, struct nbx_str id)
+    struct nbx_str peer, int omit_own, struct sync_egress *e,
+    struct frame_batch *fb, struct nbx_str coll, struct nbx_str id)
 {
 	struct crdt_record r;
 	struct collect k = { e, 0 };
@@ -215,6 +215,9 @@ add_record(struct store_rtxn *t, const struct policy *pol,
 	    e->keep) == 0)
 		goto out;
 	for (size_t i = 0; i < k.n; i++) {
+		/* the peer made it, so the peer has it (store.h: resync) */
+		if (omit_own && nbx_str_eq(e->rec[i].origin, peer))
+			e->keep[i] = 0;
 		if (!e->keep[i])
 			continue;
 		if ((rc = frame_changes_add(&e->frame, fb, &e->rec[i])) != 0) {
@@ -237,8 +240,7 @@ disclose(struct store *st, const struct policy *pol, struct nbx_str peer,
     uint64_t now_ms, struct sync_egress *e)
 {
 	struct frame_msg m;
-	const uint8_t *p;
-	size_t off = 0, len, used, n = 0;
+	size_t off = 0, n = 0;
 	int rc;
 
 	if ((rc = frame_decode(e->frame.p + FRAME_HDR,
@@ -247,15 +249,11 @@ disclose(struct store *st, const struct policy *pol, struct nbx_str peer,
 	if ((rc = sent_reserve(e, m.nchanges)) != 0)
 		return rc;
 	while (n < m.nchanges &&
-	    (rc = frame_changes_next(&m, &off, &p, &len)) == 1) {
+	    (rc = frame_changes_decode(&m, &off, &e->sent[n])) == 1) {
 		struct change *c = &e->sent[n];
 		const struct pol_coll *pc;
 		const struct pol_field *f;
 
-		if ((rc = change_decode(p, len, c, &used)) != 0)
-			return rc;
-		if (used != len)
-			return NBX_EMALFORMED;
 		if (c->kind == CHANGE_FIELD || c->kind == CHANGE_ELEM) {
 			pc = policy_coll(pol, c->coll);
 			f = pc ? policy_field(pc, c->field) : NULL;
@@ -298,7 +296,7 @@ sync__egress_batch(struct store *st, const struct policy *pol,
 		}
 		if (rc != 0)
 			goto out;
-		rc = add_record(t, pol, peer, e, &fb, coll, id);
+		rc = add_record(t, pol, peer, b->omit_own, e, &fb, coll, id);
 		if (rc == NBX_ETOOBIG && fb.n > 0) {
 			rc = 0;		/* full: the record opens the next batch */
 			break;

@@ -34,6 +34,7 @@ struct sync_batch {
 	uint64_t after;		/* in: scan the log after this seq */
 	uint32_t scan_max;	/* in: log entries to visit at most (>= 1) */
 	uint32_t bytes;		/* in: close the batch at this body size */
+	int omit_own;		/* in: leave out the peer's own changes */
 	uint64_t upto;		/* out: last log seq the batch covers */
 	uint32_t scanned;	/* out: log entries visited; 0 = nothing new */
 	uint32_t nchanges;	/* out: changes in the batch */

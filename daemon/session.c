@@ -64,6 +64,7 @@ struct sync_session {
 	uint64_t last_tx_ms;
 	uint64_t nonce;
 	uint64_t send_pos;		/* our log position streamed */
+	int resync;			/* a full pass is owed (store.h) */
 	uint64_t *inflight;		/* upto of each unacked batch */
 	uint32_t ninflight;
 	struct sync_egress eg;
@@ -339,6 +340,17 @@ on_subscribe(struct sync_session *s, const struct frame_msg *m,
 		if (m->seq <= meta.last_seq)
 			from = m->seq;
 	}
+	/*
+	 * From the start, the peer may be a rebuilt store that lost its own
+	 * changes: they go too, until a whole pass has been acknowledged.
+	 * The flag errs on the safe side: if it cannot be read or kept, the
+	 * peer's own changes are sent (costing only traffic).
+	 */
+	if (from == 0) {
+		s->resync = 1;
+		(void)store_peer_resync_set(s->st, peer_str(s), 1);
+	} else if (store_peer_resync_get(s->st, peer_str(s), &s->resync) != 0)
+		s->resync = 1;
 	s->send_pos = from;
 	s->stats.sent_seq = from;
 	s->stats.acked_seq = from;
@@ -379,8 +391,7 @@ static int
 on_changes(struct sync_session *s, const struct frame_msg *m, uint64_t now_ms)
 {
 	struct store_cursor cur;
-	const uint8_t *p;
-	size_t off = 0, len, used, before;
+	size_t off = 0, before;
 	uint32_t n = m->nchanges;
 	int rc;
 
@@ -396,11 +407,10 @@ on_changes(struct sync_session *s, const struct frame_msg *m, uint64_t now_ms)
 		return session_end(s, NBX_ENOMEM, TELL_INTERNAL,
 		    "no memory for %u changes", n);
 	for (uint32_t i = 0; i < n; i++) {
-		if (frame_changes_next(m, &off, &p, &len) != 1 ||
-		    (rc = change_decode(p, len, &s->chs[i], &used)) != 0 ||
-		    used != len)
+		if ((rc = frame_changes_decode(m, &off, &s->chs[i])) != 1)
 			return session_end(s, NBX_EMALFORMED, TELL_REASON,
-			    "change %u of a CHANGES frame does not decode", i);
+			    "change %u of a CHANGES frame does not decode: %s",
+			    i, nbx_strerror(rc == 0 ? NBX_EMALFORMED : rc));
 	}
 	cur.peer = peer_str(s);
 	cur.epoch = m->epoch;
@@ -619,6 +629,7 @@ sync_session_pump(struct sync_session *s, uint64_t now_ms)
 			.after = s->send_pos,
 			.scan_max = s->o.scan_max - scanned,
 			.bytes = s->o.batch_bytes,
+			.omit_own = !s->resync,
 		};
 		size_t before = s->out.len;
 
@@ -627,8 +638,13 @@ sync_session_pump(struct sync_session *s, uint64_t now_ms)
 		if (rc != 0)
 			return session_end(s, rc, TELL_INTERNAL,
 			    "streaming the log: %s", egress_reason(s, rc));
-		if (b.scanned == 0)
+		if (b.scanned == 0) {
+			/* the end of the log: a full pass done once acked */
+			if (s->resync && s->ninflight == 0 &&
+			    store_peer_resync_set(s->st, peer_str(s), 0) == 0)
+				s->resync = 0;
 			break;
+		}
 		scanned += b.scanned;
 		/* disclosed before queued: the audit never misses a send */
 		if ((rc = queued(s, before, nbx_buf_append(&s->out,

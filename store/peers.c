@@ -131,3 +131,71 @@ out:
 	msgpack_unpacked_destroy(&u);
 	return rc;
 }
+
+/* ------------------------------------------------------------------ */
+/* Full passes for peers that may lack their own changes               */
+/* ------------------------------------------------------------------ */
+
+/* meta key "resync/<peer>": present (1) while a full pass is owed */
+static void
+resync_key(char *k, struct nbx_str peer)
+{
+	memcpy(k, "resync/", 7);
+	memcpy(k + 7, peer.p, peer.n);
+	k[7 + peer.n] = '\0';
+}
+
+int
+store_peer_resync_get(struct store *st, struct nbx_str peer, int *owed)
+{
+	char k[8 + NBX_ID_MAX];
+	struct store_rtxn *t;
+	uint64_t v = 0;
+	int rc;
+
+	*owed = 0;
+	if (!nbx_node_id_valid(peer))
+		return NBX_EINVAL;
+	resync_key(k, peer);
+	if ((rc = store_rtxn_begin(st, &t)) != 0)
+		return rc;
+	rc = store__meta_get_u64(t->txn, st->dbi[DB_META], k, &v);
+	store_rtxn_end(t);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return store__mdb_code(st, rc, "read resync flag");
+	*owed = v != 0;
+	return 0;
+}
+
+struct resync_args {
+	struct store *st;
+	const char *key;
+	int owed;
+};
+
+static int
+resync_txn(MDB_txn *txn, void *arg)
+{
+	struct resync_args *x = arg;
+	MDB_val k = { strlen(x->key), (void *)x->key };
+	int rc;
+
+	if (x->owed)
+		rc = store__meta_put_u64(txn, x->st->dbi[DB_META], x->key, 1);
+	else if ((rc = mdb_del(txn, x->st->dbi[DB_META], &k, NULL)) ==
+	    MDB_NOTFOUND)
+		rc = 0;
+	return store__mdb_code(x->st, rc, "write resync flag");
+}
+
+int
+store_peer_resync_set(struct store *st, struct nbx_str peer, int owed)
+{
+	char k[8 + NBX_ID_MAX];
+	struct resync_args x = { st, k, owed };
+
+	if (!nbx_node_id_valid(peer))
+		return NBX_EINVAL;
+	resync_key(k, peer);
+	return store__write(st, resync_txn, &x);
+}

@@ -307,4 +307,16 @@ int store_peer_del(struct store *st, struct nbx_str id);
 int store_peer_next(struct store_rtxn *t, struct nbx_str after,
     struct store_peer *out);
 
+/*
+ * Echo suppression.  A peer already holds every change it authored, so
+ * the log is streamed to it without them, except while a full pass is
+ * owed: from the moment it subscribes from the start of our log (a new or
+ * rebuilt store, which may have lost its own changes and recovers them
+ * from its peers) until one pass over the whole log has been acknowledged.
+ * The flag is kept in the store so that an interrupted pass resumes as a
+ * full one.  *owed is 0 for a peer never flagged.  0 or NBX_E*.
+ */
+int store_peer_resync_get(struct store *st, struct nbx_str peer, int *owed);
+int store_peer_resync_set(struct store *st, struct nbx_str peer, int owed);
+
 #endif

@@ -345,6 +345,80 @@ Test(session, new_epoch_restarts_from_zero)
 	node_close(&lv);
 }
 
+/*
+ * A node does not stream a peer's own changes back to it (the peer made
+ * them, so it has them), except to a peer that subscribed from the start
+ * of the log: that may be a rebuilt store recovering its own records, and
+ * it gets everything until one whole pass was acknowledged, also across
+ * a dropped connection.
+ */
+Test(session, own_changes_are_not_echoed_but_a_rebuilt_peer_gets_them)
+{
+	struct node ee, lv;
+	struct link l;
+	struct store_cursor cur;
+	struct sync_opts o = { .batch_bytes = 2048, .window = 2 };
+	char id[32];
+	int rounds = 0;
+
+	node_open(&ee, "ee");
+	node_open(&lv, "lv");
+	link_open(&l, &ee, &lv, &o, T0);
+	run1(&l, T0);			/* both logs empty: passes done */
+	for (int i = 0; i < 300; i++) {
+		snprintf(id, sizeof(id), "ee:%d", i);
+		put(&ee, id, "name", "from ee", T0 + 1);
+	}
+	put(&lv, "lv:1", "name", "from lv", T0 + 1);
+	cr_assert_eq(sync_session_pump(l.s[0], T0 + 1), 0);
+	cr_assert_eq(sync_session_pump(l.s[1], T0 + 1), 0);
+	run1(&l, T0 + 1);
+	cr_assert_eq(meta_of(&lv, NULL), 301);
+	cr_assert_eq(meta_of(&ee, NULL), 301);
+	/* lv relogged ee's 300 records, but sent ee only its own one */
+	cr_assert_eq(sync_session_stats(l.s[1])->changes_out, 1,
+	    "lv sent %llu changes to ee", (unsigned long long)
+	    sync_session_stats(l.s[1])->changes_out);
+	link_close(&l);
+
+	/* ee loses its store; the first pass from lv is cut half way */
+	node_rebuild(&ee);
+	link_open(&l, &ee, &lv, &o, T0 + 5);
+	do {
+		for (int j = 0; j < 2; j++)
+			cr_assert_eq(sync_session_pump(l.s[j], T0 + 5), 0);
+		deliver(&l, 0, T0 + 5);
+		deliver(&l, 1, T0 + 5);
+		cr_assert_eq(store_cursor_get(ee.st, nbx_str_c("lv"), &cur), 0);
+		cr_assert_lt(++rounds, 10000);
+	} while (meta_of(&ee, NULL) < 100);
+	cr_assert_lt(meta_of(&ee, NULL), 301, "the pass was not cut");
+	cr_assert_gt(cur.seq, 0);
+	link_close(&l);
+
+	/* resumed from ee's cursor, still a full pass: nothing is missing */
+	link_open(&l, &ee, &lv, &o, T0 + 6);
+	run1(&l, T0 + 6);
+	cr_assert_eq(meta_of(&ee, NULL), 301);
+	for (int i = 0; i < 300; i += 37) {
+		snprintf(id, sizeof(id), "ee:%d", i);
+		assert_same(&ee, &lv, id, "name", NULL);
+	}
+	link_close(&l);
+
+	/* the pass is done: ee's next write is not echoed */
+	link_open(&l, &ee, &lv, &o, T0 + 7);
+	run1(&l, T0 + 7);
+	put(&ee, "ee:new", "name", "later", T0 + 8);
+	cr_assert_eq(sync_session_pump(l.s[0], T0 + 8), 0);
+	run1(&l, T0 + 8);
+	assert_same(&ee, &lv, "ee:new", "name", NULL);
+	cr_assert_eq(sync_session_stats(l.s[1])->changes_out, 0);
+	link_close(&l);
+	node_close(&ee);
+	node_close(&lv);
+}
+
 /* ------------------------------------------------------------------ */
 /* (f) identity                                                        */
 /* ------------------------------------------------------------------ */
