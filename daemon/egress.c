@@ -296,7 +296,12 @@ sync__egress_batch(struct store *st, const struct policy *pol,
 		}
 		if (rc != 0)
 			goto out;
-		rc = add_record(t, pol, peer, b->omit_own, e, &fb, coll, id);
+		/* all made by the peer: nothing to send, nothing to load */
+		if (b->omit_own && store_log_sole_author(st, seq, peer))
+			rc = 0;
+		else
+			rc = add_record(t, pol, peer, b->omit_own, e, &fb,
+			    coll, id);
 		if (rc == NBX_ETOOBIG && fb.n > 0) {
 			rc = 0;		/* full: the record opens the next batch */
 			break;

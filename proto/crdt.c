@@ -725,3 +725,42 @@ crdt_record_changes(const struct crdt_record *r,
 	}
 	return receipt_changes(r, fn, arg);
 }
+
+/* One more origin seen: 0 once two differ. */
+static int
+same_author(struct nbx_str *author, int *seen, struct nbx_str origin)
+{
+	if (*seen)
+		return nbx_str_eq(*author, origin);
+	*author = origin;
+	*seen = 1;
+	return 1;
+}
+
+/* Walks what crdt_record_changes emits, without building the changes. */
+int
+crdt_record_sole_author(const struct crdt_record *r, struct nbx_str *author)
+{
+	int seen = 0;
+
+	*author = (struct nbx_str){ NULL, 0 };
+	if (r->erased) {
+		if (!same_author(author, &seen, r->erase.origin))
+			return 0;
+	} else {
+		if (r->state_ver.hlc != 0 &&
+		    !same_author(author, &seen, r->state_ver.origin))
+			return 0;
+		if (r->aud.hlc != 0 &&
+		    !same_author(author, &seen, r->aud.origin))
+			return 0;
+		for (size_t i = 0; i < r->nregs; i++)
+			if ((r->regs[i].flags & CRDT_REG_VALUE) &&
+			    !same_author(author, &seen, r->regs[i].ver.origin))
+				return 0;
+	}
+	for (size_t i = 0; i < r->nrcpt; i++)
+		if (!same_author(author, &seen, r->rcpt[i].ver.origin))
+			return 0;
+	return seen;
+}

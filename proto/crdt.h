@@ -153,4 +153,12 @@ int crdt_record_decode(const void *buf, size_t len, struct crdt_record *r);
 int crdt_record_changes(const struct crdt_record *r,
     int (*fn)(void *arg, const struct change *c), void *arg);
 
+/*
+ * The one node that authored every change crdt_record_changes would
+ * emit for r (their origins are all equal): returns 1 with *author set
+ * (borrowed from r); 0 if they have several origins or there is none.
+ */
+int crdt_record_sole_author(const struct crdt_record *r,
+    struct nbx_str *author);
+
 #endif

@@ -53,6 +53,7 @@ rec_flush(struct apply *a)
 {
 	struct apply_rec *ar = &a->r;
 	MDB_val k = { ar->klen, ar->key }, d, sk;
+	struct nbx_str author;
 	uint8_t sb[8];
 	int rc;
 
@@ -80,6 +81,9 @@ rec_flush(struct apply *a)
 	store__be64_put(sb, ar->seq);
 	sk.mv_size = 8;
 	sk.mv_data = sb;
+	if (!crdt_record_sole_author(&ar->rec, &author))
+		author.n = 0;
+	store__hint_set(a->st, ar->seq, author);
 	if ((rc = mdb_put(a->txn, a->st->dbi[DB_LOG], &sk, &k,
 	    MDB_APPEND)) != 0 ||
 	    (rc = mdb_put(a->txn, a->st->dbi[DB_LOGIDX], &k, &sk, 0)) != 0)

@@ -281,7 +281,50 @@ store_close(struct store *st)
 		return;
 	if (st->env)
 		mdb_env_close(st->env);
+	free(st->hints);
 	free(st);
+}
+
+/* ------------------------------------------------------------------ */
+/* Author hints (store_int.h)                                          */
+/* ------------------------------------------------------------------ */
+
+void
+store__hint_set(struct store *st, uint64_t seq, struct nbx_str author)
+{
+	unsigned who = 0;
+
+	if (st->hints == NULL && (st->hints = calloc(STORE_HINT_SLOTS,
+	    sizeof(*st->hints))) == NULL)
+		return;		/* no hints: egress loads every record */
+	if (author.n > 0 && author.n <= NBX_ID_MAX) {
+		for (unsigned i = 0; i < st->nhint_ids && !who; i++)
+			if (strlen(st->hint_ids[i]) == author.n &&
+			    memcmp(st->hint_ids[i], author.p, author.n) == 0)
+				who = i + 1;
+		if (!who && st->nhint_ids < STORE_HINT_AUTHORS) {
+			memcpy(st->hint_ids[st->nhint_ids], author.p, author.n);
+			st->hint_ids[st->nhint_ids][author.n] = '\0';
+			who = ++st->nhint_ids;
+		}
+	}
+	st->hints[seq % STORE_HINT_SLOTS] = seq << 8 | who;
+}
+
+int
+store_log_sole_author(const struct store *st, uint64_t seq,
+    struct nbx_str author)
+{
+	uint64_t h;
+	unsigned who;
+
+	if (st->hints == NULL || seq >= (uint64_t)1 << 56)
+		return 0;
+	h = st->hints[seq % STORE_HINT_SLOTS];
+	if (h >> 8 != seq || (who = h & 0xff) == 0)
+		return 0;
+	return strlen(st->hint_ids[who - 1]) == author.n &&
+	    memcmp(st->hint_ids[who - 1], author.p, author.n) == 0;
 }
 
 const char *
@@ -352,6 +395,8 @@ store__write(struct store *st, int (*fn)(MDB_txn *txn, void *arg), void *arg)
 		} else {
 			mdb_txn_abort(txn);
 		}
+		if (rc != 0 && st->hints != NULL)	/* see store_int.h */
+			memset(st->hints, 0, STORE_HINT_SLOTS * sizeof(*st->hints));
 		if (rc != NBX_EMAPFULL)
 			return rc;
 		if ((rc = grow_map(st)) != 0)

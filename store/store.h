@@ -185,6 +185,16 @@ int store_reader_check(struct store *st);
 int store_retry_deferred(struct store *st, const struct policy *pol,
     uint64_t now_ms, size_t *applied);
 
+/*
+ * 1 if this process knows that every version the record logged at seq
+ * would stream was authored by `author` (so a stream that leaves out
+ * `author`'s own changes has nothing to send for it), else 0.  A hint
+ * from recent writes in this process, never a guarantee of absence:
+ * 0 means "load the record and see".
+ */
+int store_log_sole_author(const struct store *st, uint64_t seq,
+    struct nbx_str author);
+
 /* A peer's cursor; 0 with zeros if none is stored. */
 int store_cursor_get(struct store *st, struct nbx_str peer,
     struct store_cursor *out);

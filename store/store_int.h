@@ -19,6 +19,19 @@ enum { DB_RECORDS, DB_LOG, DB_LOGIDX, DB_META, DB_PEERS, DB_CURSORS,
     DB_AUDIT, DB_DISCLOSED, DB_QUARANTINE, DB_ERASURES, DB_DEFERRED,
     DB_COUNT };
 
+/*
+ * Author hints: for recent log entries, the one node that authored every
+ * version the record would stream (0: several, or not known).  Egress
+ * uses them to skip, without loading it, a record made entirely by the
+ * peer it streams to (session.c: echo suppression).  In memory only, a
+ * ring indexed by seq; a slot holds (seq << 8 | author index + 1), so a
+ * slot for another seq reads as unknown.  Cleared whenever a write
+ * transaction aborts, so no hint outlives the seq numbers it was made
+ * for.
+ */
+#define STORE_HINT_SLOTS	(1u << 18)
+#define STORE_HINT_AUTHORS	64
+
 struct store {
 	MDB_env *env;
 	MDB_dbi dbi[DB_COUNT];
@@ -29,6 +42,9 @@ struct store {
 	unsigned env_flags;	/* as opened, for compaction's reopen */
 	char dir[4096];
 	int rtxns;		/* read transactions open now */
+	uint64_t *hints;	/* STORE_HINT_SLOTS, allocated on first use */
+	char hint_ids[STORE_HINT_AUTHORS][NBX_ID_MAX + 1];
+	unsigned nhint_ids;
 	char err[256];
 };
 
@@ -53,6 +69,12 @@ int store__mdb_code(struct store *st, int rc, const char *what);
  */
 int store__write(struct store *st, int (*fn)(MDB_txn *txn, void *arg),
     void *arg);
+
+/*
+ * Notes that the record logged at seq (inside the current write
+ * transaction) streams only versions by `author` (empty: several).
+ */
+void store__hint_set(struct store *st, uint64_t seq, struct nbx_str author);
 
 /* store_disclosed_peers inside any transaction (audit.c). */
 int store__disclosed_peers(struct store *st, MDB_txn *txn,

@@ -297,6 +297,40 @@ Test(crdt_prop, any_order_with_duplicates_converges, .timeout = 600)
 	policy_free(pol);
 }
 
+/* crdt_record_sole_author against the changes the record really emits. */
+struct authors {
+	struct nbx_str first;
+	size_t n;
+	int mixed;
+};
+
+static int
+note_author(void *arg, const struct change *c)
+{
+	struct authors *x = arg;
+
+	if (x->n++ == 0)
+		x->first = c->origin;
+	else if (!nbx_str_eq(x->first, c->origin))
+		x->mixed = 1;
+	return 0;
+}
+
+static void
+check_sole_author(const struct crdt_record *r, unsigned seed, int it)
+{
+	struct authors x = { { NULL, 0 }, 0, 0 };
+	struct nbx_str who;
+	int sole = crdt_record_sole_author(r, &who);
+
+	crdt_record_changes(r, note_author, &x);
+	cr_assert_eq(sole, x.n > 0 && !x.mixed, "seed %u iteration %d: sole "
+	    "author %d, changes %zu mixed %d", seed, it, sole, x.n, x.mixed);
+	if (sole)
+		cr_assert(nbx_str_eq(who, x.first), "seed %u iteration %d",
+		    seed, it);
+}
+
 /*
  * The observer's state must also not depend on how changes are grouped
  * into records: merging each record's changes straight through crdt
@@ -330,6 +364,7 @@ Test(crdt_prop, pure_merge_is_order_independent)
 			cr_assert_eq(changed, 0, "seed %u: merge not idempotent",
 			    seed);
 		}
+		check_sole_author(&a, seed, it);
 		nbx_buf_init(&ea, SIZE_MAX);
 		nbx_buf_init(&eb, SIZE_MAX);
 		crdt_record_encode(&a, &ea);
