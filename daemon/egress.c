@@ -243,7 +243,7 @@ disclose(struct store *st, const struct policy *pol, struct nbx_str peer,
 	size_t off = 0, n = 0;
 	int rc;
 
-	if ((rc = frame_decode(e->frame.p + FRAME_HDR,
+	if ((rc = frame_decode_lazy(e->frame.p + FRAME_HDR,
 	    e->frame.len - FRAME_HDR, &m)) != 0)
 		return rc;
 	if ((rc = sent_reserve(e, m.nchanges)) != 0)
@@ -264,7 +264,8 @@ disclose(struct store *st, const struct policy *pol, struct nbx_str peer,
 	}
 	if (rc < 0)
 		return rc;
-	if (n != m.nchanges)
+	/* exactly the announced changes, and nothing after them */
+	if (n != m.nchanges || off != m.changes_len)
 		return NBX_EMALFORMED;
 	return store_disclose(st, peer, e->sent, n, now_ms);
 }

@@ -103,8 +103,10 @@ rd_skip(struct mpread *r)
 /* Elements of each message type, type included (0: no such type). */
 static const uint32_t arity[] = { 0, 4, 3, 4, 2, 5, 2, 2, 3 };
 
+#define CHANGE_MIN_BYTES	10
+
 static int
-decode_changes(struct mpread *r, struct frame_msg *m)
+decode_changes(struct mpread *r, struct frame_msg *m, int scan)
 {
 	uint32_t n;
 	size_t off = 0;
@@ -120,20 +122,27 @@ decode_changes(struct mpread *r, struct frame_msg *m)
 	m->nchanges = n;
 	m->changes = r->p + r->off;
 	m->changes_len = r->len - r->off;
+	/*
+	 * Unscanned, the count must at least fit the bytes: no change
+	 * encodes in fewer than CHANGE_MIN_BYTES (an ERASE with 1-byte
+	 * names), and callers size arrays by it.
+	 */
+	if (!scan && (size_t)n * CHANGE_MIN_BYTES > m->changes_len)
+		return NBX_EMALFORMED;
 	/* every element must be an array and together they fill the rest */
-	for (uint32_t i = 0; i < n; i++) {
+	for (uint32_t i = 0; scan && i < n; i++) {
 		if ((rc = frame_changes_next(m, &off, &p, &len)) != 1)
 			return NBX_EMALFORMED;
 		if (!((p[0] >= 0x90 && p[0] <= 0x9f) || p[0] == 0xdc ||
 		    p[0] == 0xdd))
 			return NBX_EMALFORMED;
 	}
-	r->off += off;
+	r->off += scan ? off : m->changes_len;
 	return 0;
 }
 
 static int
-decode_body(struct mpread *r, struct frame_msg *m)
+decode_body(struct mpread *r, struct frame_msg *m, int scan)
 {
 	uint32_t n;
 	uint64_t type;
@@ -158,7 +167,7 @@ decode_body(struct mpread *r, struct frame_msg *m)
 		return mpread_u64(r, &m->epoch) || mpread_u64(r, &m->seq) ?
 		    NBX_EMALFORMED : 0;
 	case FRAME_CHANGES:
-		return decode_changes(r, m);
+		return decode_changes(r, m, scan);
 	case FRAME_ACK:
 		return mpread_u64(r, &m->seq) ? NBX_EMALFORMED : 0;
 	case FRAME_ERASE_RECEIPT:
@@ -176,8 +185,8 @@ decode_body(struct mpread *r, struct frame_msg *m)
 	return NBX_EMALFORMED;
 }
 
-int
-frame_decode(const uint8_t *body, size_t len, struct frame_msg *out)
+static int
+decode(const uint8_t *body, size_t len, struct frame_msg *out, int scan)
 {
 	struct mpread r = { body, len, 0 };
 	int rc;
@@ -192,7 +201,7 @@ frame_decode(const uint8_t *body, size_t len, struct frame_msg *out)
 	 * larger than the bytes present, too deep, trailing bytes) means
 	 * the peer sent something that is not a message.
 	 */
-	if ((rc = decode_body(&r, out)) != 0)
+	if ((rc = decode_body(&r, out, scan)) != 0)
 		goto out;
 	if (r.off != len)
 		rc = NBX_EMALFORMED;
@@ -200,6 +209,18 @@ out:
 	if (rc != 0)
 		memset(out, 0, sizeof(*out));
 	return rc;
+}
+
+int
+frame_decode(const uint8_t *body, size_t len, struct frame_msg *out)
+{
+	return decode(body, len, out, 1);
+}
+
+int
+frame_decode_lazy(const uint8_t *body, size_t len, struct frame_msg *out)
+{
+	return decode(body, len, out, 0);
 }
 
 int

@@ -84,6 +84,16 @@ int frame_split(const uint8_t *buf, size_t len, size_t max,
 int frame_decode(const uint8_t *body, size_t len, struct frame_msg *out);
 
 /*
+ * frame_decode without the scan of the CHANGES elements, for callers that
+ * decode every element anyway (the session applying a batch, egress
+ * reading its own batch back): the same checks of the top level, and a
+ * count no larger than the bytes present could hold.  The caller decodes
+ * every element with frame_changes_decode and must find exactly nchanges
+ * of them filling changes_len, else the frame is malformed.
+ */
+int frame_decode_lazy(const uint8_t *body, size_t len, struct frame_msg *out);
+
+/*
  * Iterates the change elements of a decoded CHANGES message.  Start with
  * *off = 0.  Returns 1 with the next element's bytes in *p, *len (borrowed
  * from the body) and *off advanced, 0 after the last one, or

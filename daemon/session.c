@@ -28,8 +28,8 @@ _Static_assert(FRAME_BODY_MAX == SYNC_FRAME_MAX, "one frame cap");
 
 #define DEF_BATCH_BYTES	(64u << 10)
 #define DEF_WINDOW	8
-#define DEF_PING_MS	5000
-#define DEF_DEAD_MS	15000
+#define DEF_PING_MS	15000
+#define DEF_DEAD_MS	45000
 #define DEF_SCAN_MAX	10000
 #define DEF_OUT_MAX	((size_t)4 << 20)
 
@@ -412,6 +412,11 @@ on_changes(struct sync_session *s, const struct frame_msg *m, uint64_t now_ms)
 			    "change %u of a CHANGES frame does not decode: %s",
 			    i, nbx_strerror(rc == 0 ? NBX_EMALFORMED : rc));
 	}
+	/* frame_decode_lazy: the changes must fill the frame exactly */
+	if (off != m->changes_len)
+		return session_end(s, NBX_EMALFORMED, TELL_REASON,
+		    "a CHANGES frame holds %zu bytes after its %u changes",
+		    m->changes_len - off, n);
 	cur.peer = peer_str(s);
 	cur.epoch = m->epoch;
 	cur.seq = m->seq;
@@ -473,7 +478,7 @@ handle_frame(struct sync_session *s, const uint8_t *body, size_t len,
 	s->stats.frames_in++;
 	s->stats.last_rx_ms = now_ms;
 	s->alive_ms = now_ms;
-	if ((rc = frame_decode(body, len, &m)) != 0)
+	if ((rc = frame_decode_lazy(body, len, &m)) != 0)
 		return session_end(s, rc, TELL_REASON,
 		    "malformed frame of %zu bytes", len);
 	/* an ERROR may come first: the peer may refuse us before HELLO */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "mpbuf.h"
+#include "mpwrite.h"
 #include "nbx_err.h"
 #include "store_int.h"
 
@@ -34,32 +35,32 @@ put_entry(MDB_txn *txn, struct disclose_args *x, uint64_t aseq, size_t from,
 {
 	struct store *st = x->st;
 	const struct change *c0 = &x->chs[from];
-	msgpack_packer pk;
+	struct mpwrite w;
 	uint8_t kb[8], key[KEY_MAX + 1 + NBX_ID_MAX], tb[8];
 	MDB_val k = { 8, kb }, d;
 	size_t klen;
 	int rc;
 
 	x->b.len = 0;
-	nbx_mp_packer_init(&pk, &x->b);
-	if (msgpack_pack_array(&pk, 5) != 0 ||
-	    msgpack_pack_uint64(&pk, x->now_ms) != 0 ||
-	    nbx_mp_pack_str(&pk, x->peer) != 0 ||
-	    nbx_mp_pack_str(&pk, c0->coll) != 0 ||
-	    nbx_mp_pack_str(&pk, c0->id) != 0 ||
-	    msgpack_pack_array(&pk, (uint32_t)(to - from)) != 0)
-		return NBX_ENOMEM;
+	mpwrite_init(&w, &x->b);
+	mpwrite_array(&w, 5);
+	mpwrite_uint(&w, x->now_ms);
+	mpwrite_str(&w, x->peer);
+	mpwrite_str(&w, c0->coll);
+	mpwrite_str(&w, c0->id);
+	mpwrite_array(&w, (uint32_t)(to - from));
 	for (size_t i = from; i < to; i++) {
 		const struct change *c = &x->chs[i];
 
-		if (msgpack_pack_array(&pk, 5) != 0 ||
-		    msgpack_pack_uint32(&pk, (uint32_t)c->kind) != 0 ||
-		    nbx_mp_pack_str(&pk, c->field) != 0 ||
-		    nbx_mp_pack_str(&pk, c->elem) != 0 ||
-		    msgpack_pack_uint64(&pk, c->hlc) != 0 ||
-		    nbx_mp_pack_str(&pk, c->origin) != 0)
-			return NBX_ENOMEM;
+		mpwrite_array(&w, 5);
+		mpwrite_uint(&w, (uint64_t)c->kind);
+		mpwrite_str(&w, c->field);
+		mpwrite_str(&w, c->elem);
+		mpwrite_uint(&w, c->hlc);
+		mpwrite_str(&w, c->origin);
 	}
+	if (w.err != 0)
+		return w.err;
 	store__be64_put(kb, aseq);
 	d.mv_size = x->b.len;
 	d.mv_data = x->b.p;

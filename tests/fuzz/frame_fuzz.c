@@ -8,9 +8,11 @@
  * decoder.  Every body is decoded; for CHANGES every element is iterated
  * with frame_changes_next and decoded with change_decode.
  *
- * Checked, besides the sanitizers: only the documented codes come back,
- * outputs are cleared on failure, everything borrowed lies inside the
- * input, the element iteration yields exactly nchanges elements, and a
+ * Checked, besides the sanitizers: frame_decode_lazy agrees with
+ * frame_decode on what a session would apply, only the documented codes
+ * come back, outputs are cleared on failure, everything borrowed lies
+ * inside the input, the element iteration yields exactly nchanges
+ * elements, and a
  * decoded message re-encoded with the frame_put_* encoders (or the
  * CHANGES builder) decodes to the same message.
  */
@@ -116,6 +118,42 @@ frame_changes_again(const struct frame_msg *m, struct nbx_buf *b)
 	nbx_buf_fini(&b2);
 }
 
+/*
+ * frame_decode_lazy (what the session uses) leaves CHANGES elements to
+ * the caller.  Whatever it accepts and the session would then accept
+ * (every announced change decodes, and they fill the body) frame_decode
+ * accepts too, with the same message; other types decode alike.
+ */
+static void
+lazy_agrees(const uint8_t *body, size_t len)
+{
+	struct frame_msg ml, m;
+	struct change c;
+	size_t off = 0;
+	uint32_t n = 0;
+	int rl = frame_decode_lazy(body, len, &ml), rf, rc = 1;
+
+	rf = frame_decode(body, len, &m);
+	if (rl != 0) {
+		fz_check(rl == NBX_EMALFORMED || rl == NBX_ETOOBIG, "lazy code");
+		fz_check(rf != 0 || m.type == FRAME_CHANGES,
+		    "lazy refuses only CHANGES the scan accepts");
+		return;
+	}
+	if (ml.type == FRAME_CHANGES) {
+		while (n < ml.nchanges &&
+		    (rc = frame_changes_decode(&ml, &off, &c)) == 1)
+			n++;
+		fz_check(off <= ml.changes_len, "decode stays inside");
+		if (n != ml.nchanges || off != ml.changes_len)
+			return;		/* the session refuses it */
+	}
+	fz_check(rf == 0, "frame_decode accepts what the session applies");
+	fz_check(m.type == ml.type && m.epoch == ml.epoch && m.seq == ml.seq &&
+	    m.nchanges == ml.nchanges && m.changes_len == ml.changes_len,
+	    "same message");
+}
+
 static void
 frame_body(const uint8_t *body, size_t len)
 {
@@ -124,6 +162,7 @@ frame_body(const uint8_t *body, size_t len)
 	struct nbx_buf b;
 	int rc;
 
+	lazy_agrees(body, len);
 	rc = frame_decode(body, len, &m);
 	if (rc != 0) {
 		fz_check(rc == NBX_EMALFORMED || rc == NBX_ETOOBIG,

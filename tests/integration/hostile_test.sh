@@ -102,7 +102,8 @@ done
 hostile "PING with trailing bytes in its body" \
     "session error: malformed frame of 5 bytes" --script trailing ping
 hostile "CHANGES with trailing bytes in its body" \
-    "session error: malformed frame of [0-9]+ bytes" --script trailing changes
+    "session error: a CHANGES frame holds [0-9]+ bytes after its 1 changes" \
+    --script trailing changes
 hostile "random bytes after HELLO" \
     "session error: malformed frame of 4092 bytes" --script garbage-after-hello
 

@@ -393,6 +393,32 @@ Test(frame, more_changes_than_the_cap_are_refused)
 	free(b);
 }
 
+/*
+ * frame_decode_lazy leaves the elements to the caller, but a count the
+ * bytes cannot back is refused before anyone sizes an array by it.
+ */
+Test(frame, lazy_decode_refuses_a_count_the_bytes_cannot_hold)
+{
+	/* CHANGES announcing 1000 changes in 20 bytes */
+	uint8_t b[9 + 20];
+	struct frame_msg m;
+
+	memcpy(b, "\x94\x03\x01\x02\xdd\x00\x00\x03\xe8", 9);
+	memset(b + 9, 0x90, 20);
+	cr_assert_eq(frame_decode_lazy(b, sizeof(b), &m), NBX_EMALFORMED);
+	/* two empty arrays pass the scan, but are no changes */
+	cr_assert_eq(frame_decode(b, 9 + 2, &m), NBX_EMALFORMED);
+	b[7] = 0;
+	b[8] = 2;
+	cr_assert_eq(frame_decode(b, 9 + 2, &m), 0);
+	cr_assert_eq(frame_decode_lazy(b, 9 + 2, &m), NBX_EMALFORMED);
+	/* room for two of the smallest changes: left to the caller */
+	cr_assert_eq(frame_decode_lazy(b, 9 + 19, &m), NBX_EMALFORMED);
+	cr_assert_eq(frame_decode_lazy(b, 9 + 20, &m), 0);
+	cr_assert_eq(m.nchanges, 2);
+	cr_assert_eq(m.changes_len, 20);
+}
+
 Test(frame, body_over_the_cap_is_too_big)
 {
 	struct frame_msg m;

@@ -547,6 +547,26 @@ Test(session, malformed_frames_are_fatal_and_touch_nothing)
 	cr_assert_eq(sync_session_feed(s, b.p, b.len, T0), NBX_EMALFORMED);
 	sync_session_free(s);
 
+	/*
+	 * Valid changes, but not the number the frame announces: one more
+	 * after the count, or one fewer.  Nothing is applied either way.
+	 */
+	for (int extra = 1; extra >= -1; extra -= 2) {
+		struct change c = test_str("ee:9", "name", "smuggled");
+
+		c.origin = nbx_str_c("ee");
+		c.hlc = HLC_MAKE(T0, 1);
+		s = lv_after_hello(&lv, &b);
+		cr_assert_eq(frame_changes_begin(&b, 42, &fb), 0);
+		cr_assert_eq(frame_changes_add(&b, &fb, &c), 0);
+		cr_assert_eq(frame_changes_add(&b, &fb, &c), 0);
+		fb.n = (uint32_t)(2 - extra);
+		cr_assert_eq(frame_changes_finish(&b, &fb, 5), 0);
+		cr_assert_eq(sync_session_feed(s, b.p, b.len, T0),
+		    NBX_EMALFORMED, "count off by %d", extra);
+		sync_session_free(s);
+	}
+
 	/* a length prefix of 4 GiB, and one just over the cap, in pieces */
 	s = lv_after_hello(&lv, &b);
 	cr_assert_eq(sync_session_feed(s, "\xff\xff\xff\xff", 4, T0),
