@@ -73,15 +73,15 @@ static const struct key_def keys[NKEYS] = {
 	[KI_DRIFT] = { S_SYNC, "max_clock_drift_ms", K_U64, 0,
 	    NUM(max_clock_drift_ms), 1, 3600000, 500 },
 	[KI_PING] = { S_SYNC, "ping_interval_ms", K_U64, 0,
-	    NUM(ping_interval_ms), 100, 3600000, 5000 },
+	    NUM(ping_interval_ms), 100, 3600000, 15000 },
 	[KI_DEAD] = { S_SYNC, "dead_after_ms", K_U64, 0,
-	    NUM(dead_after_ms), 200, 86400000, 15000 },
+	    NUM(dead_after_ms), 200, 86400000, 45000 },
 	[KI_BACKOFF_MIN] = { S_SYNC, "backoff_min_ms", K_U64, 0,
 	    NUM(backoff_min_ms), 1, 3600000, 200 },
 	[KI_BACKOFF_MAX] = { S_SYNC, "backoff_max_ms", K_U64, 0,
 	    NUM(backoff_max_ms), 1, 86400000, 30000 },
 	[KI_BATCH] = { S_SYNC, "batch_bytes", K_U32, 0, NUM(batch_bytes),
-	    1024, 16 << 20, 262144 },
+	    1024, 16 << 20, 1 << 20 },
 	[KI_WINDOW] = { S_SYNC, "window", K_U32, 0, NUM(window), 1, 1024, 8 },
 };
 

@@ -49,7 +49,7 @@
 struct sync_opts {
 	uint32_t batch_bytes;	/* target plaintext bytes per CHANGES; 64 KiB */
 	uint32_t window;	/* unacknowledged CHANGES batches; 8 */
-	uint64_t ping_interval_ms;	/* idle time before a PING; 5000 */
+	uint64_t ping_interval_ms;	/* idle time before a PING; 15000 */
 	uint64_t dead_after_ms;	/* silence after which the peer is dead */
 	uint32_t scan_max;	/* log entries read per pump call; 10000 */
 	size_t out_max;		/* stop producing when this much is queued */

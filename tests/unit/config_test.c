@@ -123,11 +123,11 @@ Test(example, loads_with_every_key)
 	cr_assert_str_eq(c.tls_key, "/etc/nbx/node.key");
 	cr_assert_str_empty(c.tls_crl);
 	cr_assert_eq(c.max_clock_drift_ms, 500);
-	cr_assert_eq(c.ping_interval_ms, 5000);
-	cr_assert_eq(c.dead_after_ms, 15000);
+	cr_assert_eq(c.ping_interval_ms, 15000);
+	cr_assert_eq(c.dead_after_ms, 45000);
 	cr_assert_eq(c.backoff_min_ms, 200);
 	cr_assert_eq(c.backoff_max_ms, 30000);
-	cr_assert_eq(c.batch_bytes, 262144);
+	cr_assert_eq(c.batch_bytes, 1048576);
 	cr_assert_eq(c.window, 8);
 
 	cr_assert_eq(c.npeers, 2);
@@ -180,11 +180,11 @@ Test(config, defaults_and_relative_paths)
 	cr_assert_eq(c.listen_port, 7400);
 	cr_assert_eq(c.map_size, (uint64_t)64 << 20);
 	cr_assert_eq(c.max_clock_drift_ms, 500);
-	cr_assert_eq(c.ping_interval_ms, 5000);
-	cr_assert_eq(c.dead_after_ms, 15000);
+	cr_assert_eq(c.ping_interval_ms, 15000);
+	cr_assert_eq(c.dead_after_ms, 45000);
 	cr_assert_eq(c.backoff_min_ms, 200);
 	cr_assert_eq(c.backoff_max_ms, 30000);
-	cr_assert_eq(c.batch_bytes, 262144);
+	cr_assert_eq(c.batch_bytes, 1048576);
 	cr_assert_eq(c.window, 8);
 	cr_assert_eq(c.npeers, 0);
 	cr_assert_null(c.peers);
@@ -436,12 +436,12 @@ Test(config, numbers)
 	expect_error("[node]\nmap_size_mb = 99999999999999999999999\n", 2,
 	    "[node]: map_size_mb must be a number from 1 to 1048576, not "
 	    "'99999999999999999999999'");
-	expect_error(BASE "[sync]\nping_interval_ms = 20000\n", 9,
+	expect_error(BASE "[sync]\nping_interval_ms = 50000\n", 9,
+	    "[sync]: dead_after_ms (45000) must be greater than "
+	    "ping_interval_ms (50000)");
+	expect_error(BASE "[sync]\ndead_after_ms = 15000\n", 9,
 	    "[sync]: dead_after_ms (15000) must be greater than "
-	    "ping_interval_ms (20000)");
-	expect_error(BASE "[sync]\ndead_after_ms = 5000\n", 9,
-	    "[sync]: dead_after_ms (5000) must be greater than "
-	    "ping_interval_ms (5000)");
+	    "ping_interval_ms (15000)");
 	expect_error(BASE "[sync]\nbackoff_max_ms = 100\n", 9,
 	    "[sync]: backoff_min_ms (200) is greater than backoff_max_ms "
 	    "(100)");
