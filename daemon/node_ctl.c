@@ -126,12 +126,16 @@ out:
  * import: {"writes": [write, ...]} applied in one transaction.  Each write
  * is all or nothing: a write the store refuses is dropped and the rest
  * retried, so a bad line never leaves half a record behind.  The reply
- * lists each write's outcome in order.
+ * lists each write's outcome in order; with "brief": true (bulk loads)
+ * it holds only the numbers of writes applied and unchanged and the
+ * refused ones: "rejected": [{"i": index in writes, "error": why}].
  */
 static json_t *
 do_import(struct node *n, json_t *req)
 {
 	json_t *writes = json_object_get(req, "writes"), *results = NULL, *w;
+	int brief = json_is_true(json_object_get(req, "brief"));
+	size_t writes_applied = 0, writes_unchanged = 0;
 	struct write_batch *b = NULL;
 	struct change *all = NULL;
 	struct store_outcome *out = NULL;
@@ -214,7 +218,16 @@ do_import(struct node *n, json_t *req)
 				unchanged++;
 		}
 		applied_total += applied;
-		if (dead[i])
+		if (brief) {
+			if (dead[i])
+				json_array_append_new(results, json_pack(
+				    "{s:I, s:s}", "i", (json_int_t)i, "error",
+				    errs[i] ? errs[i] : "refused"));
+			else if (applied)
+				writes_applied++;
+			else
+				writes_unchanged++;
+		} else if (dead[i])
 			json_array_append_new(results, json_pack("{s:b, s:s}",
 			    "ok", 0, "error", errs[i] ? errs[i] : "refused"));
 		else
@@ -241,6 +254,10 @@ out:
 		return ctl_error(rc, "import: %s", rc == NBX_ENOMEM ?
 		    "out of memory" : store_last_error(n->st));
 	}
+	if (brief)
+		return json_pack("{s:b, s:I, s:I, s:o}", "ok", 1, "applied",
+		    (json_int_t)writes_applied, "unchanged",
+		    (json_int_t)writes_unchanged, "rejected", results);
 	return json_pack("{s:b, s:o}", "ok", 1, "results", results);
 }
 

@@ -75,30 +75,40 @@ ctl_client_close(struct ctl_client *c)
 }
 
 int
-ctl_client_send(struct ctl_client *c, json_t *req, char *err, size_t errlen)
+ctl_client_send_line(struct ctl_client *c, const char *line, size_t n,
+    char *err, size_t errlen)
 {
-	char *line = json_dumps(req, JSON_COMPACT);
-	size_t n, off = 0;
+	size_t off = 0;
 
-	if (line == NULL)
-		return NBX_ENOMEM;
-	n = strlen(line);
-	line[n] = '\n';		/* json_dumps' NUL becomes the line end */
-	while (off < n + 1) {
-		ssize_t w = send(c->fd, line + off, n + 1 - off, MSG_NOSIGNAL);
+	while (off < n) {
+		ssize_t w = send(c->fd, line + off, n - off, MSG_NOSIGNAL);
 
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w < 0) {
 			snprintf(err, errlen, "write to nbxd: %s",
 			    strerror(errno));
-			free(line);
 			return NBX_EIO;
 		}
 		off += (size_t)w;
 	}
-	free(line);
 	return 0;
+}
+
+int
+ctl_client_send(struct ctl_client *c, json_t *req, char *err, size_t errlen)
+{
+	char *line = json_dumps(req, JSON_COMPACT);
+	size_t n;
+	int rc;
+
+	if (line == NULL)
+		return NBX_ENOMEM;
+	n = strlen(line);
+	line[n] = '\n';		/* json_dumps' NUL becomes the line end */
+	rc = ctl_client_send_line(c, line, n + 1, err, errlen);
+	free(line);
+	return rc;
 }
 
 int

@@ -30,6 +30,9 @@ int ctl_client_call(struct ctl_client *c, json_t *req, json_t **reply,
 /* Sends one request without waiting (for streaming writes). */
 int ctl_client_send(struct ctl_client *c, json_t *req, char *err,
     size_t errlen);
+/* Sends n bytes that already form one request line ending in '\n'. */
+int ctl_client_send_line(struct ctl_client *c, const char *line, size_t n,
+    char *err, size_t errlen);
 /* Reads one reply line. */
 int ctl_client_recv(struct ctl_client *c, json_t **reply, int timeout_ms,
     char *err, size_t errlen);
