@@ -30,6 +30,7 @@ struct apply_rec {
 	size_t klen;
 	int loaded, dirty;
 	uint64_t seq;		/* latest seq given to a change of it */
+	uint64_t old_seq;	/* its log entry as stored (0: none) */
 	struct nbx_buf blob;	/* copy of the stored encoding */
 	struct crdt_record rec;
 };
@@ -48,6 +49,11 @@ struct apply {
 	size_t nowned;
 };
 
+/*
+ * Writes the record back, moved to its new place in the log: the value
+ * carries the seq (store_int.h), so the old log entry is known without
+ * a lookup.
+ */
 static int
 rec_flush(struct apply *a)
 {
@@ -60,23 +66,21 @@ rec_flush(struct apply *a)
 	if (!ar->loaded || !ar->dirty)
 		return 0;
 	a->enc.len = 0;
-	if ((rc = crdt_record_encode(&ar->rec, &a->enc)) != 0)
+	store__be64_put(sb, ar->seq);
+	if ((rc = nbx_buf_append(&a->enc, sb, STORE_SEQ_BYTES)) != 0 ||
+	    (rc = crdt_record_encode(&ar->rec, &a->enc)) != 0)
 		return rc;
 	d.mv_size = a->enc.len;
 	d.mv_data = a->enc.p;
 	if ((rc = mdb_put(a->txn, a->st->dbi[DB_RECORDS], &k, &d, 0)) != 0)
 		return store__mdb_code(a->st, rc, "put record");
-	/* move the record to its new place in the log */
-	rc = mdb_get(a->txn, a->st->dbi[DB_LOGIDX], &k, &d);
-	if (rc == 0 && d.mv_size == 8) {
-		memcpy(sb, d.mv_data, 8);
+	if (ar->old_seq != 0 && ar->old_seq != ar->seq) {
+		store__be64_put(sb, ar->old_seq);
 		sk.mv_size = 8;
 		sk.mv_data = sb;
 		rc = mdb_del(a->txn, a->st->dbi[DB_LOG], &sk, NULL);
 		if (rc != 0 && rc != MDB_NOTFOUND)
 			return store__mdb_code(a->st, rc, "del log");
-	} else if (rc != MDB_NOTFOUND && rc != 0) {
-		return store__mdb_code(a->st, rc, "get logidx");
 	}
 	store__be64_put(sb, ar->seq);
 	sk.mv_size = 8;
@@ -85,9 +89,9 @@ rec_flush(struct apply *a)
 		author.n = 0;
 	store__hint_set(a->st, ar->seq, author);
 	if ((rc = mdb_put(a->txn, a->st->dbi[DB_LOG], &sk, &k,
-	    MDB_APPEND)) != 0 ||
-	    (rc = mdb_put(a->txn, a->st->dbi[DB_LOGIDX], &k, &sk, 0)) != 0)
+	    MDB_APPEND)) != 0)
 		return store__mdb_code(a->st, rc, "put log");
+	ar->old_seq = ar->seq;
 	ar->dirty = 0;
 	return 0;
 }
@@ -115,9 +119,16 @@ rec_load(struct apply *a, struct nbx_str coll, struct nbx_str id)
 	coll.p = (const char *)ar->key;
 	id.p = (const char *)ar->key + coll.n + 1;
 	crdt_record_init(&ar->rec, coll, id);
+	ar->old_seq = 0;
 	rc = mdb_get(a->txn, a->st->dbi[DB_RECORDS], &k, &d);
 	if (rc == 0) {
-		if ((rc = nbx_buf_append(&ar->blob, d.mv_data, d.mv_size)) != 0)
+		const uint8_t *enc;
+		size_t len;
+
+		if (store__rec_val(a->st, &d, &ar->old_seq, &enc, &len) != 0)
+			return store__fail(a->st, NBX_ESTORE, "corrupt record "
+			    "%.*s/%.*s", (int)coll.n, coll.p, (int)id.n, id.p);
+		if ((rc = nbx_buf_append(&ar->blob, enc, len)) != 0)
 			return rc;
 		if ((rc = crdt_record_decode(ar->blob.p, ar->blob.len,
 		    &ar->rec)) != 0)

@@ -110,6 +110,93 @@ store__meta_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t v)
 /* Open and close                                                      */
 /* ------------------------------------------------------------------ */
 
+/* The store's format into st->format (1 if it predates the key). */
+static int
+read_format(struct store *st, MDB_txn *txn, const char *dir)
+{
+	uint64_t f = 1;
+	int rc = store__meta_get_u64(txn, st->dbi[DB_META], "format", &f);
+
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return store__mdb_code(st, rc, "read meta");
+	if (f < 1 || f > STORE_FORMAT)
+		return store__fail(st, NBX_ESTORE, "%s: store format %llu is "
+		    "not one this nbx knows (%d or older): a newer nbx wrote "
+		    "it", dir, (unsigned long long)f, STORE_FORMAT);
+	st->format = (int)f;
+	return 0;
+}
+
+/*
+ * Format 1 -> 2, in the opening transaction: every record value gets its
+ * log seq in front (from "logidx"), and "logidx" is emptied.  Nothing is
+ * half done: a failure aborts the transaction and the store stays as it
+ * was (the map must hold the larger values; nbxd says so if it cannot).
+ */
+static int
+upgrade(struct store *st, MDB_txn *txn, const char *dir)
+{
+	MDB_cursor *cu = NULL;
+	MDB_val k, d, x;
+	uint8_t key[KEY_MAX], *buf = NULL;
+	size_t cap = 0;
+	int rc, op = MDB_FIRST;
+
+	if ((rc = mdb_cursor_open(txn, st->dbi[DB_RECORDS], &cu)) != 0)
+		goto out;
+	while ((rc = mdb_cursor_get(cu, &k, &d, op)) == 0) {
+		uint64_t seq = 0;
+
+		op = MDB_NEXT;
+		if (mdb_get(txn, st->dbi[DB_LOGIDX], &k, &x) == 0 &&
+		    x.mv_size == 8)
+			seq = store__be64_get(x.mv_data);
+		if (d.mv_size + STORE_SEQ_BYTES > cap) {
+			uint8_t *nb;
+
+			cap = (d.mv_size + STORE_SEQ_BYTES) * 2;
+			if ((nb = realloc(buf, cap)) == NULL) {
+				rc = ENOMEM;
+				goto out;
+			}
+			buf = nb;
+		}
+		if (k.mv_size > KEY_MAX) {
+			rc = MDB_CORRUPTED;
+			goto out;
+		}
+		/* copies: the put rewrites the page k and d point into */
+		memcpy(key, k.mv_data, k.mv_size);
+		k.mv_data = key;
+		store__be64_put(buf, seq);
+		memcpy(buf + STORE_SEQ_BYTES, d.mv_data, d.mv_size);
+		x.mv_size = d.mv_size + STORE_SEQ_BYTES;
+		x.mv_data = buf;
+		if ((rc = mdb_cursor_put(cu, &k, &x, MDB_CURRENT)) != 0)
+			goto out;
+	}
+	if (rc != MDB_NOTFOUND)
+		goto out;
+	if ((rc = mdb_drop(txn, st->dbi[DB_LOGIDX], 0)) != 0 ||
+	    (rc = store__meta_put_u64(txn, st->dbi[DB_META], "format",
+	    STORE_FORMAT)) != 0)
+		goto out;
+	st->format = STORE_FORMAT;
+out:
+	if (cu)
+		mdb_cursor_close(cu);
+	free(buf);
+	if (rc == ENOMEM)
+		return store__fail(st, NBX_ENOMEM, "%s: upgrading the store "
+		    "format: out of memory", dir);
+	if (rc != 0)
+		return store__fail(st, rc == MDB_MAP_FULL ? NBX_EMAPFULL :
+		    NBX_ESTORE, "%s: upgrading the store to format %d: %s%s",
+		    dir, STORE_FORMAT, mdb_strerror(rc), rc == MDB_MAP_FULL ?
+		    " (raise map_size_mb)" : "");
+	return 0;
+}
+
 static int
 init_meta(struct store *st, MDB_txn *txn, const char *dir)
 {
@@ -125,7 +212,9 @@ init_meta(struct store *st, MDB_txn *txn, const char *dir)
 			    "%s: store belongs to node '%.*s', not '%s'", dir,
 			    (int)d.mv_size, (const char *)d.mv_data,
 			    st->node_id);
-		return 0;
+		if ((rc = read_format(st, txn, dir)) != 0)
+			return rc;
+		return st->format < STORE_FORMAT ? upgrade(st, txn, dir) : 0;
 	}
 	if (rc != MDB_NOTFOUND)
 		return store__mdb_code(st, rc, "read meta");
@@ -142,6 +231,7 @@ init_meta(struct store *st, MDB_txn *txn, const char *dir)
 	    (rc = store__meta_put_u64(txn, st->dbi[DB_META], "format",
 	    STORE_FORMAT)) != 0)
 		return store__mdb_code(st, rc, "write meta");
+	st->format = STORE_FORMAT;
 	return 0;
 }
 
@@ -175,6 +265,10 @@ open_dbis(struct store *st, const char *dir)
 		    d.mv_size <= NBX_ID_MAX) {
 			memcpy(st->node_id, d.mv_data, d.mv_size);
 			st->node_id[d.mv_size] = 0;
+		}
+		if ((rc = read_format(st, txn, dir)) != 0) {
+			mdb_txn_abort(txn);
+			return rc;
 		}
 		/* commit, not abort: an aborted txn closes the handles it opened */
 		return store__mdb_code(st, mdb_txn_commit(txn), "commit");
@@ -549,6 +643,9 @@ store_record_get(struct store_rtxn *t, struct nbx_str coll, struct nbx_str id,
 {
 	uint8_t key[KEY_MAX];
 	MDB_val k, d;
+	const uint8_t *enc;
+	size_t len;
+	uint64_t seq;
 	int rc;
 
 	crdt_record_init(r, coll, id);
@@ -558,8 +655,10 @@ store_record_get(struct store_rtxn *t, struct nbx_str coll, struct nbx_str id,
 	k.mv_data = key;
 	if ((rc = mdb_get(t->txn, t->st->dbi[DB_RECORDS], &k, &d)) != 0)
 		return store__mdb_code(t->st, rc, "get record");
+	if (store__rec_val(t->st, &d, &seq, &enc, &len) != 0)
+		return NBX_EMALFORMED;
 	/* coll and id stay the caller's; everything else borrows from the txn */
-	return crdt_record_decode(d.mv_data, d.mv_size, r);
+	return crdt_record_decode(enc, len, r);
 }
 
 int
@@ -569,6 +668,9 @@ store_record_next(struct store_rtxn *t, struct nbx_str coll,
 	uint8_t key[KEY_MAX + 1];
 	MDB_cursor *cu;
 	MDB_val k, d;
+	const uint8_t *enc;
+	size_t len;
+	uint64_t seq;
 	struct nbx_str kc;
 	int rc;
 
@@ -588,7 +690,9 @@ store_record_next(struct store_rtxn *t, struct nbx_str coll,
 	if (store__rec_key_split(&k, &kc, id) != 0 || !nbx_str_eq(kc, coll))
 		return NBX_ENOTFOUND;
 	crdt_record_init(r, kc, *id);
-	return crdt_record_decode(d.mv_data, d.mv_size, r);
+	if (store__rec_val(t->st, &d, &seq, &enc, &len) != 0)
+		return NBX_EMALFORMED;
+	return crdt_record_decode(enc, len, r);
 }
 
 int
@@ -756,6 +860,9 @@ store_records_digest(struct store *st, uint8_t out[32])
 	struct store_rtxn *t;
 	MDB_cursor *cu = NULL;
 	MDB_val k, d;
+	const uint8_t *enc;
+	size_t elen;
+	uint64_t seq;
 	EVP_MD_CTX *md = NULL;
 	uint8_t len[8];
 	unsigned int mdlen = 32;
@@ -777,9 +884,14 @@ store_records_digest(struct store *st, uint8_t out[32])
 		store__be64_put(len, k.mv_size);
 		EVP_DigestUpdate(md, len, 8);
 		EVP_DigestUpdate(md, k.mv_data, k.mv_size);
-		store__be64_put(len, d.mv_size);
+		/* the state, not where it sits in this node's log */
+		if (store__rec_val(st, &d, &seq, &enc, &elen) != 0) {
+			rc = NBX_EMALFORMED;
+			goto out;
+		}
+		store__be64_put(len, elen);
 		EVP_DigestUpdate(md, len, 8);
-		EVP_DigestUpdate(md, d.mv_data, d.mv_size);
+		EVP_DigestUpdate(md, enc, elen);
 	}
 	if (rc != MDB_NOTFOUND) {
 		rc = store__mdb_code(st, rc, "digest");

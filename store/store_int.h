@@ -11,7 +11,15 @@
 
 #include "store.h"
 
-#define STORE_FORMAT	1
+/*
+ * Store format.  2: a record's value is its log seq (u64 BE) followed by
+ * its crdt encoding, so an update finds the log entry to move without an
+ * index.  1 (before): the value was the encoding alone and the "logidx"
+ * database mapped record keys to seqs; nbxd upgrades such a store when
+ * it opens it, and read-only opens read either.  "logidx" stays, empty.
+ */
+#define STORE_FORMAT	2
+#define STORE_SEQ_BYTES	8
 #define MAP_MAX		(UINT64_C(1) << 40)	/* 1 TiB: stop growing */
 #define KEY_MAX		(NBX_NAME_MAX + 1 + NBX_RECID_MAX)
 
@@ -42,6 +50,7 @@ struct store {
 	unsigned env_flags;	/* as opened, for compaction's reopen */
 	char dir[4096];
 	int rtxns;		/* read transactions open now */
+	int format;		/* of the open store: 1 or STORE_FORMAT */
 	uint64_t *hints;	/* STORE_HINT_SLOTS, allocated on first use */
 	char hint_ids[STORE_HINT_AUTHORS][NBX_ID_MAX + 1];
 	unsigned nhint_ids;
@@ -107,6 +116,30 @@ store__be64_get(const uint8_t *p)
 	for (int i = 0; i < 8; i++)
 		v = (v << 8) | p[i];
 	return v;
+}
+
+/*
+ * Splits a records value into its log seq (0 if the store is of format
+ * 1) and its crdt encoding.  MDB_CORRUPTED if it is too short.
+ */
+static inline int
+store__rec_val(const struct store *st, const MDB_val *d, uint64_t *seq,
+    const uint8_t **enc, size_t *len)
+{
+	const uint8_t *p = d->mv_data;
+
+	if (st->format < 2) {
+		*seq = 0;
+		*enc = p;
+		*len = d->mv_size;
+		return 0;
+	}
+	if (d->mv_size < STORE_SEQ_BYTES)
+		return MDB_CORRUPTED;
+	*seq = store__be64_get(p);
+	*enc = p + STORE_SEQ_BYTES;
+	*len = d->mv_size - STORE_SEQ_BYTES;
+	return 0;
 }
 
 #endif

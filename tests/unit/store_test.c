@@ -3,6 +3,8 @@
  * seq assignment, map growth, quarantine, local write rules.
  */
 #include <criterion/criterion.h>
+#include <lmdb.h>
+#include <string.h>
 #include <sys/stat.h>
 
 #include "hlc.h"
@@ -393,6 +395,151 @@ Test(store, drifted_change_is_deferred_not_lost)
 	cr_assert_eq(store_retry_deferred(st, pol, NOW + 20000, &applied), 0);
 	cr_assert_eq(applied, 0);
 	cr_assert_null(get_name(st, "lv:2"));
+	store_close(st);
+	policy_free(pol);
+	test_rmdir(dir);
+}
+
+/*
+ * Rewrites a store of the current format into format 1 by hand (values
+ * without their seq, a "logidx" from record key to seq, format 1), as an
+ * older nbx left it.
+ */
+static void
+make_format1(const char *dir)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi rec, idx, meta;
+	MDB_cursor *cu;
+	MDB_val k, d, fk = { 6, "format" }, fv;
+	uint8_t one[8] = { 0, 0, 0, 0, 0, 0, 0, 1 };
+	int op = MDB_FIRST;
+
+	cr_assert_eq(mdb_env_create(&env), 0);
+	cr_assert_eq(mdb_env_set_maxdbs(env, 16), 0);
+	cr_assert_eq(mdb_env_open(env, dir, 0, 0600), 0);
+	cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	cr_assert_eq(mdb_dbi_open(txn, "records", 0, &rec), 0);
+	cr_assert_eq(mdb_dbi_open(txn, "logidx", 0, &idx), 0);
+	cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+	cr_assert_eq(mdb_cursor_open(txn, rec, &cu), 0);
+	while (mdb_cursor_get(cu, &k, &d, op) == 0) {
+		/* copies: pointers into the map die at the next write */
+		uint8_t kb[256], v[4096], s8[8];
+		MDB_val kc = { k.mv_size, kb }, nv = { d.mv_size - 8, v },
+		    sv = { 8, s8 };
+
+		op = MDB_NEXT;
+		cr_assert_leq(k.mv_size, sizeof(kb));
+		cr_assert_leq(d.mv_size, sizeof(v));
+		memcpy(kb, k.mv_data, k.mv_size);
+		memcpy(s8, d.mv_data, 8);
+		memcpy(v, (uint8_t *)d.mv_data + 8, d.mv_size - 8);
+		cr_assert_eq(mdb_cursor_put(cu, &kc, &nv, MDB_CURRENT), 0);
+		cr_assert_eq(mdb_put(txn, idx, &kc, &sv, 0), 0);
+	}
+	mdb_cursor_close(cu);
+	fv.mv_size = 8;
+	fv.mv_data = one;
+	cr_assert_eq(mdb_put(txn, meta, &fk, &fv, 0), 0);
+	cr_assert_eq(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+/* The log's seqs in order, into seqs; returns how many. */
+static size_t
+log_seqs(struct store *st, uint64_t *seqs, size_t max)
+{
+	struct store_rtxn *t;
+	struct nbx_str coll, id;
+	uint64_t seq = 0;
+	size_t n = 0;
+
+	cr_assert_eq(store_rtxn_begin(st, &t), 0);
+	while (n < max && store_log_next(t, seq, &seq, &coll, &id) == 0)
+		seqs[n++] = seq;
+	store_rtxn_end(t);
+	return n;
+}
+
+Test(store, a_format_1_store_is_read_and_upgraded)
+{
+	char *dir = test_tmpdir();
+	struct policy *pol = test_policy();
+	struct store_opts ro = { .readonly = 1 };
+	struct store *st = open_store(dir, "ee", 0);
+	struct change c[3] = { test_str("ee:1", "name", "one"),
+	    test_str("ee:2", "name", "two"), test_str("ee:3", "name", "three") };
+	struct store_outcome out[3];
+	uint8_t before[32], after[32];
+	uint64_t seqs[8];
+	struct store_meta m;
+	char err[256];
+
+	cr_assert_eq(store_apply(st, pol, c, 3, (struct nbx_str){ 0 }, NULL,
+	    NOW, 0, out), 0);
+	/* and enough more that rewriting the values splits pages */
+	for (int i = 0; i < 3000; i++) {
+		char id[32], name[64];
+		struct change x;
+
+		snprintf(id, sizeof(id), "ee:more-%d", i);
+		snprintf(name, sizeof(name), "a longer name for record %d", i);
+		x = test_str(id, "name", name);
+		cr_assert_eq(store_apply(st, pol, &x, 1, (struct nbx_str){ 0 },
+		    NULL, NOW, 0, out), 0);
+	}
+	cr_assert_eq(store_records_digest(st, before), 0);
+	store_close(st);
+	make_format1(dir);
+
+	/* nbxq's read-only open reads the old layout as it is */
+	cr_assert_eq(store_open(dir, &ro, &st, err, sizeof(err)), 0, "%s", err);
+	cr_assert_str_eq(get_name(st, "ee:2"), "two");
+	cr_assert_eq(store_records_digest(st, after), 0);
+	cr_assert_eq(memcmp(before, after, 32), 0);
+	store_close(st);
+
+	/* nbxd upgrades it: same records, same log */
+	st = open_store(dir, "ee", 0);
+	cr_assert_str_eq(get_name(st, "ee:1"), "one");
+	cr_assert_eq(store_records_digest(st, after), 0);
+	cr_assert_eq(memcmp(before, after, 32), 0);
+	cr_assert_eq(log_seqs(st, seqs, 8), 8);
+	cr_assert_eq(seqs[0], 1);
+	cr_assert_eq(seqs[2], 3);
+	cr_assert_eq(seqs[7], 8);
+	/* an update moves the record's log entry, leaving no stale one */
+	c[0].val.s = nbx_str_c("one again");
+	cr_assert_eq(store_apply(st, pol, c, 1, (struct nbx_str){ 0 }, NULL,
+	    NOW + 1, 0, out), 0);
+	cr_assert_eq(log_seqs(st, seqs, 8), 8);
+	cr_assert_eq(seqs[0], 2, "ee:1 left seq 1");
+	cr_assert_eq(seqs[1], 3);
+
+	/* ee:1 now sits last in the log, at the newest seq */
+	cr_assert_eq(store_meta_get(st, &m), 0);
+	cr_assert_eq(m.records, 3003);
+	{
+		struct store_rtxn *t;
+		struct nbx_str coll, id;
+		uint64_t seq;
+
+		cr_assert_eq(store_rtxn_begin(st, &t), 0);
+		cr_assert_eq(store_log_next(t, m.last_seq - 1, &seq, &coll,
+		    &id), 0);
+		cr_assert_eq(seq, m.last_seq);
+		cr_assert(nbx_str_eq(id, nbx_str_c("ee:1")));
+		store_rtxn_end(t);
+	}
+	store_close(st);
+
+	/* and it stays upgraded */
+	st = open_store(dir, "ee", 0);
+	cr_assert_str_eq(get_name(st, "ee:1"), "one again");
+	cr_assert_str_eq(get_name(st, "ee:more-2999"),
+	    "a longer name for record 2999");
 	store_close(st);
 	policy_free(pol);
 	test_rmdir(dir);
