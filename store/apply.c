@@ -261,6 +261,40 @@ aud_subset(const struct nbx_audience *x, const struct nbx_audience *y)
  * A local write that would leave the record as it is gets no new version,
  * so writing (or importing) the same data twice changes nothing.
  */
+/*
+ * 1 if r already holds exactly this remote change: the same version and
+ * the same value of the same register (or the same state).  Merging it
+ * again would change nothing, so it is answered as a no-op before the
+ * policy is consulted; in a mesh most of what a node receives is a copy
+ * of what another peer relayed first.  Anything else goes the full way.
+ */
+static int
+remote_held(const struct crdt_record *r, const struct change *c)
+{
+	const struct crdt_reg *g;
+	struct nbx_str none = { "", 0 };
+
+	switch (c->kind) {
+	case CHANGE_STATE:
+		return r->state_ver.hlc == c->hlc && r->state_ver.hlc != 0 &&
+		    nbx_str_eq(r->state_ver.origin, c->origin) &&
+		    c->val.t == NBX_V_INT && r->state == c->val.i;
+	case CHANGE_FIELD:
+	case CHANGE_ELEM:
+		g = crdt_record_find(r, c->field,
+		    c->kind == CHANGE_ELEM ? c->elem : none);
+		return g && (g->flags & CRDT_REG_VALUE) &&
+		    ((g->flags & CRDT_REG_ELEM) != 0) ==
+		    (c->kind == CHANGE_ELEM) &&
+		    g->ver.hlc == c->hlc && nbx_str_eq(g->ver.origin,
+		    c->origin) && g->aud.hlc == c->aud.hlc &&
+		    nbx_str_eq(g->aud.origin, c->aud.origin) &&
+		    value_eq(&g->val, &c->val);
+	default:
+		return 0;
+	}
+}
+
 static int
 local_unchanged(const struct crdt_record *r, const struct change *c)
 {
@@ -514,10 +548,14 @@ apply_one(struct apply *a, const struct change *in, struct store_outcome *out)
 		if (pf && pf->share == SHARE_AUDIENCE)
 			c.aud = a->r.rec.aud;
 	}
-	if ((rc = policy_check_change(a->pol, &c, a->self, remote, NULL)) != 0)
-		goto reject;
 	if ((rc = rec_load(a, c.coll, c.id)) != 0)
 		return rc;
+	if (remote && !a->r.rec.erased && remote_held(&a->r.rec, &c)) {
+		out->status = STORE_NOOP;
+		return 0;
+	}
+	if ((rc = policy_check_change(a->pol, &c, a->self, remote, NULL)) != 0)
+		goto reject;
 	if (a->r.rec.erased && c.kind != CHANGE_ERASE && !remote) {
 		rc = NBX_EERASED;
 		goto reject;
