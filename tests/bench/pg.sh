@@ -2,7 +2,8 @@
 # pg.sh - the PostgreSQL side of `make bench`: the same workloads as the
 # nbx side, through PostgreSQL 15 logical replication.  POSIX sh; sourced
 # by tests/bench/run.sh after tests/integration/lib.sh (it uses $T,
-# $PORT_BASE, fail) and after run.sh has set N, now, poll and result.
+# $PORT_BASE, fail) and after run.sh has set N, now, poll and result (and
+# FIRST_N, LIVE_*, IDLE_SECS, BENCHPY, extra, jfield, live_say for 3, 4).
 #
 # What it builds, all under $T/pg and all removed at the end (pg_cleanup,
 # called from run.sh's EXIT trap):
@@ -30,11 +31,12 @@ PG_PUB_PORT=$((PORT_BASE + 5))
 PG_SUB_PORT=$((PORT_BASE + 6))
 PG_STARTED=""
 
-# pg_install: Debian's postgresql-15 and the openssl CLI, only if missing
-# (idempotent: nothing is fetched when both are installed).
+# pg_install: Debian's postgresql-15, the openssl CLI and iproute2 (`ss`,
+# for the idle workload's byte counters), only if missing (idempotent:
+# nothing is fetched when all are installed).
 pg_install() {
 	missing=""
-	for p in postgresql-$PG_VERSION openssl; do
+	for p in postgresql-$PG_VERSION openssl iproute2; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
 		    grep -q 'install ok installed' || missing="$missing $p"
 	done
@@ -264,6 +266,42 @@ pg_checkpoint() {
 	sync
 }
 
+# pg_conninfo CLUSTER: libpq connection string of the superuser over the
+# unix socket (nbxbench.py's writer and reader)
+pg_conninfo() { echo "host=$P/sock port=$(pg_port "$1") dbname=bench user=postgres"; }
+
+# 3. live replication: nbxbench.py calls bench_insert(lo, hi) for
+# LIVE_RATE/100 rows every 10 ms on the publisher (one transaction each,
+# synchronous_commit on: committed durably, like ee's import), and polls
+# max(id) on the subscriber every 2 ms (the apply worker commits in the
+# publisher's order).  The subscription runs with the round's MODE.
+pg_live() {
+	say "N=$N: PostgreSQL live replication ($1), $LIVE_RATE rows/s for $LIVE_SECS s"
+	$BENCHPY live-pg --writer "$(pg_conninfo pub)" --reader "$(pg_conninfo sub)" \
+	    --rate "$LIVE_RATE" --secs "$LIVE_SECS" --first $((2 * N)) \
+	    --timeout "$TIMEOUT" >"$T/live.json" 2>"$T/live.err" ||
+	    pg_fail "PostgreSQL live: $(cat "$T/live.err")"
+	extra live "pg_$1" "$(cat "$T/live.json")"
+	live_say "$T/live.json"
+	total=$(jfield "$T/live.json" records)
+	[ "$(pg_count sub)" = $((2 * N + total)) ] ||
+	    pg_fail "subscriber: $(pg_count sub) rows after live, want $((2 * N + total))"
+}
+
+# 4. idle cost: the subscription in sync (2b's last update visible), then
+# IDLE_SECS s of nothing; the TCP payload of the replication connection
+# (its server side: the walsender's socket on the publisher's port) both
+# ways, from `ss -tin` as for nbx.  PostgreSQL's defaults:
+# wal_receiver_status_interval 10 s, wal_sender_timeout 60 s.
+pg_idle() {
+	sleep 2
+	say "N=$N: PostgreSQL idle for $IDLE_SECS s"
+	$BENCHPY idle --secs "$IDLE_SECS" --ports "$PG_PUB_PORT" \
+	    >"$T/idle.json" 2>"$T/idle.err" || pg_fail "PostgreSQL idle: $(cat "$T/idle.err")"
+	extra idle pg "$(cat "$T/idle.json")"
+	say "  $(cat "$T/idle.json")"
+}
+
 # pg_round MODE: every workload once, with the subscription's apply
 # worker at synchronous_commit = MODE (off is PostgreSQL's default for
 # subscriptions; on flushes WAL at each applied commit, like nbx's fsync
@@ -351,6 +389,11 @@ pg_round() {
 
 	PG_SIZE="publisher $(pg_sql pub "SELECT pg_size_pretty(pg_total_relation_size('service'))")"
 	PG_SIZE="$PG_SIZE, subscriber $(pg_sql sub "SELECT pg_size_pretty(pg_total_relation_size('service'))")"
+
+	if [ "$N" = "$FIRST_N" ]; then
+		[ "$mode" = on ] || pg_idle
+		pg_live "$mode"
+	fi
 
 	# reset for the next round: the subscription (and its slot) goes, the
 	# next round starts from empty tables again

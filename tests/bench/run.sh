@@ -21,11 +21,30 @@
 #   5.  local ingest: `nbxctl import` of the N records (1,000 per
 #       transaction) / one PostgreSQL COPY of the same rows
 #   5b. local ingest with 1,000 rows per transaction on both sides
+# and, once per run (at the first size, on the nodes / clusters that
+# hold the 2N records of 1 and 2), with tests/bench/nbxbench.py:
+#   3.  live replication: writes on the origin at a fixed rate (one batch
+#       every 10 ms) while the peer / subscriber is connected; achieved
+#       rate, and the lag of each batch from its commit on the origin
+#       until it is visible on the peer (median, p99)
+#   4.  idle cost: bytes per minute between two in-sync nodes / over the
+#       replication connection
+#   6.  convergence (nbx only): K nodes in a full mesh, split K/2 | K/2 by
+#       a proxy on the cross links, 10,000 imports on each side, heal;
+#       seconds until every pair's `nbxctl verify` digests match
+#   7.  memory (nbx only): peak RssAnon of each nbxd during 5, 1, 2a, 2b
+#   8.  scaling: the per-record cost of 1, 2 and 5 at the largest size
+#       against the smallest (with more than one size), and 6 at 2, 4
+#       and 8 nodes
 #
 # Sizes: BENCH_RECORDS="N [N...]" (default 100000); BENCH_FULL=1 adds
-# 1000000.  KEEP=1 keeps the temporary directory.  Everything runs under
-# one mktemp directory; the nodes and clusters are stopped and the
-# directory removed on exit, also on failure or Ctrl-C.
+# 1000000.  BENCH_LIVE_RATE (records/s, default 50000) and
+# BENCH_LIVE_SECS (default 10) set 3; BENCH_IDLE_SECS (default 60) sets
+# 4; BENCH_CONVERGE_NODES (default "2 4 8") and BENCH_CONVERGE_WRITES
+# (per side, default 10000) set 6.  KEEP=1 keeps the temporary directory.
+# Everything runs under one mktemp directory; the nodes, proxies and
+# clusters are stopped and the directory removed on exit, also on failure
+# or Ctrl-C.
 NBX_REPO=$(cd "$(dirname "$0")/../.." && pwd)
 . "$NBX_REPO/tests/integration/lib.sh"
 . "$NBX_REPO/tests/bench/pg.sh"
@@ -39,8 +58,19 @@ SIZES=${BENCH_RECORDS:-100000}
 if [ "${BENCH_FULL:-}" = 1 ] && [ -z "${BENCH_RECORDS:-}" ]; then
 	SIZES="100000 1000000"
 fi
+FIRST_N=${SIZES%% *}	# 3, 4 and 6 run once, at this size
+LIVE_RATE=${BENCH_LIVE_RATE:-50000}
+LIVE_SECS=${BENCH_LIVE_SECS:-10}
+IDLE_SECS=${BENCH_IDLE_SECS:-60}
+CONV_NODES=${BENCH_CONVERGE_NODES:-2 4 8}
+CONV_WRITES=${BENCH_CONVERGE_WRITES:-10000}
 MAP_MB=4096	# the LMDB map; it grows on demand anyway
-export MAP_MB
+# nbxd's defaults for what lib.sh sets for tests: 1 MiB batches
+BATCH_BYTES=$(sed -n 's/^batch_bytes *= *\([0-9]*\).*/\1/p' "$NBX_REPO/conf/nbx.conf.example")
+export MAP_MB BATCH_BYTES
+BENCHPY="python3 $NBX_REPO/tests/bench/nbxbench.py"
+# the daemon's default ping interval (4 runs with it), as documented
+IDLE_PING=$(sed -n 's/^ping_interval_ms *= *\([0-9]*\).*/\1/p' "$NBX_REPO/conf/nbx.conf.example")
 
 now() { date +%s.%N; }
 say() { echo "bench: $*" >&2; }
@@ -61,6 +91,19 @@ poll() {
 	done
 }
 
+# extra WORKLOAD COLUMN JSON: a measurement of 3, 4 or 6 (nbxbench.py's
+# JSON result), to $T/extra
+extra() { echo "$1 $2 $3" >>"$T/extra"; }
+# jfield FILE KEY: a number from a JSON result
+jfield() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+
+# phase NAME: the workload the memory sampler (7) attributes RSS to;
+# phase "" stops sampling
+phase() {
+	if [ -n "$1" ]; then echo "$N $1" >"$T/phase.tmp"; mv "$T/phase.tmp" "$T/phase"
+	else rm -f "$T/phase"; fi
+}
+
 # result WORKLOAD COLUMN T0 T1: one measurement, to $T/results
 result() {
 	awk -v n="$N" -v k="$1" -v c="$2" -v a="$3" -v b="$4" 'BEGIN {
@@ -73,12 +116,13 @@ result() {
 # The data: record i of N, the same values on both sides
 # ------------------------------------------------------------------
 
-# gen json|csv FROM COUNT: records FROM .. FROM+COUNT-1 as nbx import
-# lines or as CSV rows of the PostgreSQL table (id, the 8 fields, notes)
+# gen json|csv FROM COUNT [NODE]: records FROM .. FROM+COUNT-1 as nbx
+# import lines or as CSV rows of the PostgreSQL table (id, the 8 fields,
+# notes); ids NODE:svc-NNNNNNN (NODE: the writing node, default ee)
 gen() {
-	awk -v fmt="$1" -v lo="$2" -v n="$3" 'BEGIN {
+	awk -v fmt="$1" -v lo="$2" -v n="$3" -v node="${4:-ee}" 'BEGIN {
 	    for (i = lo; i < lo + n; i++) {
-		id = sprintf("ee:svc-%07d", i)
+		id = sprintf("%s:svc-%07d", node, i)
 		name = "Support service number " i
 		org = sprintf("ee:org-%04d", i % 1000)
 		phone = sprintf("+372 600 %04d", i % 10000)
@@ -131,6 +175,7 @@ nbx_pass() {
 	# one LMDB transaction committed with fsync, so 5 and 5b are the same
 	# measurement on the nbx side.
 	sync
+	phase 5
 	t0=$(now)
 	ctl ee import "$T/records.jsonl" >"$T/import.out" 2>"$T/import.err" ||
 	    fail "import: $(cat "$T/import.out" "$T/import.err")"
@@ -143,6 +188,7 @@ nbx_pass() {
 	# 1. initial sync: start lv (empty) and time until it has N records
 	# (`nbxctl status --json` node.records, committed in LMDB)
 	sync
+	phase 1
 	t0=$(now)
 	nbx_start lv
 	poll "nbx initial sync" nbx_has lv "$N"
@@ -153,9 +199,11 @@ nbx_pass() {
 	# 2a. catch-up of N inserts: lv stopped, N new records imported on
 	# ee, lv started; time until lv has 2N records
 	nbx_stop lv
+	phase ""	# the origin's backlog write is not workload 2
 	ctl ee import "$T/backlog.jsonl" >"$T/import.out" 2>&1 ||
 	    fail "backlog import: $(cat "$T/import.out")"
 	sync
+	phase 2a
 	t0=$(now)
 	nbx_start lv
 	started lv "$t0"
@@ -168,18 +216,21 @@ nbx_pass() {
 	# each); time until lv has acknowledged ee's whole log, i.e. committed
 	# every update (an update adds no record, so records cannot tell)
 	nbx_stop lv
+	phase ""
 	ctl ee import "$T/updates.jsonl" >"$T/import.out" 2>&1 ||
 	    fail "update import: $(cat "$T/import.out")"
 	grep -q "applied $N, unchanged 0" "$T/import.out" ||
 	    fail "update import: $(cat "$T/import.out")"
 	target=$(stat_of ee seq)
 	sync
+	phase 2b
 	t0=$(now)
 	nbx_start lv
 	started lv "$t0"
 	poll "nbx catch-up of $N updates" lv_acked "$target"
 	t1=$(now)
 	result catchup_upd nbx "$t0" "$t1"
+	phase ""
 
 	# untimed checks on lv: every record, every update, no notes
 	[ "$(q lv count service)" = $((2 * N)) ] || fail "lv: $(q lv count service) records"
@@ -190,8 +241,188 @@ nbx_pass() {
 	    END { print bad + 0 }')
 	[ "$bad" = 0 ] || fail "lv: $bad records with a wrong free_places"
 	NBX_SIZE=$(du -sh "$T/ee/data" "$T/lv/data" | awk '{ printf "%s%s %s", s, $2 ~ /ee/ ? "ee" : "lv", $1; s = ", " }')
+	if [ "$N" = "$FIRST_N" ]; then
+		nbx_live
+		nbx_idle
+	fi
 	nbx_stop lv
 	nbx_stop ee
+}
+
+# 3. live replication: nbxbench.py writes LIVE_RATE records/s for
+# LIVE_SECS s on ee (records 2N, 2N+1, ...: one `import` request of
+# LIVE_RATE/100 records every 10 ms, each committed with fsync before its
+# reply) and polls lv's record count (`status` on its control socket)
+# every 2 ms; a batch's lag runs from ee's reply until lv's count covers
+# it.  lv runs the bench config (ping 1 s); both hold 2N records.
+nbx_live() {
+	say "N=$N: nbx live replication, $LIVE_RATE records/s for $LIVE_SECS s"
+	$BENCHPY live-nbx --writer "$T/ee/ctl.sock" --reader "$T/lv/ctl.sock" \
+	    --rate "$LIVE_RATE" --secs "$LIVE_SECS" --first $((2 * N)) \
+	    --base "$(stat_of lv records)" --timeout "$TIMEOUT" \
+	    >"$T/live.json" 2>"$T/live.err" || fail "nbx live: $(cat "$T/live.err")"
+	extra live nbx "$(cat "$T/live.json")"
+	live_say "$T/live.json"
+	# untimed: lv has every record and acknowledged ee's whole log
+	total=$(jfield "$T/live.json" records)
+	poll "lv acknowledges all of ee's log" lv_acked "$(stat_of ee seq)"
+	[ "$(q lv count service)" = $((2 * N + total)) ] ||
+	    fail "lv: $(q lv count service) records after live, want $((2 * N + total))"
+	[ "$(q lv count service --where notes~internal)" = 0 ] || fail "notes reached lv"
+}
+live_say() {
+	python3 - "$1" <<'PY' >&2
+import json, sys
+d = json.load(open(sys.argv[1]))
+print("bench:   target %(target_rate).0f/s, achieved %(achieved_rate).0f/s "
+      "(%(records)d records in %(secs).2f s, writer %(behind_s).2f s behind "
+      "at the end); lag median %(lag_p50_ms).1f ms, p99 %(lag_p99_ms).1f ms, "
+      "max %(lag_max_ms).1f ms; origin commit median %(commit_p50_ms).1f ms"
+      % d)
+print("bench:   lag median per tenth of the run (ms): %s"
+      % " ".join(str(x) for x in d["lag_tenths_p50_ms"]))
+PY
+}
+
+# 4. idle cost: ee and lv restarted with the daemon's default liveness
+# settings (ping_interval_ms, dead_after_ms; the bench config sets a 1 s
+# ping for the other workloads), connected and in sync; then IDLE_SECS s
+# of nothing.  Counted: the plaintext bytes_in + bytes_out ee reports for
+# lv (`status`), and the TCP payload of the connection both ways from the
+# kernel's counters (`ss -tin` bytes_acked + bytes_received: the TLS
+# records; IP and TCP headers not included, segments counted instead).
+nbx_idle() {
+	nbx_stop lv
+	nbx_stop ee
+	for n in ee lv; do
+		grep -v -e '^ping_interval_ms' -e '^dead_after_ms' "$T/$n/nbx.conf" \
+		    >"$T/$n/nbx.conf.tmp"
+		mv "$T/$n/nbx.conf.tmp" "$T/$n/nbx.conf"
+	done
+	nbx_start ee
+	nbx_start lv
+	poll "ee and lv connected and in sync" in_sync
+	sleep 2
+	say "N=$N: nbx idle for $IDLE_SECS s"
+	$BENCHPY idle --secs "$IDLE_SECS" --ports "$(port_of ee),$(port_of lv)" \
+	    --ctl "$T/ee/ctl.sock" --peer lv >"$T/idle.json" 2>"$T/idle.err" ||
+	    fail "nbx idle: $(cat "$T/idle.err")"
+	extra idle nbx "$(cat "$T/idle.json")"
+	say "  $(cat "$T/idle.json")"
+}
+# both directions up with nothing unacknowledged
+in_sync() {
+	for n in ee lv; do
+		ctl "$n" status --json | grep -q '"state":"up"' || return 1
+		[ "$(stat_of "$n" lag)" = 0 ] || return 1
+	done
+}
+
+# 6. convergence: K nodes c1..cK in a full mesh; the links between the
+# halves c1..cK/2 and the rest go through tests/tools/flakyproxy.py (one
+# proxy link "cross" for all of them; the links inside a half are direct).
+# The mesh comes up and gets in sync on 100 records from each node (so
+# that every node has a cursor with every peer, as in a network that has
+# been running), the proxy cuts the cross links (RST, new connections
+# refused: the nodes are not told, they retry with their backoff), each
+# half imports CONV_WRITES records (spread over its nodes) and replicates
+# them inside the half; then nbxbench.py heals (proxy "pass") and times,
+# from the heal: every peer up again, every node holding every record
+# (`status`, polled every 10 ms), and every pair's `verify` digests equal
+# on both ends (the end of the first round of verify calls over all pairs,
+# the nodes asked in parallel, that finds them all equal).  The bench
+# config's reconnect backoff (100 ms doubling to 1 s, jitter x0.5-1.5)
+# applies.  Checked afterwards: every node holds exactly every record, and
+# no notes of another node's records.
+nbx_converge() {
+	k=$1
+	half=$((k / 2))
+	# ports PORT_BASE+1..k: at most 8 nodes (lib.sh gives a run 10 ports)
+	case $k in 2|4|6|8) ;; *) fail "BENCH_CONVERGE_NODES: 2, 4, 6 or 8 nodes, not $k" ;; esac
+	per=$((CONV_WRITES / half))
+	[ $((per * half)) = "$CONV_WRITES" ] ||
+	    fail "BENCH_CONVERGE_WRITES: $CONV_WRITES does not split over $half nodes"
+	nodes=""
+	i=1
+	while [ $i -le "$k" ]; do nodes="$nodes c$i"; i=$((i + 1)); done
+	side() { [ "${1#c}" -le "$half" ] && echo a || echo b; }
+	for n in $nodes; do rm -rf "${T:?}/$n"; nbx_node "$n" "${n#c}"; done
+	routes=""
+	for a in $nodes; do
+		for b in $nodes; do
+			[ "$a" != "$b" ] && [ "$(side "$a")" != "$(side "$b")" ] &&
+			    routes="$routes --route $a.$b:cross:$(port_of "$b")"
+		done
+	done
+	rm -f "$T/proxy.ports"
+	# shellcheck disable=SC2086
+	nbx_proxy_start $routes
+	for a in $nodes; do
+		for b in $nodes; do
+			[ "$a" = "$b" ] && continue
+			if [ "$(side "$a")" = "$(side "$b")" ]; then nbx_peer "$a" "$b"
+			else nbx_peer_via "$a" "$b" "$(proxy_port "$a.$b")"; fi
+		done
+	done
+	for n in $nodes; do nbx_start "$n"; done
+	poll "the $k-node mesh is up" peers_up "$nodes" $((k - 1))
+	pre=$((100 * k))
+	for n in $nodes; do
+		gen json 1000000 100 "$n" >"$T/$n.jsonl"
+		ctl "$n" import "$T/$n.jsonl" >"$T/$n.import.out" 2>&1 ||
+		    fail "$n import: $(cat "$T/$n.import.out")"
+	done
+	poll "the $k-node mesh in sync on $pre records" records_all "$nodes" "$pre"
+	poll "every peer has acknowledged every log" lag_zero "$nodes" $((k - 1))
+	proxy_ctl set cross cut >/dev/null || fail "proxy: cut"
+	poll "the split: only the links inside each half up" peers_up "$nodes" $((half - 1))
+	for n in $nodes; do
+		gen json 0 "$per" "$n" >"$T/$n.jsonl"
+		ctl "$n" import "$T/$n.jsonl" >"$T/$n.import.out" 2>&1 ||
+		    fail "$n import: $(cat "$T/$n.import.out")"
+	done
+	poll "each half has its own $CONV_WRITES records" records_all "$nodes" $((pre + CONV_WRITES))
+	sleep 0.5
+	records_all "$nodes" $((pre + CONV_WRITES)) || fail "records crossed the split"
+	say "$k nodes, split $half | $half, $CONV_WRITES records written on each side: heal"
+	socks=""
+	for n in $nodes; do socks="$socks $n=$T/$n"; done
+	# shellcheck disable=SC2086
+	$BENCHPY heal --proxy "$(proxy_port control)" --link cross \
+	    --expect $((pre + 2 * CONV_WRITES)) --timeout 120 $socks \
+	    >"$T/heal.json" 2>"$T/heal.err" || fail "heal ($k nodes): $(cat "$T/heal.err")"
+	extra converge "$k" "$(cat "$T/heal.json")"
+	say "  $(cat "$T/heal.json")"
+	# links between nodes that declared each other dead (no byte for
+	# dead_after_ms) during the run: a blocked or starved event loop
+	extra convdead "$k" "$(cat "$T"/c[0-9]*/nbxd.log | grep -c 'dead link' || true)"
+	# untimed: every node has exactly every record, the notes of none
+	for n in $nodes; do
+		[ "$(q "$n" count service)" = $((pre + 2 * CONV_WRITES)) ] ||
+		    fail "$n: $(q "$n" count service) records after the heal"
+	done
+	[ "$(q c1 count service --where notes~internal)" = $((100 + per)) ] ||
+	    fail "c1: notes of other nodes' records arrived"
+	for n in $nodes; do nbx_stop "$n"; done
+	proxy_ctl quit >/dev/null || true
+	rm -rf "$T"/c[0-9]*
+}
+# peers_up NODES COUNT: every node of NODES has COUNT peers up
+peers_up() {
+	for n in $1; do
+		[ "$(ctl "$n" status --json | grep -o '"state":"up"' | wc -l)" = "$2" ] || return 1
+	done
+}
+# lag_zero NODES COUNT: every node of NODES has COUNT peers with nothing
+# of its log unacknowledged
+lag_zero() {
+	for n in $1; do
+		[ "$(ctl "$n" status --json | grep -o '"lag":0[,}]' | wc -l)" = "$2" ] || return 1
+	done
+}
+# records_all NODES COUNT: every node of NODES holds COUNT records
+records_all() {
+	for n in $1; do [ "$(stat_of "$n" records)" = "$2" ] || return 1; done
 }
 
 # ------------------------------------------------------------------
@@ -216,6 +447,12 @@ FS=$(df -PT "$T" | awk 'NR == 2 { print $2 }')
 REV=${NBX_REV:-$(git -C "$NBX_REPO" describe --always --dirty 2>/dev/null || echo unknown)}
 
 nbx_ca
+: >"$T/extra"
+# 7: RssAnon of ee and lv, every 0.1 s, attributed to the phase that
+# `phase` names (cleanup stops it)
+$BENCHPY rss --phase-file "$T/phase" --out "$T/rss" --parent $$ \
+    ee="$T/ee/pid" lv="$T/lv/pid" 2>>"$T/rss.err" &
+echo "rss $!" >>"$PIDS_FILE"
 PG_READY=""
 for N in $SIZES; do
 	TIMEOUT=$((120 + N / 250))
@@ -223,6 +460,13 @@ for N in $SIZES; do
 	make_data
 	say "N=$N: nbx"
 	nbx_pass
+	if [ "$N" = "$FIRST_N" ]; then
+		# before pg_setup: the nodes use ports PORT_BASE+1..8, the
+		# clusters +5 and +6
+		TIMEOUT=120
+		for k in $CONV_NODES; do nbx_converge "$k"; done
+		TIMEOUT=$((120 + N / 250))
+	fi
 	if [ -z "$PG_READY" ]; then
 		say "setting up PostgreSQL"
 		pg_setup
@@ -295,7 +539,7 @@ cat <<EOF
 ratio: records/s of nbx / records/s of PostgreSQL with synchronous_commit on
   (the same durability as nbx), in parentheses against off; > 1: nbx faster.
 durability: nbx commits every batch (import: 1,000 records; sync: one
-  received batch of <= 256 KiB) in an LMDB transaction with fsync before it
+  received batch of <= $BATCH_BYTES bytes) in an LMDB transaction with fsync before it
   is acknowledged.  PostgreSQL: fsync = on; local ingest sessions and the
   subscription's apply worker run with the synchronous_commit of the column
   (off: commits are visible at once and flushed by the WAL writer within
@@ -315,5 +559,136 @@ TLS: nbx TLS 1.3 with mutual certificates (nbxctl ca); PostgreSQL
   replication connection $PG_TLS, sslmode=verify-full.
 sizes with 2N records: nbx data directories (LMDB: records, change log,
   disclosure log) $NBX_SIZE; PostgreSQL table + index (no WAL) $PG_SIZE.
+EOF
+
+# 3, 4, 6, 7 and 8: the second and third tables
+python3 - "$T/results" "$T/extra" "$T/rss" "$LIVE_RATE" "$LIVE_SECS" \
+    "$IDLE_SECS" "$CONV_WRITES" <<'PY'
+import json, os, sys
+results, extra, rss = sys.argv[1:4]
+rate, secs, idle_secs, conv_writes = (float(x) for x in sys.argv[4:8])
+ex = {}
+for line in open(extra):
+    k, c, j = line.split(" ", 2)
+    ex[(k, c)] = json.loads(j)     # (convdead: a bare count)
+res = {}
+for line in open(results):
+    n, k, c, s = line.split()
+    res[(int(n), k, c)] = float(s)
+sizes = sorted({k[0] for k in res})
+peaks = {}
+if os.path.exists(rss):
+    for line in open(rss):
+        n, ph, node, kb = line.split()
+        peaks.setdefault((int(n), ph), []).append((node, int(kb)))
+cols = ("nbx", "pg_off", "pg_on")
+
+def table(head, body):
+    w = [max(len(r[i]) for r in body + [head]) for i in range(len(head))]
+    line = lambda cells: "| " + " | ".join(c.ljust(x) for c, x in zip(cells, w)) + " |"
+    print(line(head))
+    print("|" + "|".join("-" * (x + 2) for x in w) + "|")
+    for r in body:
+        print(line(r))
+
+def live(c, f):
+    d = ex.get(("live", c))
+    return "-" if d is None else f(d)
+
+def idle(c, f):
+    d = ex.get(("idle", "nbx" if c == "nbx" else "pg"))
+    return "-" if d is None or c == "pg_on" else f(d)
+
+print()
+body = [
+    [f"3.  live: target {rate:,.0f}/s for {secs:g} s, achieved"] +
+    [live(c, lambda d: f"{d['achieved_rate']:,.0f}/s ({d['records']:,} in {d['secs']:.1f} s)")
+     for c in cols],
+    ["3.  live: lag median / p99 (max)"] +
+    [live(c, lambda d: f"{d['lag_p50_ms']:.1f} / {d['lag_p99_ms']:.1f} ms ({d['lag_max_ms']:.0f})")
+     for c in cols],
+    ["3.  live: origin commit, median / p99"] +
+    [live(c, lambda d: f"{d['commit_p50_ms']:.1f} / {d['commit_p99_ms']:.1f} ms") for c in cols],
+    [f"4.  idle ({idle_secs:g} s): plaintext bytes/min"] +
+    [idle(c, lambda d: f"{d['plain_per_min']:,.0f}" if "plain_per_min" in d else "-")
+     for c in cols],
+    ["4.  idle: TCP payload bytes/min (segments)"] +
+    [idle(c, lambda d: f"{d['wire_per_min']:,.0f} ({d['segments_per_min']:.0f})"
+          + ("" if d["same_connections"] else " RECONNECTED")) for c in cols],
+]
+for n in sizes:
+    for ph, label in (("5", "5 import"), ("1", "1 initial sync"),
+                      ("2a", "2a inserts"), ("2b", "2b updates")):
+        p = peaks.get((n, ph))
+        body.append([f"7.  peak RssAnon, {label}" + ("" if len(sizes) == 1 else f" [N = {n:,}]"),
+                     "-" if not p else ", ".join(f"{nd} {kb / 1024:.1f} MB" for nd, kb in sorted(p)),
+                     "-", "-"])
+table(["workload", "nbx", "PostgreSQL (sync_commit off)",
+       "PostgreSQL (sync_commit on)"], body)
+
+conv = sorted((int(c), d) for (k, c), d in ex.items() if k == "converge")
+if conv:
+    print()
+    table(["6.  heal after a split", "links up", "all records everywhere",
+           "all verify digests equal", "verify round", "changes received",
+           "nbxd CPU", "slowest status", "dead links"],
+          [[f"{k} nodes, {k // 2} | {k // 2}, {conv_writes:,.0f} writes per side",
+            f"{d['links_s']:.2f} s", f"{d['records_s']:.2f} s", f"{d['verify_s']:.2f} s",
+            f"{d['verify_round_s']:.2f} s ({d['pairs']} pairs; quiet "
+            f"{d['verify_quiet_round_s']:.2f} s)",
+            f"{d['changes_in']:,} ({d['changes_in'] / (k * conv_writes):.1f}/record)",
+            f"{d['cpu_s']:.1f} s",
+            f"{max(d['status_max_ms'].values()):,.0f} ms",
+            str(ex.get(("convdead", str(k)), "-"))] for k, d in conv])
+
+if len(sizes) > 1:
+    lo, hi = sizes[0], sizes[-1]
+    def scale(k, c):
+        a, b = res.get((lo, k, c)), res.get((hi, k, c))
+        if a is None or b is None:
+            return "-"
+        return f"{a / lo * 1e6:5.1f} -> {b / hi * 1e6:5.1f} us = {b / hi / (a / lo):.2f}"
+    print()
+    table([f"8.  per-record cost, N = {lo:,} -> {hi:,}", "nbx",
+           "PostgreSQL (sync_commit off)", "PostgreSQL (sync_commit on)"],
+          [[label, scale(k, "nbx"), scale(k, "pg_off"), scale(k, "pg_on")]
+           for k, label in (("sync", "1.  initial sync"), ("catchup_ins", "2a. inserts"),
+                            ("catchup_upd", "2b. updates"), ("ingest", "5.  ingest"))])
+PY
+cat <<EOF
+live (3): one write batch every 10 ms ($LIVE_RATE/100 records; nbx: one
+  \`import\` request on ee's control socket, PostgreSQL: bench_insert() in
+  one transaction on the publisher), each committed durably before the
+  next is sent; a late reply sends the next batch at once, so a writer
+  slower than the target shows as a lower achieved rate.  Lag of a batch:
+  from its reply (committed on the origin) until it is visible on the
+  peer (lv's record count, polled every 2 ms on its control socket) /
+  subscriber (max(id), polled every 2 ms); median and p99 over all
+  batches.  On 2N records from 1 and 2; checked: every record arrived.
+idle (4): two in-sync nodes (nbx with the daemon's default ping interval,
+  ${IDLE_PING:-?} ms as conf/nbx.conf.example documents it; the other
+  workloads run the bench config's 1 s) / the subscription in
+  sync; plaintext: bytes_in + bytes_out that ee reports for lv (nbx
+  frames before TLS); TCP payload: the kernel's bytes_acked +
+  bytes_received of the connection both ways (\`ss -tin\`: TLS records,
+  without IP/TCP headers; the segments each add ~52 bytes of headers).
+convergence (6): nbx only (PostgreSQL has no multi-master merge).  Cross
+  links through tests/tools/flakyproxy.py, cut (RST, new connections
+  refused) during the writes; links inside a half direct.  Times from the
+  proxy's "pass": every peer up again (the nodes' reconnect backoff: bench
+  config 100 ms doubling to 1 s), every node holding all records, and the
+  end of the first round of \`verify\` on both ends of every pair that
+  found every pair equal (every node asked for its digest with each peer,
+  the nodes in parallel).  verify round: that round's own time, and a
+  second one once the nodes are quiet.  From the heal until every node
+  held every record: the changes all nodes received (status changes_in;
+  per record delivered, i.e. per node x writes per side), the CPU time
+  of all nbxd, and the slowest reply to \`status\` polled on every node
+  (nbxd answers it from the loop that serves its peers: a long reply is a
+  busy or blocked loop).  dead links: "dead link" disconnects in the
+  nodes' logs (bench config: 3 s without a byte).
+memory (7): peak RssAnon of each nbxd (heap, stacks, anonymous maps; the
+  LMDB map is a file mapping and not in it), sampled every 0.1 s while
+  the workload ran; ee alone during 5.
 EOF
 awk -v a="$RUN_T0" -v b="$RUN_T1" 'BEGIN { printf "wall time of the whole run: %.0f s\n", b - a }'

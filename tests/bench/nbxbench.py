@@ -1,0 +1,603 @@
+#!/usr/bin/env python3
+"""nbxbench - the measuring parts of `make bench` (tests/bench/run.sh) that
+need finer clocks than a shell loop: paced writes with per-batch lag,
+byte counters over an idle minute, the heal of a partition, and RSS
+sampling.  Python 3 standard library only (PostgreSQL through libpq with
+ctypes); everything on 127.0.0.1 or unix sockets.  Each subcommand prints
+one JSON object (its result) on stdout and its progress on stderr.
+
+    nbxbench.py live-nbx --writer SOCK --reader SOCK --rate R --secs S
+                         --first I --base C [--timeout S]
+        Writes R records/s for S s through the control socket SOCK of the
+        origin (one `import` request of R/100 records every 10 ms, service
+        records I, I+1, ... of run.sh's shape), and polls the control
+        socket of the peer (`status`, node.records) every 2 ms.  The peer
+        held C records before.  A batch is committed on the origin when
+        its reply arrives (nbxd replies after the LMDB commit) and visible
+        on the peer when the peer's record count first reaches C plus the
+        records of every batch up to it (the peer applies the origin's log
+        in order).  Lag of a batch = visible on the peer - committed on
+        the origin.
+    nbxbench.py live-pg --writer CONNINFO --reader CONNINFO --rate R --secs S
+                        --first I [--timeout S]
+        The same through PostgreSQL: `SELECT bench_insert(lo, hi)` (one
+        transaction) on the publisher; on the subscriber, `SELECT max(id)`
+        (an index lookup; the apply worker commits in the publisher's
+        commit order, so every id up to it is visible).
+    nbxbench.py idle --secs S --ports P[,P...] [--ctl SOCK --peer ID]
+        Bytes over the established TCP connections whose local port is one
+        of the listening ports P (the server side of each connection; `ss
+        -tin`: bytes_acked + bytes_received, i.e. TCP payload both ways,
+        and segments), and with --ctl the plaintext bytes_in + bytes_out
+        that node reports for PEER, over S seconds.
+    nbxbench.py heal --proxy PORT --link LINK --expect N [--timeout S]
+                     NAME=DIR ...
+        Sets the flakyproxy LINK to "pass" (the heal), then polls every
+        node's `status` (its control socket DIR/ctl.sock) until every peer
+        is up and every node holds N records, then runs `verify` on both
+        ends of every pair until all digests match.  Times from the heal.
+        Also reports, from the heal until every node held N records: the
+        CPU time of all the nbxd (pids in DIR/pid), the changes they
+        received (`changes_in`, summed over peers), and the slowest
+        `status` reply of each node (nbxd serves its control socket from
+        the same event loop as its peers, so a slow reply is a busy or
+        blocked loop).
+    nbxbench.py rss --phase-file F --out F --parent PID NAME=PIDFILE ...
+        Every 0.1 s: RssAnon (resident memory that is not a mapped file:
+        heap, stacks, anonymous maps; the LMDB map is a file mapping and
+        not counted) of each nbxd whose pid is in PIDFILE, kept as the peak
+        per (phase, node), phase = the content of F (no sampling while F
+        is missing or empty).  Rewrites --out ("phase node peak_kB" lines)
+        whenever a peak grows; exits when PID is gone.
+"""
+
+import ctypes
+import ctypes.util
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+POLL_S = 0.002          # how often the peer / subscriber is polled
+BATCH_S = 0.010         # one write batch per 10 ms
+
+
+def now():
+    return time.monotonic()
+
+
+def log(msg):
+    sys.stderr.write("bench:   %s\n" % msg)
+    sys.stderr.flush()
+
+
+def args_of(argv, flags):
+    """--flag value pairs (all required unless given a default in flags)
+    and the remaining NAME=VALUE words."""
+    opts, rest = dict(flags), []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a.startswith("--"):
+            k = a[2:]
+            if k not in flags or i + 1 >= len(argv):
+                sys.exit("nbxbench: bad option %s" % a)
+            opts[k] = argv[i + 1]
+            i += 2
+        else:
+            rest.append(a)
+            i += 1
+    for k, v in opts.items():
+        if v is None:
+            sys.exit("nbxbench: --%s is required" % k)
+    return opts, rest
+
+
+def pct(xs, p):
+    """The p-th percentile (nearest rank) of xs."""
+    if not xs:
+        return None
+    s = sorted(xs)
+    k = max(0, min(len(s) - 1, math.ceil(p / 100.0 * len(s)) - 1))
+    return s[k]
+
+
+# ------------------------------------------------------------------
+# nbxd's control socket: one JSON object per line each way
+# ------------------------------------------------------------------
+
+class Ctl:
+    def __init__(self, path):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.connect(path)
+        self.buf = b""
+
+    def call(self, req, timeout=600):
+        self.s.settimeout(timeout)
+        self.s.sendall(json.dumps(req, separators=(",", ":")).encode() + b"\n")
+        while b"\n" not in self.buf:
+            d = self.s.recv(1 << 20)
+            if not d:
+                raise ConnectionError("nbxd closed the control connection")
+            self.buf += d
+        line, self.buf = self.buf.split(b"\n", 1)
+        rep = json.loads(line)
+        if not rep.get("ok"):
+            raise RuntimeError("nbxd: %s" % rep.get("error", rep))
+        return rep
+
+    def close(self):
+        self.s.close()
+
+
+def record(i):
+    """Record i as run.sh's gen() makes it (an import line's object)."""
+    return {"collection": "service", "id": "ee:svc-%07d" % i, "fields": {
+        "name": "Support service number %d" % i,
+        "organisation": "ee:org-%04d" % (i % 1000), "country": "ee",
+        "city": "Tallinn", "kind": "shelter", "capacity": i % 50,
+        "free_places": i % 7, "phone": "+372 600 %04d" % (i % 10000),
+        "notes": "internal note %d" % i}}
+
+
+# ------------------------------------------------------------------
+# PostgreSQL through libpq (ctypes): no driver needed
+# ------------------------------------------------------------------
+
+class Pg:
+    lib = None
+
+    def __init__(self, conninfo):
+        if Pg.lib is None:
+            name = ctypes.util.find_library("pq") or "libpq.so.5"
+            L = ctypes.CDLL(name)
+            L.PQconnectdb.restype = ctypes.c_void_p
+            L.PQconnectdb.argtypes = [ctypes.c_char_p]
+            L.PQstatus.argtypes = [ctypes.c_void_p]
+            L.PQerrorMessage.restype = ctypes.c_char_p
+            L.PQerrorMessage.argtypes = [ctypes.c_void_p]
+            L.PQexec.restype = ctypes.c_void_p
+            L.PQexec.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+            L.PQresultStatus.argtypes = [ctypes.c_void_p]
+            L.PQntuples.argtypes = [ctypes.c_void_p]
+            L.PQgetisnull.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+            L.PQgetvalue.restype = ctypes.c_char_p
+            L.PQgetvalue.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+            L.PQclear.argtypes = [ctypes.c_void_p]
+            L.PQfinish.argtypes = [ctypes.c_void_p]
+            Pg.lib = L
+        self.c = Pg.lib.PQconnectdb(conninfo.encode())
+        if Pg.lib.PQstatus(self.c) != 0:
+            raise RuntimeError("libpq: %s" % Pg.lib.PQerrorMessage(self.c).decode())
+
+    def value(self, sql):
+        """Runs sql (autocommit: returns after its commit); the first
+        column of the first row, or None."""
+        L = Pg.lib
+        r = L.PQexec(self.c, sql.encode())
+        try:
+            st = L.PQresultStatus(r)
+            if st not in (1, 2):        # PGRES_COMMAND_OK, PGRES_TUPLES_OK
+                raise RuntimeError("libpq: %s: %s" % (
+                    sql, L.PQerrorMessage(self.c).decode().strip()))
+            if st == 2 and L.PQntuples(r) > 0 and not L.PQgetisnull(r, 0, 0):
+                return L.PQgetvalue(r, 0, 0).decode()
+            return None
+        finally:
+            L.PQclear(r)
+
+    def close(self):
+        Pg.lib.PQfinish(self.c)
+
+
+# ------------------------------------------------------------------
+# 3. live replication
+# ------------------------------------------------------------------
+
+def live(write_batch, reached, rate, secs, timeout):
+    """Paced writes with per-batch lag.  write_batch(k, lo, n) writes
+    records lo..lo+n-1 and returns once they are committed; reached()
+    returns how many records (counted from the first) are visible on the
+    other side.  Batch k is due at t0 + k * 10 ms; when a batch's reply
+    comes late, the next is sent at once (no batch is skipped or merged),
+    so a writer slower than the rate shows as an achieved rate below it.
+    No batch is sent after t0 + secs."""
+    per = max(1, int(round(rate * BATCH_S)))
+    nmax = max(1, int(secs / BATCH_S))
+    cum = [per * (k + 1) for k in range(nmax)]
+    sent_t, commit_t, seen_t = [], [], [None] * nmax
+    state = {"n": None, "error": None}
+
+    def reader():
+        j = 0
+        try:
+            while True:
+                n = state["n"]
+                if n is not None and j >= n:
+                    return
+                if state["error"] or now() > deadline:
+                    return
+                c = reached()
+                t = now()
+                while j < nmax and c >= cum[j]:
+                    seen_t[j] = t
+                    j += 1
+                time.sleep(POLL_S)
+        except Exception as e:          # reported by the main thread
+            state["error"] = "reader: %s" % e
+
+    t0 = now()
+    deadline = t0 + secs + timeout
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    try:
+        for k in range(nmax):
+            due = t0 + k * BATCH_S
+            if now() >= t0 + secs:
+                break
+            d = due - now()
+            if d > 0:
+                time.sleep(d)
+            if state["error"]:
+                break
+            sent_t.append(now())
+            write_batch(k, k * per, per)
+            commit_t.append(now())
+    except Exception as e:
+        state["error"] = "writer: %s" % e
+    n = len(commit_t)
+    state["n"] = n
+    th.join()
+    if state["error"]:
+        raise RuntimeError(state["error"])
+    if n == 0 or seen_t[n - 1] is None:
+        got = sum(1 for x in seen_t[:n] if x is not None)
+        raise RuntimeError("only %d of %d batches became visible within "
+                           "%d s" % (got, n, timeout))
+    t_end = commit_t[-1]
+    lags = [(seen_t[k] - commit_t[k]) * 1000.0 for k in range(n)]
+    rtts = [(commit_t[k] - sent_t[k]) * 1000.0 for k in range(n)]
+    # lag over time: the median of each tenth of the run, to tell a
+    # steady lag from one that grows
+    tenths = []
+    for q in range(10):
+        part = lags[q * n // 10:(q + 1) * n // 10]
+        if part:
+            tenths.append(round(pct(part, 50), 1))
+    return {
+        "target_rate": rate, "batch": per, "batches": n,
+        "records": n * per, "secs": round(t_end - t0, 3),
+        "achieved_rate": round(n * per / (t_end - t0), 1),
+        "behind_s": round(max(0.0, sent_t[-1] - (t0 + (n - 1) * BATCH_S)), 3),
+        "lag_p50_ms": round(pct(lags, 50), 2),
+        "lag_p90_ms": round(pct(lags, 90), 2),
+        "lag_p99_ms": round(pct(lags, 99), 2),
+        "lag_max_ms": round(max(lags), 2),
+        "lag_min_ms": round(min(lags), 2),
+        "lag_tenths_p50_ms": tenths,
+        "commit_p50_ms": round(pct(rtts, 50), 2),
+        "commit_p99_ms": round(pct(rtts, 99), 2),
+        "drain_s": round(seen_t[n - 1] - t_end, 3),
+    }
+
+
+def cmd_live_nbx(argv):
+    o, _ = args_of(argv, {"writer": None, "reader": None, "rate": None,
+                          "secs": None, "first": None, "base": None,
+                          "timeout": "300"})
+    w, r = Ctl(o["writer"]), Ctl(o["reader"])
+    first, base = int(o["first"]), int(o["base"])
+
+    def write_batch(k, lo, n):
+        # "brief" (as nbxctl import asks): counts instead of one result
+        # per write; a daemon without it answers with "results"
+        rep = w.call({"cmd": "import", "brief": True, "writes": [
+            record(first + lo + i) for i in range(n)]})
+        if "results" in rep:
+            res = rep["results"]
+            applied = sum(1 for x in res if x.get("ok") and x.get("applied", 0) > 0)
+        else:
+            applied = rep.get("applied", 0) if not rep.get("rejected") else -1
+        if applied != n:
+            raise RuntimeError("batch %d: %d of %d writes applied: %s"
+                               % (k, applied, n, json.dumps(rep)[:300]))
+
+    def reached():
+        return r.call({"cmd": "status"})["node"]["records"] - base
+
+    out = live(write_batch, reached, float(o["rate"]), float(o["secs"]),
+               float(o["timeout"]))
+    print(json.dumps(out))
+
+
+def cmd_live_pg(argv):
+    o, _ = args_of(argv, {"writer": None, "reader": None, "rate": None,
+                          "secs": None, "first": None, "timeout": "300"})
+    w, r = Pg(o["writer"]), Pg(o["reader"])
+    first = int(o["first"])
+
+    def write_batch(k, lo, n):
+        w.value("SELECT bench_insert(%d, %d)" % (first + lo, first + lo + n - 1))
+
+    def reached():
+        v = r.value("SELECT max(id) FROM service WHERE id >= 'ee:svc-%07d'"
+                    % first)
+        return 0 if v is None else int(v[len("ee:svc-"):]) - first + 1
+
+    out = live(write_batch, reached, float(o["rate"]), float(o["secs"]),
+               float(o["timeout"]))
+    print(json.dumps(out))
+
+
+# ------------------------------------------------------------------
+# 4. idle cost
+# ------------------------------------------------------------------
+
+def tcp_counters(ports):
+    """{(local, peer): (bytes sent and acked, bytes received, segs out,
+    segs in)} of the established TCP sockets whose local port is one of
+    ports (`ss -tin`; the kernel's own per-connection counters)."""
+    out = subprocess.run(["ss", "-tinH", "state", "established"],
+                         capture_output=True, text=True, check=True).stdout
+    conns, cur = {}, None
+    for line in out.splitlines():
+        if not line.startswith((" ", "\t")):
+            f = line.split()
+            cur = None
+            if len(f) >= 4:
+                local, peer = f[-2], f[-1]
+                if int(local.rsplit(":", 1)[1]) in ports:
+                    cur = (local, peer)
+            continue
+        if cur is None:
+            continue
+        c = {"bytes_acked": 0, "bytes_received": 0, "segs_out": 0, "segs_in": 0}
+        for tok in line.split():
+            k, _, v = tok.partition(":")
+            if k in c and v.isdigit():
+                c[k] = int(v)
+        conns[cur] = (c["bytes_acked"], c["bytes_received"], c["segs_out"],
+                      c["segs_in"])
+        cur = None
+    return conns
+
+
+def plain_counters(ctl, peer):
+    for p in ctl.call({"cmd": "status"})["peers"]:
+        if p["id"] == peer:
+            return p["bytes_in"] + p["bytes_out"], p["state"]
+    raise RuntimeError("no peer %s" % peer)
+
+
+def cmd_idle(argv):
+    o, _ = args_of(argv, {"secs": None, "ports": None, "ctl": "",
+                          "peer": ""})
+    ports = {int(p) for p in o["ports"].split(",")}
+    secs = float(o["secs"])
+    ctl = Ctl(o["ctl"]) if o["ctl"] else None
+    t0 = now()
+    a = tcp_counters(ports)
+    pa = plain_counters(ctl, o["peer"]) if ctl else None
+    time.sleep(secs)
+    b = tcp_counters(ports)
+    pb = plain_counters(ctl, o["peer"]) if ctl else None
+    t1 = now()
+    same = sorted(a) == sorted(b)
+    both = [k for k in a if k in b]
+    wire = sum(b[k][0] + b[k][1] - a[k][0] - a[k][1] for k in both)
+    segs = sum(b[k][2] + b[k][3] - a[k][2] - a[k][3] for k in both)
+    out = {"secs": round(t1 - t0, 2), "connections": sorted(
+        "%s<-%s" % k for k in b), "same_connections": same,
+        "wire_bytes": wire, "segments": segs,
+        "wire_per_min": round(wire * 60.0 / (t1 - t0), 1),
+        "segments_per_min": round(segs * 60.0 / (t1 - t0), 1)}
+    if ctl:
+        out["plain_bytes"] = pb[0] - pa[0]
+        out["plain_per_min"] = round((pb[0] - pa[0]) * 60.0 / (t1 - t0), 1)
+        out["peer_state"] = pb[1]
+    print(json.dumps(out))
+
+
+# ------------------------------------------------------------------
+# 6. convergence after a partition heals
+# ------------------------------------------------------------------
+
+def proxy_cmd(port, words):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall((" ".join(words) + "\n").encode())
+        buf = b""
+        while not buf.endswith(b"\n"):
+            d = s.recv(4096)
+            if not d:
+                break
+            buf += d
+    reply = buf.decode().strip()
+    if reply != "ok":
+        raise RuntimeError("flakyproxy: %s: %s" % (" ".join(words), reply))
+
+
+def cmd_heal(argv):
+    o, rest = args_of(argv, {"proxy": None, "link": None, "expect": None,
+                             "timeout": "120"})
+    nodes = [x.split("=", 1) for x in rest]
+    ctls = {name: Ctl(os.path.join(d, "ctl.sock")) for name, d in nodes}
+    pids = {}
+    for name, d in nodes:
+        with open(os.path.join(d, "pid")) as f:
+            pids[name] = int(f.read().strip())
+    names = [name for name, _ in nodes]
+    expect, timeout = int(o["expect"]), float(o["timeout"])
+
+    def cpu_s():
+        tot = 0
+        for pid in pids.values():
+            with open("/proc/%d/stat" % pid) as f:
+                fs = f.read().rsplit(")", 1)[1].split()
+            tot += int(fs[11]) + int(fs[12])        # utime, stime
+        return tot / os.sysconf("SC_CLK_TCK")
+
+    def changes_in(st):
+        return sum(p["changes_in"] for n in names for p in st[n]["peers"])
+
+    def status_all(slow):
+        st = {}
+        for n in names:
+            c0 = now()
+            st[n] = ctls[n].call({"cmd": "status"})
+            slow[n] = max(slow.get(n, 0.0), now() - c0)
+        return st
+
+    in0 = changes_in(status_all({}))
+    cpu0 = cpu_s()
+    slow = {}
+    t0 = now()
+    proxy_cmd(int(o["proxy"]), ["set", o["link"], "pass"])
+    t_links = t_records = None
+    while t_links is None or t_records is None:
+        if now() - t0 > timeout:
+            raise SystemExit("nbxbench heal: not converged within %d s "
+                             "(links %s, records %s)" % (timeout, t_links, t_records))
+        st = status_all(slow)
+        t = now() - t0
+        if t_links is None and all(
+                sum(p["state"] == "up" for p in st[n]["peers"]) == len(names) - 1
+                for n in names):
+            t_links = t
+        if t_records is None and all(st[n]["node"]["records"] >= expect
+                                     for n in names):
+            t_records = t
+            cpu1, in1, slow1 = cpu_s(), changes_in(st), dict(slow)
+        time.sleep(0.01)
+    # every pair, both ends: equal digests.  A round asks every node for
+    # its digest with each peer (the nodes in parallel, one thread each,
+    # as operators would run `nbxctl verify` on each node); a round that
+    # finds a pair apart starts over.  The time is the end of the first
+    # round in which every pair agreed.
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+
+    def verify_round():
+        got, errs = {}, []
+
+        def one(a):
+            try:
+                for b in names:
+                    if b != a:
+                        got[(a, b)] = ctls[a].call(
+                            {"cmd": "verify", "peer": b})["digest"]
+            except Exception as e:
+                errs.append("%s: %s" % (a, e))
+        ths = [threading.Thread(target=one, args=(a,)) for a in names]
+        for th in ths:
+            th.start()
+        for th in ths:
+            th.join()
+        if errs:
+            raise RuntimeError("verify: %s" % "; ".join(errs))
+        return all(got[(a, b)] == got[(b, a)] for a, b in pairs)
+
+    rounds = 0
+    while True:
+        rounds += 1
+        r0 = now()
+        ok = verify_round()
+        t = now()
+        if ok:
+            break
+        if t - t0 > timeout:
+            raise SystemExit("nbxbench heal: verify digests still differ "
+                             "after %d s" % timeout)
+        time.sleep(0.05)
+    # the same round again once the nodes are quiet: what a round costs
+    # by itself
+    time.sleep(1)
+    q0 = now()
+    if not verify_round():
+        raise SystemExit("nbxbench heal: verify digests differ again")
+    quiet = now() - q0
+    recs = {n: ctls[n].call({"cmd": "status"})["node"]["records"] for n in names}
+    print(json.dumps({"nodes": len(names), "links_s": round(t_links, 3),
+                      "records_s": round(t_records, 3),
+                      "verify_s": round(t - t0, 3),
+                      "verify_round_s": round(t - r0, 3),
+                      "verify_quiet_round_s": round(quiet, 3),
+                      "verify_rounds": rounds, "pairs": len(pairs),
+                      "cpu_s": round(cpu1 - cpu0, 2),
+                      "changes_in": in1 - in0,
+                      "status_max_ms": {n: round(v * 1000, 1)
+                                        for n, v in sorted(slow1.items())},
+                      "records": recs}))
+
+
+# ------------------------------------------------------------------
+# 7. memory
+# ------------------------------------------------------------------
+
+def rss_anon_kb(pid):
+    """RssAnon of pid in kB, or None when pid is not an nbxd."""
+    try:
+        with open("/proc/%d/comm" % pid) as f:
+            if f.read().strip() != "nbxd":
+                return None
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+def cmd_rss(argv):
+    o, rest = args_of(argv, {"phase-file": None, "out": None,
+                             "parent": None})
+    nodes = [x.split("=", 1) for x in rest]
+    parent = int(o["parent"])
+    peak = {}
+    while True:
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            pass
+        try:
+            with open(o["phase-file"]) as f:
+                phase = f.read().strip()
+        except OSError:
+            phase = ""
+        grew = False
+        for name, pidfile in nodes if phase else ():
+            try:
+                with open(pidfile) as f:
+                    pid = int(f.read().strip())
+            except (OSError, ValueError):
+                continue
+            kb = rss_anon_kb(pid)
+            if kb is not None and kb > peak.get((phase, name), -1):
+                peak[(phase, name)] = kb
+                grew = True
+        if grew:
+            tmp = o["out"] + ".tmp"
+            with open(tmp, "w") as f:
+                for (ph, name), kb in sorted(peak.items()):
+                    f.write("%s %s %d\n" % (ph, name, kb))
+            os.rename(tmp, o["out"])
+        time.sleep(0.1)
+
+
+def main():
+    cmds = {"live-nbx": cmd_live_nbx, "live-pg": cmd_live_pg,
+            "idle": cmd_idle, "heal": cmd_heal, "rss": cmd_rss}
+    if len(sys.argv) < 2 or sys.argv[1] not in cmds:
+        sys.stderr.write(__doc__)
+        return 2
+    cmds[sys.argv[1]](sys.argv[2:])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
