@@ -36,7 +36,12 @@ int
 nbx_str_cmp(struct nbx_str a, struct nbx_str b)
 {
 	uint32_t n = a.n < b.n ? a.n : b.n;
-	int r = n ? memcmp(a.p, b.p, n) : 0;
+	int r;
+
+	/* names (the usual operands) mostly differ in their first byte */
+	if (n && a.p[0] != b.p[0])
+		return (unsigned char)a.p[0] - (unsigned char)b.p[0];
+	r = n ? memcmp(a.p, b.p, n) : 0;
 
 	if (r != 0)
 		return r;

@@ -156,16 +156,20 @@ static int
 record_id_valid(struct nbx_str id)
 {
 	struct nbx_str creator = nbx_id_creator(id);
+	unsigned char high = 0;
 
 	if (id.n > NBX_RECID_MAX || !nbx_node_id_valid(creator) ||
 	    creator.n + 1 >= id.n)
 		return 0;
+	/* one pass for the usual all-ASCII id; UTF-8 is checked if not */
 	for (uint32_t i = 0; i < id.n; i++) {
 		unsigned char c = (unsigned char)id.p[i];
+
 		if (c < 0x20 || c == 0x7F)
 			return 0;
+		high |= c;
 	}
-	return utf8_valid(id);
+	return high < 0x80 || utf8_valid(id);
 }
 
 /* ------------------------------------------------------------------ */
