@@ -589,6 +589,16 @@ def cmd_rss(argv):
         time.sleep(0.1)
 
 
+def table(head, body):
+    """Prints rows (lists of strings) as a Markdown table under head."""
+    w = [max(len(r[i]) for r in body + [head]) for i in range(len(head))]
+    line = lambda cells: "| " + " | ".join(c.ljust(x) for c, x in zip(cells, w)) + " |"
+    print(line(head))
+    print("|" + "|".join("-" * (x + 2) for x in w) + "|")
+    for r in body:
+        print(line(r))
+
+
 def main():
     cmds = {"live-nbx": cmd_live_nbx, "live-pg": cmd_live_pg,
             "idle": cmd_idle, "heal": cmd_heal, "rss": cmd_rss}

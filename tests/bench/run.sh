@@ -46,6 +46,7 @@
 # clusters are stopped and the directory removed on exit, also on failure
 # or Ctrl-C.
 NBX_REPO=$(cd "$(dirname "$0")/../.." && pwd)
+export NBX_REPO		# the table scripts import tests/bench/nbxbench.py
 . "$NBX_REPO/tests/integration/lib.sh"
 . "$NBX_REPO/tests/bench/pg.sh"
 
@@ -486,6 +487,8 @@ LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
 # ------------------------------------------------------------------
 python3 - "$T/results" <<PY
 import sys
+sys.path.insert(0, "$NBX_REPO/tests/bench")
+from nbxbench import table
 rows = [
     ("sync",        "1.  initial sync into an empty peer"),
     ("catchup_ins", "2a. catch-up: backlog of N inserts"),
@@ -527,12 +530,7 @@ for n in sizes:
         body.append([label.replace(" N ", f" {n:,} ") + ("" if len(sizes) == 1
                      else f" [N = {n:,}]"), cell(n, k, "nbx"),
                      cell(n, k, "pg_off"), cell(n, k, "pg_on"), ratio(n, k)])
-w = [max(len(r[i]) for r in body + [head]) for i in range(len(head))]
-line = lambda cells: "| " + " | ".join(c.ljust(x) for c, x in zip(cells, w)) + " |"
-print(line(head))
-print("|" + "|".join("-" * (x + 2) for x in w) + "|")
-for r in body:
-    print(line(r))
+table(head, body)
 print(f"(N = {', '.join(f'{n:,}' for n in sizes)}; seconds and records/s)")
 PY
 cat <<EOF
@@ -565,6 +563,8 @@ EOF
 python3 - "$T/results" "$T/extra" "$T/rss" "$LIVE_RATE" "$LIVE_SECS" \
     "$IDLE_SECS" "$CONV_WRITES" <<'PY'
 import json, os, sys
+sys.path.insert(0, os.environ["NBX_REPO"] + "/tests/bench")
+from nbxbench import table
 results, extra, rss = sys.argv[1:4]
 rate, secs, idle_secs, conv_writes = (float(x) for x in sys.argv[4:8])
 ex = {}
@@ -582,14 +582,6 @@ if os.path.exists(rss):
         n, ph, node, kb = line.split()
         peaks.setdefault((int(n), ph), []).append((node, int(kb)))
 cols = ("nbx", "pg_off", "pg_on")
-
-def table(head, body):
-    w = [max(len(r[i]) for r in body + [head]) for i in range(len(head))]
-    line = lambda cells: "| " + " | ".join(c.ljust(x) for c, x in zip(cells, w)) + " |"
-    print(line(head))
-    print("|" + "|".join("-" * (x + 2) for x in w) + "|")
-    for r in body:
-        print(line(r))
 
 def live(c, f):
     d = ex.get(("live", c))
