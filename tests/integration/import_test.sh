@@ -44,6 +44,35 @@ set -e
 grep -q "applied 0, unchanged 3, rejected 5" "$T/out2" || fail "second import: $(cat "$T/out2")"
 ok "importing the same file again changes nothing"
 
+# bad lines deep in a file, where nbxctl has two requests in flight: each
+# is reported with its own line number (non-JSON lines never reach nbxd,
+# so the requests' line numbers shift against their positions)
+awk 'BEGIN { for (i = 1; i <= 3500; i++) {
+	if (i == 1200 || i == 2900)
+		print "not json at " i
+	else if (i == 2001 || i == 3499)
+		printf "{\"collection\":\"service\",\"id\":\"ee:deep-%d\",\"fields\":{\"colour\":\"red\"}}\n", i
+	else
+		printf "{\"collection\":\"service\",\"id\":\"ee:deep-%d\",\"fields\":{\"name\":\"n%d\"}}\n", i, i
+	} }' >"$T/deep.jsonl"
+set +e
+ctl ee import "$T/deep.jsonl" >"$T/deep.out" 2>"$T/deep.err"
+rc=$?
+set -e
+[ $rc = 1 ] || fail "deep import should exit 1, got $rc"
+grep -q "read 3500, applied 3496, unchanged 0, rejected 4" "$T/deep.out" ||
+    fail "deep summary: $(cat "$T/deep.out")"
+for n in 1200 2900; do
+	grep -q "deep.jsonl:$n: not JSON" "$T/deep.err" || fail "line $n: $(cat "$T/deep.err")"
+done
+for n in 2001 3499; do
+	grep -q "deep.jsonl:$n: service has no field 'colour'" "$T/deep.err" ||
+	    fail "line $n: $(cat "$T/deep.err")"
+done
+[ "$(wc -l <"$T/deep.err")" = 4 ] || fail "deep: $(cat "$T/deep.err")"
+[ "$(q ee count service --where 'name~n')" -ge 3496 ] || fail "deep: records missing"
+ok "bad lines among 3,500 (four requests, two in flight) reported by their own numbers"
+
 # a large import from stdin while nbxq reads
 awk 'BEGIN { for (i = 0; i < 30000; i++)
 	printf "{\"collection\":\"training\",\"id\":\"ee:t-%05d\",\"fields\":{\"title\":\"Training %d\",\"kind\":\"event\",\"date\":\"2026-12-%02d\",\"places\":%d}}\n", i, i, i % 28 + 1, i % 40 }' |
