@@ -30,9 +30,11 @@ elif ! find_fakelib && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 	    >"$T/apt.log" 2>&1 || true
 	find_fakelib || true
 fi
-# libfaketime deadlocks at start in ASan-instrumented programs: probe it
+# libfaketime deadlocks at start in ASan-instrumented programs whose
+# allocator reads the clock (FAKEASAN turns that off); probe it anyway
+FAKEASAN=verify_asan_link_order=0:allocator_release_to_os_interval_ms=-1
 if [ -n "$FAKELIB" ] && ! LD_PRELOAD=$FAKELIB FAKETIME=-1h \
-    ASAN_OPTIONS=verify_asan_link_order=0 timeout 3 "$BIN/nbxctl" --help \
+    ASAN_OPTIONS=$FAKEASAN timeout 3 "$BIN/nbxctl" --help \
     >/dev/null 2>&1; then
 	FAKELIB=
 	NOFAKE_WHY="libfaketime cannot be preloaded into $BIN/nbxctl (an ASan build deadlocks at start)"
@@ -47,7 +49,7 @@ if [ -n "$FAKELIB" ]; then
 	cat >"$T/fakebin/nbxctl" <<SH
 #!/bin/sh
 LD_PRELOAD=$FAKELIB FAKETIME=-1h FAKETIME_DONT_FAKE_MONOTONIC=1 \\
-ASAN_OPTIONS=\${ASAN_OPTIONS:+\$ASAN_OPTIONS:}verify_asan_link_order=0 \\
+ASAN_OPTIONS=\${ASAN_OPTIONS:+\$ASAN_OPTIONS:}$FAKEASAN \\
     exec "$REALBIN/nbxctl" "\$@"
 SH
 	chmod +x "$T/fakebin/nbxctl"
@@ -138,7 +140,7 @@ fi
 start_slow() {
 	d=$T/$1
 	LD_PRELOAD=$FAKELIB FAKETIME=$2 FAKETIME_DONT_FAKE_MONOTONIC=1 \
-	    ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0 \
+	    ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}$FAKEASAN \
 	    "$BIN/nbxd" -c "$d/nbx.conf" >>"$d/nbxd.log" 2>&1 &
 	echo "$1 $!" >>"$PIDS_FILE"
 	echo $! >"$d/pid"
