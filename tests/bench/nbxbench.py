@@ -62,6 +62,11 @@ import sys
 import threading
 import time
 
+# the partition proxy of the integration tests, for its control client
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "tools"))
+import flakyproxy  # noqa: E402
+
 POLL_S = 0.002          # how often the peer / subscriber is polled
 BATCH_S = 0.010         # one write batch per 10 ms
 
@@ -407,15 +412,7 @@ def cmd_idle(argv):
 # ------------------------------------------------------------------
 
 def proxy_cmd(port, words):
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        s.sendall((" ".join(words) + "\n").encode())
-        buf = b""
-        while not buf.endswith(b"\n"):
-            d = s.recv(4096)
-            if not d:
-                break
-            buf += d
-    reply = buf.decode().strip()
+    reply = flakyproxy.request(port, words)
     if reply != "ok":
         raise RuntimeError("flakyproxy: %s: %s" % (" ".join(words), reply))
 

@@ -326,7 +326,8 @@ async def serve(args):
             c.abort(count=False)
 
 
-def ctl(port, words):
+def request(port, words):
+    """Sends one control command; returns the proxy's one-line reply."""
     with socket.create_connection((HOST, int(port)), timeout=10) as s:
         s.sendall((" ".join(words) + "\n").encode())
         buf = b""
@@ -335,7 +336,11 @@ def ctl(port, words):
             if not d:
                 break
             buf += d
-    reply = buf.decode().strip()
+    return buf.decode().strip()
+
+
+def ctl(port, words):
+    reply = request(port, words)
     print(reply)
     return 1 if reply.startswith("error") or not reply else 0
 
