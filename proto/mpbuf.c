@@ -45,22 +45,6 @@ nbx_mp_pack_str(msgpack_packer *pk, struct nbx_str s)
 }
 
 int
-nbx_mp_pack_value(msgpack_packer *pk, const struct nbx_value *v)
-{
-	switch (v->t) {
-	case NBX_V_NIL:
-		return msgpack_pack_nil(pk);
-	case NBX_V_BOOL:
-		return v->i ? msgpack_pack_true(pk) : msgpack_pack_false(pk);
-	case NBX_V_INT:
-		return msgpack_pack_int64(pk, v->i);
-	case NBX_V_STR:
-		return nbx_mp_pack_str(pk, v->s);
-	}
-	return -1;
-}
-
-int
 nbx_mp_get_u64(const msgpack_object *o, uint64_t *out)
 {
 	if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
@@ -83,15 +67,6 @@ nbx_mp_get_i64(const msgpack_object *o, int64_t *out)
 }
 
 int
-nbx_mp_get_bool(const msgpack_object *o, int *out)
-{
-	if (o->type != MSGPACK_OBJECT_BOOLEAN)
-		return NBX_EMALFORMED;
-	*out = o->via.boolean ? 1 : 0;
-	return 0;
-}
-
-int
 nbx_mp_get_str(const msgpack_object *o, uint32_t max, struct nbx_str *out)
 {
 	if (o->type != MSGPACK_OBJECT_STR || o->via.str.size > max)
@@ -101,30 +76,3 @@ nbx_mp_get_str(const msgpack_object *o, uint32_t max, struct nbx_str *out)
 	return 0;
 }
 
-int
-nbx_mp_get_value(const msgpack_object *o, uint32_t max_str,
-    struct nbx_value *out)
-{
-	int b;
-
-	memset(out, 0, sizeof(*out));
-	switch (o->type) {
-	case MSGPACK_OBJECT_NIL:
-		out->t = NBX_V_NIL;
-		return 0;
-	case MSGPACK_OBJECT_BOOLEAN:
-		(void)nbx_mp_get_bool(o, &b);
-		out->t = NBX_V_BOOL;
-		out->i = b;
-		return 0;
-	case MSGPACK_OBJECT_POSITIVE_INTEGER:
-	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-		out->t = NBX_V_INT;
-		return nbx_mp_get_i64(o, &out->i);
-	case MSGPACK_OBJECT_STR:
-		out->t = NBX_V_STR;
-		return nbx_mp_get_str(o, max_str, &out->s);
-	default:
-		return NBX_EMALFORMED;
-	}
-}

@@ -31,8 +31,6 @@ int nbx_mp_sink_write(void *sink, const char *p, size_t n);
 
 /* Packs a borrowed string. 0 or -1. */
 int nbx_mp_pack_str(msgpack_packer *pk, struct nbx_str s);
-/* Packs a value (nil, bool, int, str). 0 or -1. */
-int nbx_mp_pack_value(msgpack_packer *pk, const struct nbx_value *v);
 
 /*
  * Readers: each returns 0 and sets *out if o has the right type (and fits),
@@ -40,9 +38,6 @@ int nbx_mp_pack_value(msgpack_packer *pk, const struct nbx_value *v);
  */
 int nbx_mp_get_u64(const msgpack_object *o, uint64_t *out);
 int nbx_mp_get_i64(const msgpack_object *o, int64_t *out);
-int nbx_mp_get_bool(const msgpack_object *o, int *out);
 int nbx_mp_get_str(const msgpack_object *o, uint32_t max, struct nbx_str *out);
-int nbx_mp_get_value(const msgpack_object *o, uint32_t max_str,
-    struct nbx_value *out);
 
 #endif
