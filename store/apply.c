@@ -60,7 +60,7 @@ rec_flush(struct apply *a)
 	struct apply_rec *ar = &a->r;
 	MDB_val k = { ar->klen, ar->key }, d, sk;
 	struct nbx_str author;
-	uint8_t sb[8];
+	uint8_t sb[8], ob[8];
 	int rc;
 
 	if (!ar->loaded || !ar->dirty)
@@ -75,14 +75,13 @@ rec_flush(struct apply *a)
 	if ((rc = mdb_put(a->txn, a->st->dbi[DB_RECORDS], &k, &d, 0)) != 0)
 		return store__mdb_code(a->st, rc, "put record");
 	if (ar->old_seq != 0 && ar->old_seq != ar->seq) {
-		store__be64_put(sb, ar->old_seq);
+		store__be64_put(ob, ar->old_seq);
 		sk.mv_size = 8;
-		sk.mv_data = sb;
+		sk.mv_data = ob;
 		rc = mdb_del(a->txn, a->st->dbi[DB_LOG], &sk, NULL);
 		if (rc != 0 && rc != MDB_NOTFOUND)
 			return store__mdb_code(a->st, rc, "del log");
 	}
-	store__be64_put(sb, ar->seq);
 	sk.mv_size = 8;
 	sk.mv_data = sb;
 	if (!crdt_record_sole_author(&ar->rec, &author))
@@ -258,10 +257,6 @@ aud_subset(const struct nbx_audience *x, const struct nbx_audience *y)
 }
 
 /*
- * A local write that would leave the record as it is gets no new version,
- * so writing (or importing) the same data twice changes nothing.
- */
-/*
  * 1 if r already holds exactly this remote change: the same version and
  * the same value of the same register (or the same state).  Merging it
  * again would change nothing, so it is answered as a no-op before the
@@ -295,6 +290,10 @@ remote_held(const struct crdt_record *r, const struct change *c)
 	}
 }
 
+/*
+ * A local write that would leave the record as it is gets no new version,
+ * so writing (or importing) the same data twice changes nothing.
+ */
 static int
 local_unchanged(const struct crdt_record *r, const struct change *c)
 {

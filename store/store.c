@@ -637,15 +637,26 @@ store_rtxn_end(struct store_rtxn *t)
 	free(t);
 }
 
+/* Decodes a records value (store__rec_val) into r. */
+static int
+record_decode(const struct store *st, const MDB_val *d,
+    struct crdt_record *r)
+{
+	const uint8_t *enc;
+	size_t len;
+	uint64_t seq;
+
+	if (store__rec_val(st, d, &seq, &enc, &len) != 0)
+		return NBX_EMALFORMED;
+	return crdt_record_decode(enc, len, r);
+}
+
 int
 store_record_get(struct store_rtxn *t, struct nbx_str coll, struct nbx_str id,
     struct crdt_record *r)
 {
 	uint8_t key[KEY_MAX];
 	MDB_val k, d;
-	const uint8_t *enc;
-	size_t len;
-	uint64_t seq;
 	int rc;
 
 	crdt_record_init(r, coll, id);
@@ -655,10 +666,8 @@ store_record_get(struct store_rtxn *t, struct nbx_str coll, struct nbx_str id,
 	k.mv_data = key;
 	if ((rc = mdb_get(t->txn, t->st->dbi[DB_RECORDS], &k, &d)) != 0)
 		return store__mdb_code(t->st, rc, "get record");
-	if (store__rec_val(t->st, &d, &seq, &enc, &len) != 0)
-		return NBX_EMALFORMED;
 	/* coll and id stay the caller's; everything else borrows from the txn */
-	return crdt_record_decode(enc, len, r);
+	return record_decode(t->st, &d, r);
 }
 
 int
@@ -668,9 +677,6 @@ store_record_next(struct store_rtxn *t, struct nbx_str coll,
 	uint8_t key[KEY_MAX + 1];
 	MDB_cursor *cu;
 	MDB_val k, d;
-	const uint8_t *enc;
-	size_t len;
-	uint64_t seq;
 	struct nbx_str kc;
 	int rc;
 
@@ -690,9 +696,7 @@ store_record_next(struct store_rtxn *t, struct nbx_str coll,
 	if (store__rec_key_split(&k, &kc, id) != 0 || !nbx_str_eq(kc, coll))
 		return NBX_ENOTFOUND;
 	crdt_record_init(r, kc, *id);
-	if (store__rec_val(t->st, &d, &seq, &enc, &len) != 0)
-		return NBX_EMALFORMED;
-	return crdt_record_decode(enc, len, r);
+	return record_decode(t->st, &d, r);
 }
 
 int
