@@ -549,6 +549,7 @@ node_free(struct node *n)
 		n->peers = p->next;
 		free(p);
 	}
+	node__verify_free(n);
 	store_close(n->st);
 	tls_ctx_free(n->tls);
 	policy_free(n->pol);

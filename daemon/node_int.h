@@ -96,6 +96,7 @@ struct node {
 	struct peer *peers;
 	struct conn *conns;
 	struct sync_opts sopts;
+	struct verify_cache *verify;	/* node_ctl.c, NULL until used */
 	int stopping;
 	int pumping;
 	uint64_t ticks;
@@ -121,5 +122,6 @@ void conn__shutdown(struct conn *c);
 
 /* node_ctl.c */
 json_t *node__control(void *arg, json_t *req);
+void node__verify_free(struct node *n);
 
 #endif

@@ -421,6 +421,12 @@ store_log_sole_author(const struct store *st, uint64_t seq,
 	    memcmp(st->hint_ids[who - 1], author.p, author.n) == 0;
 }
 
+uint64_t
+store_generation(const struct store *st)
+{
+	return st->gen;
+}
+
 const char *
 store_last_error(const struct store *st)
 {
@@ -486,6 +492,7 @@ store__write(struct store *st, int (*fn)(MDB_txn *txn, void *arg), void *arg)
 
 			rc = (mrc == EIO || mrc == ENOSPC) ? commit_failed(st,
 			    mrc) : store__mdb_code(st, mrc, "commit");
+			st->gen++;	/* also after a failed commit: cheap */
 		} else {
 			mdb_txn_abort(txn);
 		}

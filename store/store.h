@@ -239,6 +239,27 @@ int store_pair_digest(struct store *st, const struct policy *pol,
     struct nbx_str peer, uint8_t out[32], uint64_t *records,
     uint64_t *changes);
 
+/* One pair's digest and what went into it. */
+struct store_digest {
+	uint8_t digest[32];
+	uint64_t records, changes;
+};
+
+/*
+ * store_pair_digest for each of peers[0..npeers) in one pass over the
+ * records: out[i] is the digest of the pair (this node, peers[i]).
+ */
+int store_pair_digests(struct store *st, const struct policy *pol,
+    const struct nbx_str *peers, size_t npeers, struct store_digest *out);
+
+/*
+ * A number that changes whenever a write transaction commits (a batch, a
+ * local write, an erasure, a cursor or audit entry), so that a result
+ * computed from the records may be kept until it does.  In memory; starts
+ * at 0 on open.
+ */
+uint64_t store_generation(const struct store *st);
+
 /* SHA-256 over every (key, value) of the records database, in key order. */
 int store_records_digest(struct store *st, uint8_t out[32]);
 

@@ -54,6 +54,7 @@ struct store {
 	uint64_t *hints;	/* STORE_HINT_SLOTS, allocated on first use */
 	char hint_ids[STORE_HINT_AUTHORS][NBX_ID_MAX + 1];
 	unsigned nhint_ids;
+	uint64_t gen;		/* store_generation */
 	char err[256];
 };
 

@@ -362,6 +362,58 @@ Test(store, pair_digest_covers_exactly_what_both_may_hold)
 	test_rmdir(d2);
 }
 
+/*
+ * One pass for several peers gives each the digest it would get alone,
+ * also where the peers differ (an audience with one and not the other),
+ * and the store's generation moves with every committed write.
+ */
+Test(store, pair_digests_of_several_peers_equal_each_alone)
+{
+	char *d1 = test_tmpdir();
+	struct policy *pol = test_policy();
+	struct store *a = open_store(d1, "ee", 0);
+	struct store_outcome out[4];
+	struct store_digest all[3];
+	struct nbx_str peers[3] = { nbx_str_c("lv"), nbx_str_c("lt"),
+	    nbx_str_c("fi") };
+	uint64_t nr, nc, gen;
+	uint8_t one[32];
+	struct change c[3];
+
+	c[0] = test_str("ee:1", "name", "region");
+	cr_assert_eq(store_apply(a, pol, c, 1, (struct nbx_str){ 0 }, NULL, NOW,
+	    0, out), 0);
+	c[0] = test_change(CHANGE_AUDIENCE, "ee:2", NULL);
+	c[0].aud.n = 2;
+	c[0].aud.ids[0] = nbx_str_c("ee");
+	c[0].aud.ids[1] = nbx_str_c("lt");
+	c[1] = test_str("ee:2", "secret", "ee and lt");
+	gen = store_generation(a);
+	cr_assert_eq(store_apply(a, pol, c, 2, (struct nbx_str){ 0 }, NULL, NOW,
+	    0, out), 0);
+	cr_assert_neq(store_generation(a), gen, "a commit must move it");
+	gen = store_generation(a);
+	cr_assert_eq(store_pair_digests(a, pol, peers, 3, all), 0);
+	cr_assert_eq(store_generation(a), gen, "reading must not move it");
+	for (int i = 0; i < 3; i++) {
+		cr_assert_eq(store_pair_digest(a, pol, peers[i], one, &nr, &nc),
+		    0);
+		cr_assert_eq(memcmp(one, all[i].digest, 32), 0, "peer %d", i);
+		cr_assert_eq(all[i].records, nr);
+		cr_assert_eq(all[i].changes, nc);
+	}
+	cr_assert_eq(all[0].records, 1, "lv: the region record only");
+	cr_assert_eq(all[1].records, 2, "lt: also the one it shares");
+	cr_assert_eq(all[1].changes, all[0].changes + 2,
+	    "lt: the shared record's audience and field");
+	cr_assert_eq(memcmp(all[0].digest, all[2].digest, 32), 0,
+	    "lv and fi see the same");
+	cr_assert_neq(memcmp(all[0].digest, all[1].digest, 32), 0);
+	store_close(a);
+	policy_free(pol);
+	test_rmdir(d1);
+}
+
 /* A change refused for clock drift alone is applied once time catches up. */
 Test(store, drifted_change_is_deferred_not_lost)
 {
