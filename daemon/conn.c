@@ -206,11 +206,11 @@ send_tls_out(struct conn *c)
 }
 
 /*
- * Streams what the session has to send: pump, encrypt in large records,
- * hand to libuv, until the session has nothing more or libuv's queue for
- * this peer is full (a slow reader is paused here, not buffered without
- * bound; the session's window stops it producing, and the dead-link timer
- * eventually drops it).
+ * Streams what the session has to send: pump once (at most one batch,
+ * node.c: pump_all), encrypt in large records, hand to libuv, until the
+ * session has nothing more or libuv's queue for this peer is full (a slow
+ * reader is paused here, not buffered without bound; the session's window
+ * stops it producing, and the dead-link timer eventually drops it).
  */
 void
 conn__flush(struct conn *c)
@@ -224,14 +224,16 @@ conn__flush(struct conn *c)
 			send_tls_out(c);
 		return;
 	}
+	if ((rc = sync_session_pump(c->sess, log_now_ms())) != 0) {
+		conn__close(c, nbx_strerror(rc));
+		return;
+	}
+	if (sync_session_more(c->sess))
+		node__pump_soon(c->node);
 	while (rounds-- > 0 && c->state == CONN_ESTABLISHED) {
 		if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) >
 		    CONN_WQ_MAX)
 			break;
-		if ((rc = sync_session_pump(c->sess, log_now_ms())) != 0) {
-			conn__close(c, nbx_strerror(rc));
-			return;
-		}
 		if ((n = sync_session_pending(c->sess, &p)) == 0)
 			break;
 		if (n > WRITE_CHUNK)
@@ -417,7 +419,7 @@ read_plaintext(struct conn *c)
 		}
 	}
 	send_tls_out(c);	/* TLS may answer reads (tickets, key update) */
-	node__pump_all(c->node);
+	node__pump_soon(c->node);
 	read_backpressure(c);
 }
 

@@ -220,7 +220,7 @@ retention_pass(struct node *n)
 			free(ids[i]);
 		free(ids);
 		if (nids)
-			node__pump_all(n);
+			node__pump_soon(n);
 	}
 }
 
@@ -235,11 +235,14 @@ on_retention(uv_timer_t *t)
 /* ------------------------------------------------------------------ */
 
 /*
- * Lets every established session stream what the log gained: called after
- * each local write and each batch applied from a peer.
+ * Lets every established session stream what the log gained.  Each
+ * session makes at most one batch per call (sopts.pump_batches) and one
+ * with more to send asks for another turn, so that a node streaming to
+ * many peers still reads, answers its control socket and pings in
+ * between.
  */
-void
-node__pump_all(struct node *n)
+static void
+pump_all(struct node *n)
 {
 	if (n->pumping)
 		return;		/* a pump in progress will see the new entries */
@@ -248,6 +251,27 @@ node__pump_all(struct node *n)
 		if (c->state == CONN_ESTABLISHED)
 			conn__flush(c);
 	n->pumping = 0;
+}
+
+static void
+on_more(uv_idle_t *h)
+{
+	struct node *n = h->data;
+
+	uv_idle_stop(h);
+	pump_all(n);
+}
+
+/*
+ * Pumps every session on the loop's next turn, once this turn's I/O was
+ * handled: called after each local write, each batch applied from a peer,
+ * and by a session with more to send.
+ */
+void
+node__pump_soon(struct node *n)
+{
+	if (!n->stopping && !uv_is_active((uv_handle_t *)&n->more))
+		uv_idle_start(&n->more, on_more);
 }
 
 /*
@@ -297,7 +321,7 @@ on_timer(uv_timer_t *t)
 			log_msg(LOG_INFO, NULL, "applied %zu change(s) held back "
 			    "until our clock caught up with their sender's",
 			    applied);
-			node__pump_all(n);
+			node__pump_soon(n);
 		}
 	}
 	if (n->ticks % NODE_READER_CHECK_TICKS == 0) {
@@ -350,6 +374,7 @@ node__stop(struct node *n)
 	uv_close((uv_handle_t *)&n->listener, NULL);
 	uv_close((uv_handle_t *)&n->timer, NULL);
 	uv_close((uv_handle_t *)&n->retention, NULL);
+	uv_close((uv_handle_t *)&n->more, NULL);
 	uv_close((uv_handle_t *)&n->sigterm, NULL);
 	uv_close((uv_handle_t *)&n->sigint, NULL);
 	uv_close((uv_handle_t *)&n->sighup, NULL);
@@ -485,6 +510,7 @@ node_new(uv_loop_t *loop, const char *config_path, struct node **out,
 	n->sopts.window = n->cfg.window;
 	n->sopts.ping_interval_ms = n->cfg.ping_interval_ms;
 	n->sopts.dead_after_ms = n->cfg.dead_after_ms;
+	n->sopts.pump_batches = NODE_PUMP_BATCHES;
 	if ((rc = sync_config_peers(n, &n->cfg)) != 0 ||
 	    (rc = load_store_peers(n)) != 0) {
 		snprintf(err, errlen, "cannot load peers: %s", nbx_strerror(rc));
@@ -498,6 +524,8 @@ node_new(uv_loop_t *loop, const char *config_path, struct node **out,
 	uv_timer_init(loop, &n->timer);
 	n->timer.data = n;
 	uv_timer_start(&n->timer, on_timer, NODE_TICK_MS, NODE_TICK_MS);
+	uv_idle_init(loop, &n->more);
+	n->more.data = n;
 	uv_timer_init(loop, &n->retention);
 	n->retention.data = n;
 	uv_timer_start(&n->retention, on_retention, NODE_RETENTION_FIRST_MS,

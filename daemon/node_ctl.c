@@ -115,7 +115,7 @@ do_write(struct node *n, json_t *req, enum write_op op)
 	    "applied", (json_int_t)applied, "unchanged", (json_int_t)unchanged,
 	    "seq", (json_int_t)seq);
 	if (applied)
-		node__pump_all(n);
+		node__pump_soon(n);
 out:
 	free(out);
 	write_batch_fini(&b);
@@ -237,7 +237,7 @@ do_import(struct node *n, json_t *req)
 			    (json_int_t)unchanged));
 	}
 	if (applied_total)
-		node__pump_all(n);
+		node__pump_soon(n);
 out:
 	for (i = 0; b && i < nw; i++) {
 		write_batch_fini(&b[i]);

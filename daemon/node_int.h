@@ -20,6 +20,7 @@
 #include "tls.h"
 
 #define NODE_TICK_MS		100
+#define NODE_PUMP_BATCHES	1	/* batches per session per loop turn */
 #define NODE_HANDSHAKE_MS	10000	/* give up on a silent handshake */
 #define NODE_RETENTION_FIRST_MS	2000	/* first retention pass after start */
 #define NODE_READER_CHECK_TICKS	20	/* mdb_reader_check every 2 s */
@@ -91,6 +92,7 @@ struct node {
 	uv_tcp_t listener;
 	uv_timer_t timer;
 	uv_timer_t retention;	/* erases records past their retain_days */
+	uv_idle_t more;		/* pumps again next turn: node__pump_soon */
 	uv_signal_t sigterm, sigint, sighup;
 	struct ctl_server *ctl;
 	struct peer *peers;
@@ -108,7 +110,7 @@ struct peer *node__peer_find(struct node *n, const char *id, size_t len);
 struct peer *node__peer_add(struct node *n, const char *id, const char *host,
     uint16_t port, const uint8_t *pin, int from_config);
 void node__peer_remove(struct node *n, struct peer *p);
-void node__pump_all(struct node *n);
+void node__pump_soon(struct node *n);
 int node__reload(struct node *n, char *err, size_t errlen);
 void node__stop(struct node *n);
 

@@ -67,6 +67,7 @@ struct sync_session {
 	uint64_t nonce;
 	uint64_t send_pos;		/* our log position streamed */
 	int resync;			/* a full pass is owed (store.h) */
+	int more;			/* sync_session_more */
 	uint64_t *inflight;		/* upto of each unacked batch */
 	uint32_t ninflight;
 	struct sync_egress eg;
@@ -623,15 +624,20 @@ egress_reason(const struct sync_session *s, int rc)
 int
 sync_session_pump(struct sync_session *s, uint64_t now_ms)
 {
-	uint32_t scanned = 0;
+	uint32_t scanned = 0, made = 0;
 	int rc;
 
+	s->more = 0;
 	if (s->fatal != 0)
 		return s->fatal;
 	if (!s->subscribed)
 		return 0;
-	while (s->ninflight < s->o.window && pending_len(s) < s->o.out_max &&
-	    scanned < s->o.scan_max) {
+	while (s->ninflight < s->o.window && pending_len(s) < s->o.out_max) {
+		if (scanned >= s->o.scan_max || (s->o.pump_batches != 0 &&
+		    made >= s->o.pump_batches)) {
+			s->more = 1;
+			break;
+		}
 		struct sync_batch b = {
 			.after = s->send_pos,
 			.scan_max = s->o.scan_max - scanned,
@@ -658,12 +664,19 @@ sync_session_pump(struct sync_session *s, uint64_t now_ms)
 		    s->eg.frame.p, s->eg.frame.len), now_ms)) != 0)
 			return session_end(s, rc, TELL_INTERNAL,
 			    "output queue: %s", nbx_strerror(rc));
+		made++;
 		s->inflight[s->ninflight++] = b.upto;
 		s->send_pos = b.upto;
 		s->stats.sent_seq = b.upto;
 		s->stats.changes_out += b.nchanges;
 	}
 	return 0;
+}
+
+int
+sync_session_more(const struct sync_session *s)
+{
+	return s->fatal == 0 && s->more;
 }
 
 int

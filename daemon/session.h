@@ -52,6 +52,7 @@ struct sync_opts {
 	uint64_t ping_interval_ms;	/* idle time before a PING; 15000 */
 	uint64_t dead_after_ms;	/* silence after which the peer is dead */
 	uint32_t scan_max;	/* log entries read per pump call; 10000 */
+	uint32_t pump_batches;	/* batches made per pump call; 0: no limit */
 	size_t out_max;		/* stop producing when this much is queued */
 	/*
 	 * Optional: told of each received change the store refused into
@@ -114,6 +115,13 @@ int sync_session_feed(struct sync_session *s, const void *p, size_t n,
  * and on every tick.  Returns 0 or a store error.
  */
 int sync_session_pump(struct sync_session *s, uint64_t now_ms);
+
+/*
+ * 1 if the last pump stopped at pump_batches or scan_max with the window
+ * still open: the caller should pump again soon (after serving other
+ * work), since no acknowledgement will come to prompt it.
+ */
+int sync_session_more(const struct sync_session *s);
 
 /*
  * Timers: queues a PING when the link was idle for ping_interval_ms.
