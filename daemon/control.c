@@ -1,7 +1,10 @@
 /*
  * control.c - the control socket server (see control.h).  Each client
  * connection buffers bytes up to CTL_LINE_MAX and hands every complete line
- * to the handler.
+ * to the handler.  A large line (a bulk import) is parsed on libuv's
+ * thread pool, so that the loop applies one request while the next is
+ * parsed; requests are still handled, and answered, in the order they
+ * came.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -18,14 +21,34 @@
 #include "log.h"
 #include "nbx_err.h"
 
+#define CTL_PARSE_AWAY	(64u << 10)	/* lines this long: parsed off loop */
+#define CTL_QUEUE_MAX	4		/* requests waiting per client */
+
+/* A request waiting its turn, parsed or being parsed. */
+struct ctl_req {
+	uv_work_t work;
+	struct ctl_client *c;
+	struct ctl_req *next;
+	char *line;
+	size_t n;
+	json_t *req;		/* NULL: not JSON, see je */
+	json_error_t je;
+	int parsed;
+};
+
 struct ctl_client {
 	uv_pipe_t pipe;
 	struct ctl_server *srv;
 	struct ctl_client *next;
 	char *buf;
 	size_t len, cap;
+	struct ctl_req *head, *tail;	/* in arrival order */
+	unsigned nreq;		/* in the queue */
+	unsigned nwork;		/* parses on the thread pool */
 	int closing;
+	int closed;		/* handle closed; freed when nwork is 0 */
 	int paused;		/* reading stopped until replies drain */
+	int full;		/* reading stopped until the queue drains */
 };
 
 struct ctl_server {
@@ -94,6 +117,30 @@ ctl_error(int code, const char *fmt, ...)
 }
 
 static void
+req_free(struct ctl_req *r)
+{
+	json_decref(r->req);
+	free(r->line);
+	free(r);
+}
+
+/* Frees c once its handle is closed and no parse still refers to it. */
+static void
+client_free(struct ctl_client *c)
+{
+	if (!c->closed || c->nwork > 0)
+		return;
+	while (c->head != NULL) {
+		struct ctl_req *r = c->head;
+
+		c->head = r->next;
+		req_free(r);
+	}
+	free(c->buf);
+	free(c);
+}
+
+static void
 client_closed(uv_handle_t *h)
 {
 	struct ctl_client *c = h->data;
@@ -105,8 +152,8 @@ client_closed(uv_handle_t *h)
 			*pp = c->next;
 			break;
 		}
-	free(c->buf);
-	free(c);
+	c->closed = 1;
+	client_free(c);
 }
 
 static void
@@ -135,7 +182,9 @@ write_done(uv_write_t *req, int status)
 	    uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) <
 	    CTL_WQ_MAX / 2) {
 		c->paused = 0;
-		uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+		if (!c->full)
+			uv_read_start((uv_stream_t *)&c->pipe, on_alloc,
+			    on_read);
 	}
 }
 
@@ -174,32 +223,120 @@ client_reply(struct ctl_client *c, json_t *reply)
 	}
 }
 
+/* Answers one parsed request (req NULL: not JSON, je says why). */
 static void
-handle_line(struct ctl_client *c, const char *line, size_t n)
+handle(struct ctl_client *c, json_t *req, const json_error_t *je)
 {
-	json_error_t je;
-	json_t *req, *reply;
+	json_t *reply;
 
-	while (n && (line[n - 1] == '\r' || line[n - 1] == ' '))
-		n--;
-	if (n == 0)
-		return;
-	req = json_loadb(line, n, 0, &je);
 	if (req == NULL) {
 		client_reply(c, ctl_error(NBX_EMALFORMED,
-		    "request is not JSON: %s (column %d)", je.text, je.column));
+		    "request is not JSON: %s (column %d)", je->text, je->column));
 		return;
 	}
 	if (!json_is_object(req) ||
 	    !json_is_string(json_object_get(req, "cmd"))) {
 		client_reply(c, ctl_error(NBX_EINVAL,
 		    "request must be an object with a \"cmd\" string"));
-		json_decref(req);
 		return;
 	}
 	reply = c->srv->fn(c->srv->arg, req);
-	json_decref(req);
 	client_reply(c, reply ? reply : ctl_error(NBX_EINVAL, "no reply"));
+}
+
+/* Handles the queued requests that are parsed, in order. */
+static void
+drain(struct ctl_client *c)
+{
+	while (!c->closing && c->head != NULL && c->head->parsed) {
+		struct ctl_req *r = c->head;
+
+		if ((c->head = r->next) == NULL)
+			c->tail = NULL;
+		c->nreq--;
+		handle(c, r->req, &r->je);
+		req_free(r);
+	}
+	if (c->full && !c->closing && c->nreq < CTL_QUEUE_MAX) {
+		c->full = 0;
+		if (!c->paused)
+			uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read);
+	}
+}
+
+static void
+parse_work(uv_work_t *w)
+{
+	struct ctl_req *r = w->data;
+
+	r->req = json_loadb(r->line, r->n, 0, &r->je);
+}
+
+static void
+parse_done(uv_work_t *w, int status)
+{
+	struct ctl_req *r = w->data;
+	struct ctl_client *c = r->c;
+
+	(void)status;		/* a cancelled parse leaves req NULL */
+	r->parsed = 1;
+	free(r->line);
+	r->line = NULL;
+	c->nwork--;
+	if (c->closed)
+		client_free(c);
+	else
+		drain(c);
+}
+
+static void
+handle_line(struct ctl_client *c, const char *line, size_t n)
+{
+	struct ctl_req *r;
+	json_error_t je;
+	json_t *req;
+
+	while (n && (line[n - 1] == '\r' || line[n - 1] == ' '))
+		n--;
+	if (n == 0)
+		return;
+	if (n < CTL_PARSE_AWAY && c->head == NULL) {
+		req = json_loadb(line, n, 0, &je);
+		handle(c, req, &je);
+		json_decref(req);
+		return;
+	}
+	/* queued behind the requests before it */
+	if ((r = calloc(1, sizeof(*r))) == NULL ||
+	    (r->line = malloc(n)) == NULL) {
+		free(r);
+		client_reply(c, ctl_error(NBX_ENOMEM, "out of memory"));
+		client_close(c);
+		return;
+	}
+	memcpy(r->line, line, n);
+	r->n = n;
+	r->c = c;
+	r->work.data = r;
+	if (c->tail)
+		c->tail->next = r;
+	else
+		c->head = r;
+	c->tail = r;
+	c->nreq++;
+	if (n < CTL_PARSE_AWAY || uv_queue_work(c->pipe.loop, &r->work,
+	    parse_work, parse_done) != 0) {
+		parse_work(&r->work);
+		r->parsed = 1;
+		free(r->line);
+		r->line = NULL;
+		drain(c);
+	} else
+		c->nwork++;
+	if (c->nreq >= CTL_QUEUE_MAX && !c->full && !c->closing) {
+		c->full = 1;
+		uv_read_stop((uv_stream_t *)&c->pipe);
+	}
 }
 
 static void
@@ -336,6 +473,7 @@ ctl_server_start(uv_loop_t *loop, const char *path, ctl_handler_fn *fn,
 		return NBX_EEXIST;
 	}
 	(void)unlink(path);
+	json_object_seed(0);	/* before any parse runs on another thread */
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return NBX_ENOMEM;
 	snprintf(s->path, sizeof(s->path), "%s", path);
