@@ -244,6 +244,22 @@ handle(struct ctl_client *c, json_t *req, const json_error_t *je)
 	client_reply(c, reply ? reply : ctl_error(NBX_EINVAL, "no reply"));
 }
 
+static void
+free_work(uv_work_t *w)
+{
+	struct ctl_req *r = w->data;
+
+	json_decref(r->req);	/* a big tree: freed off the loop too */
+	r->req = NULL;
+}
+
+static void
+free_done(uv_work_t *w, int status)
+{
+	(void)status;
+	req_free(w->data);
+}
+
 /* Handles the queued requests that are parsed, in order. */
 static void
 drain(struct ctl_client *c)
@@ -255,7 +271,10 @@ drain(struct ctl_client *c)
 			c->tail = NULL;
 		c->nreq--;
 		handle(c, r->req, &r->je);
-		req_free(r);
+		r->next = NULL;
+		if (r->n < CTL_PARSE_AWAY || uv_queue_work(c->pipe.loop,
+		    &r->work, free_work, free_done) != 0)
+			req_free(r);
 	}
 	if (c->full && !c->closing && c->nreq < CTL_QUEUE_MAX) {
 		c->full = 0;
