@@ -297,8 +297,8 @@ sync__egress_batch(struct store *st, const struct policy *pol,
 		}
 		if (rc != 0)
 			goto out;
-		/* all made by the peer: nothing to send, nothing to load */
-		if (b->omit_own && store_log_sole_author(st, seq, peer))
+		/* all made or sent by the peer: nothing to send or load */
+		if (b->omit_own && store_log_peer_has(st, seq, peer))
 			rc = 0;
 		else
 			rc = add_record(t, pol, peer, b->omit_own, e, &fb,

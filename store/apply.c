@@ -31,6 +31,7 @@ struct apply_rec {
 	int loaded, dirty;
 	uint64_t seq;		/* latest seq given to a change of it */
 	uint64_t old_seq;	/* its log entry as stored (0: none) */
+	int sender_has;		/* the batch's sender holds all of it */
 	struct nbx_buf blob;	/* copy of the stored encoding */
 	struct crdt_record rec;
 };
@@ -63,8 +64,14 @@ rec_flush(struct apply *a)
 	uint8_t sb[8], ob[8];
 	int rc;
 
-	if (!ar->loaded || !ar->dirty)
+	if (!ar->loaded)
 		return 0;
+	if (!ar->dirty) {
+		if (ar->sender_has && ar->old_seq != 0)
+			store__holder_add(a->st, ar->old_seq, a->peer);
+		ar->sender_has = 0;
+		return 0;
+	}
 	a->enc.len = 0;
 	store__be64_put(sb, ar->seq);
 	if ((rc = nbx_buf_append(&a->enc, sb, STORE_SEQ_BYTES)) != 0 ||
@@ -87,6 +94,9 @@ rec_flush(struct apply *a)
 	if (!crdt_record_sole_author(&ar->rec, &author))
 		author.n = 0;
 	store__hint_set(a->st, ar->seq, author);
+	if (ar->sender_has)
+		store__holder_add(a->st, ar->seq, a->peer);
+	ar->sender_has = 0;
 	if ((rc = mdb_put(a->txn, a->st->dbi[DB_LOG], &sk, &k,
 	    MDB_APPEND)) != 0)
 		return store__mdb_code(a->st, rc, "put log");
@@ -119,6 +129,7 @@ rec_load(struct apply *a, struct nbx_str coll, struct nbx_str id)
 	id.p = (const char *)ar->key + coll.n + 1;
 	crdt_record_init(&ar->rec, coll, id);
 	ar->old_seq = 0;
+	ar->sender_has = 0;
 	rc = mdb_get(a->txn, a->st->dbi[DB_RECORDS], &k, &d);
 	if (rc == 0) {
 		const uint8_t *enc;
@@ -622,6 +633,68 @@ reject:
 	return 0;
 }
 
+/* 1 if x and y are the same change: kind, place, value and versions. */
+static int
+change_same(const struct change *x, const struct change *y)
+{
+	return x->kind == y->kind && x->hlc == y->hlc &&
+	    nbx_str_eq(x->origin, y->origin) &&
+	    nbx_str_eq(x->field, y->field) && nbx_str_eq(x->elem, y->elem) &&
+	    value_eq(&x->val, &y->val) && x->aud.hlc == y->aud.hlc &&
+	    nbx_str_eq(x->aud.origin, y->aud.origin) &&
+	    aud_same(&x->aud, &y->aud);
+}
+
+/* A record's changes, each looked for among the ones a peer sent. */
+struct cover {
+	const struct change *sent;
+	size_t n, next;
+};
+
+static int
+cover_one(void *arg, const struct change *c)
+{
+	struct cover *k = arg;
+
+	/* the sender listed them in the same order: try the next one first */
+	for (size_t t = 0; t < k->n; t++) {
+		size_t i = (k->next + t) % k->n;
+
+		if (change_same(&k->sent[i], c)) {
+			k->next = i + 1;
+			return 0;
+		}
+	}
+	return 1;		/* not sent: the sender may lack it */
+}
+
+/*
+ * After the changes sent[0..n) of one record from the batch's sender were
+ * applied: if every version the record now holds is among them, the
+ * sender holds all of it, and streaming the record back to it would send
+ * nothing new (in a mesh, most relayed records).  Noted on the record, and
+ * as a hint once its log seq is final (rec_flush).  Anything refused,
+ * erased or missing from what was sent leaves the record unmarked.
+ */
+static void
+held_by_sender(struct apply *a, const struct change *sent, size_t n,
+    const struct store_outcome *out)
+{
+	struct apply_rec *ar = &a->r;
+	struct cover k = { sent, n, 0 };
+
+	if (!ar->loaded || !nbx_str_eq(ar->rec.coll, sent[0].coll) ||
+	    !nbx_str_eq(ar->rec.id, sent[0].id))
+		return;		/* refused before it was loaded */
+	ar->sender_has = 0;	/* also if an earlier run of the batch had it */
+	if (ar->rec.erased)
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (out[i].status == STORE_REJECTED)
+			return;
+	ar->sender_has = crdt_record_changes(&ar->rec, cover_one, &k) == 0;
+}
+
 static int
 cursor_put(struct apply *a, const struct store_cursor *cur)
 {
@@ -664,11 +737,19 @@ apply_batch(MDB_txn *txn, void *arg)
 		return store__mdb_code(st, rc, "read meta");
 	hlc_init(&a->clock, h);
 	a->next_qseq = last_key_u64(txn, st->dbi[DB_QUARANTINE]) + 1;
-	for (size_t i = 0; i < x->n; i++) {
+	for (size_t i = 0, run = 0; i < x->n; i++) {
 		if ((rc = apply_one(a, &x->chs[i], &x->out[i])) != 0)
 			return rc;
 		if (x->out[i].status == STORE_REJECTED && first_reject == 0)
 			first_reject = x->out[i].err;
+		/* the end of a peer's run of changes to one record */
+		if (a->peer.n > 0 && (i + 1 == x->n ||
+		    !nbx_str_eq(x->chs[i + 1].id, x->chs[run].id) ||
+		    !nbx_str_eq(x->chs[i + 1].coll, x->chs[run].coll))) {
+			held_by_sender(a, &x->chs[run], i + 1 - run,
+			    &x->out[run]);
+			run = i + 1;
+		}
 	}
 	if ((x->flags & STORE_ATOMIC) && first_reject != 0)
 		return first_reject;

@@ -376,49 +376,92 @@ store_close(struct store *st)
 	if (st->env)
 		mdb_env_close(st->env);
 	free(st->hints);
+	free(st->holders);
 	free(st);
 }
 
 /* ------------------------------------------------------------------ */
-/* Author hints (store_int.h)                                          */
+/* Hints (store_int.h)                                                 */
 /* ------------------------------------------------------------------ */
+
+static int
+hints_alloc(struct store *st)
+{
+	if (st->hints != NULL)
+		return 0;
+	st->hints = calloc(STORE_HINT_SLOTS, sizeof(*st->hints));
+	st->holders = calloc(STORE_HINT_SLOTS, sizeof(*st->holders));
+	if (st->hints == NULL || st->holders == NULL) {
+		free(st->hints);
+		free(st->holders);
+		st->hints = st->holders = NULL;
+		return NBX_ENOMEM;	/* no hints: egress loads every record */
+	}
+	return 0;
+}
+
+static void
+hints_clear(struct store *st)
+{
+	if (st->hints != NULL) {
+		memset(st->hints, 0, STORE_HINT_SLOTS * sizeof(*st->hints));
+		memset(st->holders, 0, STORE_HINT_SLOTS * sizeof(*st->holders));
+	}
+}
+
+/* The index + 1 of node id in hint_ids, added if `add`; 0 if none. */
+static unsigned
+hint_id(struct store *st, struct nbx_str id, int add)
+{
+	if (id.n == 0 || id.n > NBX_ID_MAX)
+		return 0;
+	for (unsigned i = 0; i < st->nhint_ids; i++)
+		if (strlen(st->hint_ids[i]) == id.n &&
+		    memcmp(st->hint_ids[i], id.p, id.n) == 0)
+			return i + 1;
+	if (!add || st->nhint_ids == STORE_HINT_AUTHORS)
+		return 0;
+	memcpy(st->hint_ids[st->nhint_ids], id.p, id.n);
+	st->hint_ids[st->nhint_ids][id.n] = '\0';
+	return ++st->nhint_ids;
+}
 
 void
 store__hint_set(struct store *st, uint64_t seq, struct nbx_str author)
 {
-	unsigned who = 0;
+	if (hints_alloc(st) != 0)
+		return;
+	st->hints[seq % STORE_HINT_SLOTS] = seq << 8 | hint_id(st, author, 1);
+	st->holders[seq % STORE_HINT_SLOTS] = 0;
+}
 
-	if (st->hints == NULL && (st->hints = calloc(STORE_HINT_SLOTS,
-	    sizeof(*st->hints))) == NULL)
-		return;		/* no hints: egress loads every record */
-	if (author.n > 0 && author.n <= NBX_ID_MAX) {
-		for (unsigned i = 0; i < st->nhint_ids && !who; i++)
-			if (strlen(st->hint_ids[i]) == author.n &&
-			    memcmp(st->hint_ids[i], author.p, author.n) == 0)
-				who = i + 1;
-		if (!who && st->nhint_ids < STORE_HINT_AUTHORS) {
-			memcpy(st->hint_ids[st->nhint_ids], author.p, author.n);
-			st->hint_ids[st->nhint_ids][author.n] = '\0';
-			who = ++st->nhint_ids;
-		}
+void
+store__holder_add(struct store *st, uint64_t seq, struct nbx_str peer)
+{
+	size_t slot = seq % STORE_HINT_SLOTS;
+	unsigned who;
+
+	if (seq >= (uint64_t)1 << 56 || hints_alloc(st) != 0 ||
+	    (who = hint_id(st, peer, 1)) == 0)
+		return;
+	if (st->hints[slot] >> 8 != seq) {	/* the slot was another seq's */
+		st->hints[slot] = seq << 8;
+		st->holders[slot] = 0;
 	}
-	st->hints[seq % STORE_HINT_SLOTS] = seq << 8 | who;
+	st->holders[slot] |= (uint64_t)1 << (who - 1);
 }
 
 int
-store_log_sole_author(const struct store *st, uint64_t seq,
-    struct nbx_str author)
+store_log_peer_has(struct store *st, uint64_t seq, struct nbx_str peer)
 {
-	uint64_t h;
+	size_t slot = seq % STORE_HINT_SLOTS;
 	unsigned who;
 
-	if (st->hints == NULL || seq >= (uint64_t)1 << 56)
+	if (st->hints == NULL || seq >= (uint64_t)1 << 56 ||
+	    st->hints[slot] >> 8 != seq || (who = hint_id(st, peer, 0)) == 0)
 		return 0;
-	h = st->hints[seq % STORE_HINT_SLOTS];
-	if (h >> 8 != seq || (who = h & 0xff) == 0)
-		return 0;
-	return strlen(st->hint_ids[who - 1]) == author.n &&
-	    memcmp(st->hint_ids[who - 1], author.p, author.n) == 0;
+	return (st->hints[slot] & 0xff) == who ||
+	    (st->holders[slot] >> (who - 1) & 1) != 0;
 }
 
 uint64_t
@@ -496,8 +539,8 @@ store__write(struct store *st, int (*fn)(MDB_txn *txn, void *arg), void *arg)
 		} else {
 			mdb_txn_abort(txn);
 		}
-		if (rc != 0 && st->hints != NULL)	/* see store_int.h */
-			memset(st->hints, 0, STORE_HINT_SLOTS * sizeof(*st->hints));
+		if (rc != 0)	/* see store_int.h */
+			hints_clear(st);
 		if (rc != NBX_EMAPFULL)
 			return rc;
 		if ((rc = grow_map(st)) != 0)

@@ -186,14 +186,14 @@ int store_retry_deferred(struct store *st, const struct policy *pol,
     uint64_t now_ms, size_t *applied);
 
 /*
- * 1 if this process knows that every version the record logged at seq
- * would stream was authored by `author` (so a stream that leaves out
- * `author`'s own changes has nothing to send for it), else 0.  A hint
- * from recent writes in this process, never a guarantee of absence:
- * 0 means "load the record and see".
+ * 1 if this process knows that `peer` holds every version the record
+ * logged at seq would stream to it: the peer authored all of them, or
+ * sent us all of them (so a stream that leaves out what the peer has
+ * has nothing to send for it), else 0.  A hint from recent writes in this
+ * process, never a guarantee of absence: 0 means "load the record and
+ * see".
  */
-int store_log_sole_author(const struct store *st, uint64_t seq,
-    struct nbx_str author);
+int store_log_peer_has(struct store *st, uint64_t seq, struct nbx_str peer);
 
 /* A peer's cursor; 0 with zeros if none is stored. */
 int store_cursor_get(struct store *st, struct nbx_str peer,

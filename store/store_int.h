@@ -28,12 +28,15 @@ enum { DB_RECORDS, DB_LOG, DB_LOGIDX, DB_META, DB_PEERS, DB_CURSORS,
     DB_COUNT };
 
 /*
- * Author hints: for recent log entries, the one node that authored every
- * version the record would stream (0: several, or not known).  Egress
- * uses them to skip, without loading it, a record made entirely by the
- * peer it streams to (session.c: echo suppression).  In memory only, a
- * ring indexed by seq; a slot holds (seq << 8 | author index + 1), so a
- * slot for another seq reads as unknown.  Cleared whenever a write
+ * Hints: for recent log entries, the one node that authored every
+ * version the record would stream (0: several, or not known), and the
+ * peers known to hold every version of the record as logged at that seq
+ * (they sent us all of them: apply.c, held_by_sender).  Egress uses them
+ * to skip, without loading it, a record the peer it streams to made or
+ * already holds (session.c: echo suppression).  In memory only, two rings
+ * indexed by seq; a hints slot holds (seq << 8 | author index + 1), so a
+ * slot for another seq reads as unknown, and the holders slot beside it
+ * a bit per node of hint_ids.  Both are cleared whenever a write
  * transaction aborts, so no hint outlives the seq numbers it was made
  * for.
  */
@@ -52,6 +55,7 @@ struct store {
 	int rtxns;		/* read transactions open now */
 	int format;		/* of the open store: 1 or STORE_FORMAT */
 	uint64_t *hints;	/* STORE_HINT_SLOTS, allocated on first use */
+	uint64_t *holders;	/* STORE_HINT_SLOTS, beside hints */
 	char hint_ids[STORE_HINT_AUTHORS][NBX_ID_MAX + 1];
 	unsigned nhint_ids;
 	uint64_t gen;		/* store_generation */
@@ -85,6 +89,8 @@ int store__write(struct store *st, int (*fn)(MDB_txn *txn, void *arg),
  * transaction) streams only versions by `author` (empty: several).
  */
 void store__hint_set(struct store *st, uint64_t seq, struct nbx_str author);
+/* Notes that `peer` holds every version of the record logged at seq. */
+void store__holder_add(struct store *st, uint64_t seq, struct nbx_str peer);
 
 /* store_disclosed_peers inside any transaction (audit.c). */
 int store__disclosed_peers(struct store *st, MDB_txn *txn,
