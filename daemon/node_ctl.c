@@ -71,6 +71,7 @@ do_write(struct node *n, json_t *req, enum write_op op)
 	uint64_t seq = 0;
 	int rc;
 
+	memset(&b, 0, sizeof(b));
 	rc = write_batch_build(&b, op, n->pol, n->st, n->cfg.id, req, err,
 	    sizeof(err));
 	if (rc != 0) {
@@ -136,82 +137,89 @@ do_import(struct node *n, json_t *req)
 	json_t *writes = json_object_get(req, "writes"), *results = NULL, *w;
 	int brief = json_is_true(json_object_get(req, "brief"));
 	size_t writes_applied = 0, writes_unchanged = 0;
-	struct write_batch *b = NULL;
-	struct change *all = NULL;
+	struct write_batch b;
 	struct store_outcome *out = NULL;
-	size_t nw, i, k, total, *owner = NULL, applied_total = 0;
+	size_t nw, i, k, *start = NULL, *cnt = NULL, *owner = NULL;
+	size_t applied_total = 0;
+	const char **ids = NULL;
 	char **errs = NULL;
 	int *dead = NULL, rc = 0;
 	char err[1024];
 
+	memset(&b, 0, sizeof(b));
 	if (!json_is_array(writes))
 		return ctl_error(NBX_EINVAL, "import needs \"writes\": [...]");
 	nw = json_array_size(writes);
-	b = calloc(nw ? nw : 1, sizeof(*b));
+	start = calloc(nw ? nw : 1, sizeof(*start));
+	cnt = calloc(nw ? nw : 1, sizeof(*cnt));
 	errs = calloc(nw ? nw : 1, sizeof(*errs));
+	ids = calloc(nw ? nw : 1, sizeof(*ids));
 	dead = calloc(nw ? nw : 1, sizeof(*dead));
-	if (!b || !errs || !dead) {
+	if (!start || !cnt || !errs || !ids || !dead) {
 		rc = NBX_ENOMEM;
 		goto out;
 	}
+	/* every write's changes in one array, write i at start[i] */
 	json_array_foreach(writes, i, w) {
+		start[i] = b.n;
 		if (!json_is_object(w)) {
 			errs[i] = strdup("line is not a JSON object");
 			dead[i] = 1;
-			continue;
-		}
-		if (write_batch_build(&b[i], WRITE_PUT, n->pol, n->st, n->cfg.id,
-		    w, err, sizeof(err)) != 0) {
+		} else if (write_batch_build(&b, WRITE_PUT, n->pol, n->st,
+		    n->cfg.id, w, err, sizeof(err)) != 0) {
 			ctl_utf8_scrub(err);
 			errs[i] = strdup(err);
 			dead[i] = 1;
+		} else {
+			ids[i] = b.id;	/* owned by b until it is freed */
 		}
+		cnt[i] = b.n - start[i];
 	}
-	for (;;) {
-		size_t bad = SIZE_MAX;
+	out = calloc(b.n ? b.n : 1, sizeof(*out));
+	owner = calloc(b.n ? b.n : 1, sizeof(*owner));
+	if (!out || !owner) {
+		rc = NBX_ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < nw; i++)
+		for (k = start[i]; k < start[i] + cnt[i]; k++)
+			owner[k] = i;
+	/* a write the store refuses is taken out whole, the rest retried */
+	while ((rc = store_apply(n->st, n->pol, b.chs, b.n,
+	    (struct nbx_str){ 0 }, NULL, log_now_ms(), STORE_ATOMIC,
+	    out)) != 0) {
+		size_t bad, gone;
 
-		k = 0;
-		total = 0;
-		for (i = 0; i < nw; i++)
-			total += dead[i] ? 0 : b[i].n;
-		free(all);
-		free(out);
-		free(owner);
-		all = calloc(total ? total : 1, sizeof(*all));
-		out = calloc(total ? total : 1, sizeof(*out));
-		owner = calloc(total ? total : 1, sizeof(*owner));
-		if (!all || !out || !owner) {
-			rc = NBX_ENOMEM;
-			goto out;
-		}
-		for (i = 0; i < nw; i++)
-			for (size_t j = 0; !dead[i] && j < b[i].n; j++) {
-				owner[k] = i;
-				all[k++] = b[i].chs[j];
-			}
-		rc = store_apply(n->st, n->pol, all, total, (struct nbx_str){ 0 },
-		    NULL, log_now_ms(), STORE_ATOMIC, out);
-		if (rc == 0)
-			break;
-		for (k = 0; k < total && bad == SIZE_MAX; k++)
-			if (out[k].status == STORE_REJECTED)
-				bad = k;
-		if (bad == SIZE_MAX)
+		for (bad = 0; bad < b.n; bad++)
+			if (out[bad].status == STORE_REJECTED)
+				break;
+		if (bad == b.n)
 			goto out;	/* a store failure, not a bad write */
-		snprintf(err, sizeof(err), "%.*s/%s%s%.*s: %s",
-		    (int)all[bad].coll.n, all[bad].coll.p, b[owner[bad]].id,
-		    all[bad].field.n ? " field " : "", (int)all[bad].field.n,
-		    all[bad].field.p, nbx_strerror(out[bad].err));
+		i = owner[bad];
+		snprintf(err, sizeof(err), "%.*s/%.*s%s%.*s: %s",
+		    (int)b.chs[bad].coll.n, b.chs[bad].coll.p,
+		    (int)b.chs[bad].id.n, b.chs[bad].id.p,
+		    b.chs[bad].field.n ? " field " : "",
+		    (int)b.chs[bad].field.n, b.chs[bad].field.p,
+		    nbx_strerror(out[bad].err));
 		ctl_utf8_scrub(err);
-		errs[owner[bad]] = strdup(err);
-		dead[owner[bad]] = 1;
+		errs[i] = strdup(err);
+		dead[i] = 1;
+		gone = cnt[i];
+		memmove(&b.chs[start[i]], &b.chs[start[i] + gone],
+		    (b.n - start[i] - gone) * sizeof(b.chs[0]));
+		memmove(&owner[start[i]], &owner[start[i] + gone],
+		    (b.n - start[i] - gone) * sizeof(owner[0]));
+		b.n -= gone;
+		cnt[i] = 0;
+		for (size_t j = i + 1; j < nw; j++)
+			start[j] -= gone;
 	}
 	results = json_array();
-	/* the changes of write i are contiguous in `all`: walk them once */
-	for (i = 0, k = 0; i < nw; i++) {
+	for (i = 0; i < nw; i++) {
 		size_t applied = 0, unchanged = 0;
 
-		for (; k < total && owner[k] == i; k++) {
+		for (k = start[i]; k < start[i] + cnt[i]; k++) {
 			if (out[k].status == STORE_APPLIED)
 				applied++;
 			else
@@ -232,23 +240,23 @@ do_import(struct node *n, json_t *req)
 			    "ok", 0, "error", errs[i] ? errs[i] : "refused"));
 		else
 			json_array_append_new(results, json_pack(
-			    "{s:b, s:s, s:I, s:I}", "ok", 1, "id", b[i].id,
+			    "{s:b, s:s, s:I, s:I}", "ok", 1, "id", ids[i],
 			    "applied", (json_int_t)applied, "unchanged",
 			    (json_int_t)unchanged));
 	}
 	if (applied_total)
 		node__pump_soon(n);
 out:
-	for (i = 0; b && i < nw; i++) {
-		write_batch_fini(&b[i]);
+	for (i = 0; errs && i < nw; i++)
 		free(errs[i]);
-	}
-	free(b);
 	free(errs);
+	free(ids);
 	free(dead);
-	free(all);
+	free(start);
+	free(cnt);
 	free(out);
 	free(owner);
+	write_batch_fini(&b);
 	if (rc != 0) {
 		json_decref(results);
 		return ctl_error(rc, "import: %s", rc == NBX_ENOMEM ?

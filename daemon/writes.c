@@ -53,7 +53,6 @@ write_batch_fini(struct write_batch *b)
 		free(b->owned[i]);
 	free(b->owned);
 	free(b->chs);
-	free(b->id);
 	memset(b, 0, sizeof(*b));
 }
 
@@ -433,10 +432,10 @@ add_audience(struct write_batch *b, const struct change *proto, json_t *aud,
 	return 0;
 }
 
-int
-write_batch_build(struct write_batch *b, enum write_op op,
-    const struct policy *pol, struct store *st, const char *self,
-    json_t *req, char *err, size_t errlen)
+static int
+build_one(struct write_batch *b, enum write_op op, const struct policy *pol,
+    struct store *st, const char *self, json_t *req, char *err,
+    size_t errlen)
 {
 	const char *coll = json_string_value(json_object_get(req, "collection"));
 	const char *id = json_string_value(json_object_get(req, "id"));
@@ -446,7 +445,7 @@ write_batch_build(struct write_batch *b, enum write_op op,
 	struct change proto, *c;
 	int rc;
 
-	memset(b, 0, sizeof(*b));
+	b->id = NULL;
 	if (coll == NULL || id == NULL || *id == 0)
 		return nbx_errf(err, errlen, NBX_EINVAL,
 		    "a write needs \"collection\" and \"id\" strings");
@@ -454,13 +453,19 @@ write_batch_build(struct write_batch *b, enum write_op op,
 		return nbx_errf(err, errlen, NBX_ECOLL,
 		    "unknown collection '%s'", coll);
 	if (strchr(id, ':') == NULL) {
-		if (asprintf(&b->id, "%s:%s", self, id) < 0) {
-			b->id = NULL;
-			return NBX_ENOMEM;
-		}
-	} else if ((b->id = strdup(id)) == NULL) {
-		return NBX_ENOMEM;
+		char full[2 * NBX_RECID_MAX + 2];
+		int n = snprintf(full, sizeof(full), "%s:%s", self, id);
+
+		if (n < 0 || (size_t)n >= sizeof(full))
+			return nbx_errf(err, errlen, NBX_EINVAL,
+			    "id '%s' is longer than %d bytes", id,
+			    NBX_RECID_MAX);
+		b->id = own(b, full, (size_t)n);
+	} else {
+		b->id = own(b, id, strlen(id));
 	}
+	if (b->id == NULL)
+		return NBX_ENOMEM;
 	if (strlen(b->id) > NBX_RECID_MAX)
 		return nbx_errf(err, errlen, NBX_EINVAL,
 		    "id '%s' is longer than %d bytes", b->id, NBX_RECID_MAX);
@@ -494,4 +499,17 @@ write_batch_build(struct write_batch *b, enum write_op op,
 	    errlen)) != 0)
 		return rc;
 	return 0;
+}
+
+int
+write_batch_build(struct write_batch *b, enum write_op op,
+    const struct policy *pol, struct store *st, const char *self,
+    json_t *req, char *err, size_t errlen)
+{
+	size_t n0 = b->n;
+	int rc = build_one(b, op, pol, st, self, req, err, errlen);
+
+	if (rc != 0)
+		b->n = n0;	/* none of this write's changes stay */
+	return rc;
 }

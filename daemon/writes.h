@@ -27,24 +27,25 @@ enum write_op {
 };
 
 /*
- * The changes of one write.  They borrow strings from the JSON object the
- * batch was built from and from the batch's own copies; both must outlive
- * the store_apply call.
+ * The changes of one or more writes, in order.  They borrow strings from
+ * the JSON objects the batch was built from and from the batch's own
+ * copies; both must outlive the store_apply call.  Start from a zeroed
+ * struct.
  */
 struct write_batch {
 	struct change *chs;
 	size_t n, cap;
-	char *id;		/* the full record id, owned */
+	char *id;		/* the last write's full record id (in owned) */
 	char **owned;		/* strings made while building, owned */
 	size_t nowned;
 };
 
 /*
- * Builds the changes of one write of kind op for node `self` from `req`.
- * For a set field the current elements are read from st to know what to
- * remove.  On failure returns NBX_E* and writes a message into err naming
- * the collection, id or field at fault; *b is then empty.  Free with
- * write_batch_fini either way.
+ * Appends the changes of one write of kind op for node `self` from `req`
+ * to *b.  For a set field the current elements are read from st to know
+ * what to remove.  On failure returns NBX_E* and writes a message into err
+ * naming the collection, id or field at fault; *b then holds the earlier
+ * writes' changes only.  Free with write_batch_fini either way.
  */
 int write_batch_build(struct write_batch *b, enum write_op op,
     const struct policy *pol, struct store *st, const char *self,

@@ -38,6 +38,32 @@ has_field ee case ee:case-1 pseudonym P-1 || fail "case imported"
 q ee get case ee:case-1 --meta --json | grep -q '"audience":\["ee","lv"\]' || fail "creator added to audience"
 ok "bad lines reported by number and reason; good lines applied"
 
+# writes the store refuses (another node's record) among good ones in one
+# request: each refused write is taken out whole, the others land intact
+awk 'BEGIN { for (i = 1; i <= 40; i++) {
+	if (i % 3 == 0 || i == 1 || i == 40)
+		printf "{\"collection\":\"service\",\"id\":\"lv:theirs-%d\",\"fields\":{\"name\":\"theirs%d\"}}\n", i, i
+	else
+		printf "{\"collection\":\"service\",\"id\":\"ee:mine-%d\",\"fields\":{\"name\":\"m%d\",\"capacity\":%d,\"languages\":[\"l%d\"]}}\n", i, i, i, i
+	} }' >"$T/refused.jsonl"
+set +e
+ctl ee import "$T/refused.jsonl" >"$T/ref.out" 2>"$T/ref.err"
+set -e
+grep -q "read 40, applied 25, unchanged 0, rejected 15" "$T/ref.out" ||
+    fail "refused among good: $(cat "$T/ref.out")"
+for i in 1 3 21 39 40; do
+	grep -q "refused.jsonl:$i: .*lv:theirs-$i.*origin may not write" "$T/ref.err" ||
+	    fail "refused line $i: $(cat "$T/ref.err")"
+done
+for i in 2 4 5 20 22 38; do
+	has_field ee service "ee:mine-$i" name "m$i" &&
+	    has_field ee service "ee:mine-$i" capacity "$i" &&
+	    has_field ee service "ee:mine-$i" languages "l$i" ||
+	    fail "ee:mine-$i: $(q ee get service "ee:mine-$i" 2>&1)"
+done
+[ "$(q ee count service --where name~theirs)" = 0 ] || fail "a refused write landed"
+ok "writes the store refuses are taken out whole; the others land intact"
+
 set +e
 ctl ee import "$T/mixed.jsonl" >"$T/out2" 2>/dev/null
 set -e
