@@ -15,6 +15,7 @@
 #include "ca.h"
 #include "config.h"
 #include "ctlclient.h"
+#include "import.h"
 #include "nbx_err.h"
 
 #define EXIT_RUNTIME 1
@@ -525,137 +526,18 @@ static const char IMPORT_HELP[] =
     "Importing the same file again changes nothing.  Exit 0 if every line\n"
     "was accepted, 1 if any was rejected or the daemon failed.\n";
 
-#define IMPORT_BATCH 1000
-#define IMPORT_LINE_MAX (1u << 20)
-#define IMPORT_BYTES (8u << 20)	/* a request stays well under CTL_LINE_MAX */
-#define IMPORT_DEPTH 2		/* requests in flight: parse while nbxd applies */
-
-struct import_stats {
-	unsigned long read, applied, unchanged, rejected;
-};
-
-static void
-progress(const struct import_stats *s, double t0, int final)
-{
-	struct timespec ts;
-	double now, rate;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-	rate = now > t0 ? (double)s->read / (now - t0) : 0;
-	fprintf(stderr, "\r  %lu lines  %lu applied  %lu unchanged  %lu "
-	    "rejected  %.0f lines/s%s", s->read, s->applied, s->unchanged,
-	    s->rejected, rate, final ? "\n" : "");
-}
-
 /*
- * One import request: the lines, verbatim (each already parsed once, so
- * known to be JSON), as the "writes" array, and their line numbers.
- */
-struct import_req {
-	char *buf;
-	size_t len, cap;
-	unsigned long lines[IMPORT_BATCH];
-	size_t n;
-};
-
-static const char IMPORT_HEAD[] = "{\"cmd\":\"import\",\"brief\":true,"
-    "\"writes\":[";
-
-static int
-req_add(struct import_req *r, const char *p, size_t n)
-{
-	if (r->len + n + 4 > r->cap) {
-		size_t cap = r->cap ? r->cap : 1 << 16;
-		char *b;
-
-		while (cap < r->len + n + 4)
-			cap *= 2;
-		if ((b = realloc(r->buf, cap)) == NULL)
-			return -1;
-		r->buf = b;
-		r->cap = cap;
-	}
-	memcpy(r->buf + r->len, p, n);
-	r->len += n;
-	return 0;
-}
-
-/* Reads the reply of the oldest request in flight and accounts for it. */
-static int
-import_reply(struct ctl_client *c, const struct import_req *r,
-    const char *file, struct import_stats *st)
-{
-	json_t *reply, *x;
-	char err[1024];
-	size_t i;
-
-	if (ctl_client_recv(c, &reply, 600000, err, sizeof(err)) != 0) {
-		fprintf(stderr, "\nnbxctl import: %s\n", err);
-		return EXIT_RUNTIME;
-	}
-	if (!json_is_true(json_object_get(reply, "ok"))) {
-		fprintf(stderr, "\nnbxctl import: %s\n", str_or(reply, "error",
-		    "failed"));
-		json_decref(reply);
-		return EXIT_RUNTIME;
-	}
-	st->applied += (unsigned long)json_integer_value(json_object_get(reply,
-	    "applied"));
-	st->unchanged += (unsigned long)json_integer_value(json_object_get(
-	    reply, "unchanged"));
-	json_array_foreach(json_object_get(reply, "rejected"), i, x) {
-		json_int_t k = json_integer_value(json_object_get(x, "i"));
-
-		st->rejected++;
-		if (k >= 0 && (size_t)k < r->n)
-			fprintf(stderr, "%s:%lu: %s\n", file, r->lines[k],
-			    str_or(x, "error", "rejected"));
-		else
-			fprintf(stderr, "%s: %s\n", file, str_or(x, "error",
-			    "rejected"));
-	}
-	json_decref(reply);
-	return 0;
-}
-
-/* Closes the request and sends it. */
-static int
-import_send(struct ctl_client *c, struct import_req *r)
-{
-	char err[1024];
-
-	if (req_add(r, "]}\n", 3) != 0)
-		return NBX_ENOMEM;
-	if (ctl_client_send_line(c, r->buf, r->len, err, sizeof(err)) != 0) {
-		fprintf(stderr, "\nnbxctl import: %s\n", err);
-		return EXIT_RUNTIME;
-	}
-	return 0;
-}
-
-/*
- * Streams the file in requests of IMPORT_BATCH lines, IMPORT_DEPTH of
- * them in flight: nbxctl checks and packs the next request while nbxd
- * applies the previous one.  Lines are sent as they are in the file; each
- * is parsed here first, so a line that is not JSON is reported with its
- * number and never reaches nbxd.
+ * Streams the file to nbxd (import.c): lines as they are in the file,
+ * IMPORT_DEPTH requests in flight, bad lines reported by number.
  */
 static int
 cmd_import(struct ctx *x, int argc, char **argv)
 {
 	struct import_stats st = { 0, 0, 0, 0 };
 	struct ctl_client *c = NULL;
-	static struct import_req reqs[IMPORT_DEPTH];
-	size_t cur = 0, oldest = 0, inflight = 0;
-	unsigned long lineno = 0;
-	char path[4096], err[1024], *line = NULL;
-	size_t cap = 0;
-	ssize_t len;
+	char path[4096], err[1024];
 	FILE *f;
-	int rc = 0, tty = isatty(2);
-	struct timespec ts;
-	double t0;
+	int rc = 0;
 
 	if (wants_help(argc, argv)) {
 		printf(IMPORT_HELP, IMPORT_BATCH);
@@ -676,78 +558,10 @@ cmd_import(struct ctx *x, int argc, char **argv)
 		rc = EXIT_RUNTIME;
 		goto out;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	t0 = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-	for (;;) {
-		struct import_req *r = &reqs[cur];
-		json_error_t je;
-		json_t *w;
-		int end;
-
-		len = getline(&line, &cap, f);
-		end = len < 0;
-		if (!end) {
-			lineno++;
-			while (len > 0 && (line[len - 1] == '\n' ||
-			    line[len - 1] == '\r'))
-				line[--len] = 0;
-			if (len == 0)
-				continue;
-			st.read++;
-			if ((size_t)len > IMPORT_LINE_MAX) {
-				fprintf(stderr, "%s:%lu: line longer than %u "
-				    "bytes\n", argv[0], lineno, IMPORT_LINE_MAX);
-				st.rejected++;
-				continue;
-			}
-			if ((w = json_loadb(line, (size_t)len, 0, &je)) == NULL) {
-				fprintf(stderr, "%s:%lu: not JSON: %s (column "
-				    "%d)\n", argv[0], lineno, je.text, je.column);
-				st.rejected++;
-				continue;
-			}
-			json_decref(w);
-			if (r->n == 0) {
-				r->len = 0;
-				rc = req_add(r, IMPORT_HEAD, sizeof(IMPORT_HEAD) - 1);
-			} else
-				rc = req_add(r, ",", 1);
-			if (rc != 0 || req_add(r, line, (size_t)len) != 0) {
-				fprintf(stderr, "nbxctl import: out of memory\n");
-				rc = EXIT_RUNTIME;
-				goto out;
-			}
-			r->lines[r->n++] = lineno;
-		}
-		if (r->n > 0 && (end || r->n == IMPORT_BATCH ||
-		    r->len >= IMPORT_BYTES)) {
-			if ((rc = import_send(c, r)) != 0)
-				goto out;
-			inflight++;
-			cur = (cur + 1) % IMPORT_DEPTH;
-			/* the next request's slot must be answered first */
-			if (inflight == IMPORT_DEPTH) {
-				if ((rc = import_reply(c, &reqs[oldest],
-				    argv[0], &st)) != 0)
-					goto out;
-				reqs[oldest].n = 0;
-				oldest = (oldest + 1) % IMPORT_DEPTH;
-				inflight--;
-			}
-			if (tty)
-				progress(&st, t0, 0);
-		}
-		if (end)
-			break;
+	if (import_stream(c, f, argv[0], isatty(2), &st) != 0) {
+		rc = EXIT_RUNTIME;
+		goto out;
 	}
-	for (; inflight > 0; inflight--) {
-		if ((rc = import_reply(c, &reqs[oldest], argv[0], &st)) != 0)
-			goto out;
-		reqs[oldest].n = 0;
-		oldest = (oldest + 1) % IMPORT_DEPTH;
-	}
-	if (tty)
-		progress(&st, t0, 1);
 	if (x->json)
 		printf("{\"read\":%lu,\"applied\":%lu,\"unchanged\":%lu,"
 		    "\"rejected\":%lu}\n", st.read, st.applied, st.unchanged,
@@ -758,11 +572,6 @@ cmd_import(struct ctx *x, int argc, char **argv)
 		    st.rejected);
 	rc = st.rejected ? EXIT_RUNTIME : 0;
 out:
-	free(line);
-	for (size_t i = 0; i < IMPORT_DEPTH; i++) {
-		free(reqs[i].buf);
-		reqs[i] = (struct import_req){ 0 };
-	}
 	ctl_client_close(c);
 	if (f != stdin)
 		fclose(f);
