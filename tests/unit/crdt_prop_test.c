@@ -28,10 +28,7 @@ static uint64_t rng;
 static uint64_t
 rnd(void)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return rng;
+	return test_xorshift(&rng);
 }
 
 static unsigned
@@ -265,10 +262,8 @@ Test(crdt_prop, any_order_with_duplicates_converges, .timeout = 600)
 {
 	static struct gen g;
 	static struct change perm[MAXCH * 3];
-	const char *env = getenv("NBX_SEED");
 	const char *iters_env = getenv("NBX_PROP_ITERS");
-	unsigned seed = env ? (unsigned)strtoul(env, NULL, 10) :
-	    (unsigned)time(NULL);
+	unsigned seed = test_seed();
 	int iters = iters_env ? atoi(iters_env) : 60;
 	struct policy *pol = test_policy();
 	size_t total = 0, nonempty = 0;

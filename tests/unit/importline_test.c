@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "import.h"
+#include "testlib.h"
 
 static int
 framed(const char *s)
@@ -74,10 +75,7 @@ static uint64_t rng;
 static unsigned
 rnd(unsigned n)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (unsigned)(rng % n);
+	return (unsigned)(test_xorshift(&rng) % n);
 }
 
 /*
@@ -94,9 +92,7 @@ Test(importline, a_framed_line_never_changes_its_neighbours, .timeout = 120)
 		"{\"a\":{\"b\":[1,2,{\"c\":null}]},\"d\":true}",
 	};
 	static const char alphabet[] = "{}[]\",:\\ a1\t";
-	const char *env = getenv("NBX_SEED");
-	unsigned seed = env ? (unsigned)strtoul(env, NULL, 10) :
-	    (unsigned)time(NULL);
+	unsigned seed = test_seed();
 	int iters = 200000, tested = 0;
 
 	fprintf(stderr, "property importline: seed=%u (replay with "

@@ -13,6 +13,7 @@
 
 #include "mpscan.h"
 #include "nbx_err.h"
+#include "testlib.h"
 
 static const struct mpscan_limits wide = {
 	.max_depth = 16,
@@ -288,10 +289,7 @@ static uint64_t rng;
 static uint32_t
 rnd(uint32_t n)
 {
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (uint32_t)(rng % n);
+	return (uint32_t)(test_xorshift(&rng) % n);
 }
 
 static void

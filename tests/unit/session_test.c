@@ -7,8 +7,6 @@
  * identity, byte-at-a-time input, hostile frames, quarantine, the window
  * and the timers.
  */
-#include <time.h>
-
 #include "synctest.h"
 
 TestSuite(session, .init = setup, .fini = teardown, .timeout = 120);
@@ -504,8 +502,7 @@ mesh_run(unsigned seed)
 	char id[32], v[32];
 	int k = 0, topo = (int)(seed % 3);
 
-#define RND(n) (rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17, \
-	    (unsigned)(rng % (n)))
+#define RND(n) ((unsigned)(test_xorshift(&rng) % (n)))
 	for (int i = 0; i < 4; i++)
 		node_open(&nd[i], ids[i]);
 	for (int s = 0; s < 4; s++) {
@@ -599,11 +596,9 @@ mesh_run(unsigned seed)
 
 Test(session, random_mesh_converges_whatever_relays_skip)
 {
-	const char *env = getenv("NBX_SEED");
 	const char *iters_env = getenv("NBX_PROP_ITERS");
-	unsigned seed = env ? (unsigned)strtoul(env, NULL, 10) :
-	    (unsigned)time(NULL);
-	int iters = env ? 1 : iters_env ? atoi(iters_env) : 40;
+	unsigned seed = test_seed();
+	int iters = getenv("NBX_SEED") ? 1 : iters_env ? atoi(iters_env) : 40;
 
 	fprintf(stderr, "property random_mesh: seeds %u..%u, a full mesh, "
 	    "ring or line by seed %% 3 (replay one with NBX_SEED=<seed>)\n",

@@ -1,13 +1,16 @@
 /*
  * testlib.h - small helpers shared by the unit tests: a compact test
- * schema, temporary directories, change builders.
+ * schema, temporary directories, change builders, and the seeded
+ * generator of the property tests.
  */
 #ifndef NBX_TESTLIB_H
 #define NBX_TESTLIB_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "change.h"
 #include "policy.h"
@@ -35,6 +38,27 @@ test_policy(void)
 		abort();
 	}
 	return p;
+}
+
+/*
+ * Property tests: the next value of a xorshift64 generator (state never
+ * 0), and a seed from NBX_SEED or else the time, for the test to print.
+ */
+static inline uint64_t
+test_xorshift(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static inline unsigned
+test_seed(void)
+{
+	const char *env = getenv("NBX_SEED");
+
+	return env ? (unsigned)strtoul(env, NULL, 10) : (unsigned)time(NULL);
 }
 
 /* A fresh directory under /tmp; the caller removes it with test_rmdir. */
