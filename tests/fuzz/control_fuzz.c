@@ -8,8 +8,8 @@
  * trim trailing '\r' and ' ', json_loadb, require an object with a "cmd"
  * string, and for put, delete and erase build the write with
  * write_batch_build and apply it with STORE_ATOMIC, as do_write does; for
- * import, build every element of "writes" and apply the buildable ones
- * together.  Errors become ctl_error replies, which are serialised as the
+ * import, append every element of "writes" to one batch and apply the
+ * buildable ones together.  Errors become ctl_error replies, which are serialised as the
  * server would.  Anything else gets the "unknown command" reply.
  *
  * Applying writes changes the store, so each input runs on a store of
@@ -88,6 +88,7 @@ control_write(struct store *st, json_t *req, enum write_op op)
 	int rc;
 
 	err[0] = 0;
+	memset(&b, 0, sizeof(b));
 	rc = write_batch_build(&b, op, fz_policy(), st, FZ_SELF, req, err,
 	    sizeof(err));
 	if (rc != 0) {
@@ -100,53 +101,48 @@ control_write(struct store *st, json_t *req, enum write_op op)
 	return reply;
 }
 
-/* import: every write built, the buildable ones applied together. */
+/*
+ * import: every write appended to one batch, as do_import does; a write
+ * that cannot be built leaves the earlier ones as they were; the batch
+ * is applied together.
+ */
 static json_t *
 control_import(struct store *st, json_t *req)
 {
 	json_t *writes = json_object_get(req, "writes"), *w;
-	struct write_batch *b, all;
+	struct write_batch all;
 	char err[1024];
-	size_t nw, i, total = 0;
+	size_t nw, i;
 
 	if (!json_is_array(writes))
 		return ctl_error(NBX_EINVAL, "import needs \"writes\": [...]");
 	nw = json_array_size(writes);
 	if (nw > 64)
 		nw = 64;	/* bounded work per input */
-	b = calloc(nw ? nw : 1, sizeof(*b));
-	fz_check(b != NULL, "calloc");
+	memset(&all, 0, sizeof(all));
 	for (i = 0; i < nw; i++) {
+		size_t before = all.n;
+
 		w = json_array_get(writes, i);
-		if (!json_is_object(w) || write_batch_build(&b[i], WRITE_PUT,
+		if (!json_is_object(w) || write_batch_build(&all, WRITE_PUT,
 		    fz_policy(), st, FZ_SELF, w, err, sizeof(err)) != 0) {
 			/* do_import answers each refused write with its message,
 			   scrubbed to valid UTF-8 as the daemon does */
 			json_t *r;
 
+			fz_check(all.n == before, "a refused write leaves the "
+			    "batch as it was");
 			ctl_utf8_scrub(err);
 			r = json_pack("{s:b, s:s}", "ok", 0, "error",
 			    json_is_object(w) ? err : "line is not a JSON object");
 
 			fz_check(r != NULL, "an import result for every write");
 			json_decref(r);
-			write_batch_fini(&b[i]);
-			continue;
 		}
-		total += b[i].n;
 	}
-	memset(&all, 0, sizeof(all));
-	all.chs = calloc(total ? total : 1, sizeof(*all.chs));
-	fz_check(all.chs != NULL, "calloc");
-	for (i = 0; i < nw; i++)
-		for (size_t j = 0; j < b[i].n; j++)
-			all.chs[all.n++] = b[i].chs[j];
 	all.id = "import";
 	json_decref(control_apply(st, &all));
-	free(all.chs);
-	for (i = 0; i < nw; i++)
-		write_batch_fini(&b[i]);
-	free(b);
+	write_batch_fini(&all);
 	return json_pack("{s:b}", "ok", 1);
 }
 

@@ -242,6 +242,7 @@ fz_seed_write(struct store *st, const char *text)
 	char err[512];
 
 	fz_check(req != NULL, "seed write is JSON");
+	memset(&b, 0, sizeof(b));
 	if (write_batch_build(&b, WRITE_PUT, fz_policy(), st, FZ_SELF, req,
 	    err, sizeof(err)) != 0) {
 		fprintf(stderr, "fuzz: seed write: %s\n", err);

@@ -97,6 +97,7 @@ nbx_fuzz_import(const uint8_t *data, size_t size)
 	err = malloc(errlen);
 	fz_check(err != NULL, "malloc");
 	err[0] = 0;
+	memset(&b, 0, sizeof(b));
 	rc = write_batch_build(&b, WRITE_PUT, fz_policy(), fz_store(), FZ_SELF,
 	    req, err, errlen);
 	if (rc == 0) {
@@ -104,6 +105,7 @@ nbx_fuzz_import(const uint8_t *data, size_t size)
 	} else {
 		fz_check(rc < 0 && rc >= NBX_EPERM, "known code");
 		fz_check(memchr(err, 0, errlen) != NULL, "err terminated");
+		fz_check(b.n == 0, "a refused write leaves no change behind");
 	}
 	write_batch_fini(&b);
 	json_decref(req);
