@@ -32,12 +32,17 @@ push(struct write_batch *b)
 static char *
 own(struct write_batch *b, const char *p, size_t n)
 {
-	char **o = realloc(b->owned, (b->nowned + 1) * sizeof(*o));
 	char *s;
 
-	if (o == NULL)
-		return NULL;
-	b->owned = o;
+	if (b->nowned == b->nowned_cap) {	/* a batch may hold many writes */
+		size_t cap = b->nowned_cap ? b->nowned_cap * 2 : 16;
+		char **o = realloc(b->owned, cap * sizeof(*o));
+
+		if (o == NULL)
+			return NULL;
+		b->owned = o;
+		b->nowned_cap = cap;
+	}
 	if ((s = malloc(n + 1)) == NULL)
 		return NULL;
 	memcpy(s, p, n);

@@ -37,7 +37,7 @@ struct write_batch {
 	size_t n, cap;
 	char *id;		/* the last write's full record id (in owned) */
 	char **owned;		/* strings made while building, owned */
-	size_t nowned;
+	size_t nowned, nowned_cap;
 };
 
 /*
