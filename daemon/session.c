@@ -9,8 +9,10 @@
  * SUBSCRIBE, pump streams the log through egress.c in batches, at most
  * `window` of them unacknowledged and no new one while `out_max` bytes
  * wait to be drained.  The peer's own changes are left out of the stream
- * (it made them), except during a full pass owed to a peer that
- * subscribed from the start of the log (store.h: resync).
+ * (it made them), and so are records it sent us in full (it holds them:
+ * store.h, store_log_peer_has), except during a full pass owed to a peer
+ * that subscribed from the start of the log (store.h: resync).  Each pump
+ * makes at most sync_opts.pump_batches batches.
  *
  * Any fatal error is sticky: it is recorded with its reason, an ERROR
  * frame is queued for the peer (unless the peer ended the session), and
