@@ -20,8 +20,10 @@
 
 #define IMPORT_BATCH	1000
 #define IMPORT_LINE_MAX	(1u << 20)
-#define IMPORT_BYTES	(8u << 20)	/* a request stays under CTL_LINE_MAX */
-#define IMPORT_DEPTH	2		/* requests in flight */
+#define IMPORT_BYTES	(2u << 20)	/* a request stays under CTL_LINE_MAX */
+#define IMPORT_DEPTH	4		/* requests in flight: nbxd parses
+					   some on its thread pool while it
+					   applies another */
 
 struct import_stats {
 	unsigned long read, applied, unchanged, rejected;
