@@ -70,7 +70,7 @@ set -e
 grep -q "applied 0, unchanged 3, rejected 5" "$T/out2" || fail "second import: $(cat "$T/out2")"
 ok "importing the same file again changes nothing"
 
-# bad lines deep in a file, where nbxctl has two requests in flight: each
+# bad lines deep in a file, where nbxctl has several requests in flight: each
 # is reported with its own line number (lines that are plainly not JSON
 # never reach nbxd, so the requests' line numbers shift against their
 # positions; lines whose brackets close but which are not JSON reach nbxd,
@@ -107,7 +107,7 @@ done
 for n in 1699 1701 3099 3101 3500; do
 	has_field ee service "ee:deep-$n" name "n$n" || fail "deep: ee:deep-$n missing"
 done
-ok "bad lines among 3,500 (four requests, two in flight) reported by their own numbers"
+ok "bad lines among 3,500 (four requests, all in flight) reported by their own numbers"
 
 # a large import from stdin while nbxq reads
 awk 'BEGIN { for (i = 0; i < 30000; i++)
