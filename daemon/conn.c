@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include <openssl/crypto.h>
 
@@ -626,6 +627,17 @@ conn__accept(struct node *n)
 	return 0;
 }
 
+/* 1 if the peer's bytes wait in the socket, unread by our busy loop. */
+static int
+unread_bytes(struct conn *c)
+{
+	uv_os_fd_t fd;
+	int n = 0;
+
+	return uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 &&
+	    ioctl(fd, FIONREAD, &n) == 0 && n > 0;
+}
+
 void
 conn__tick(struct conn *c, uint64_t now)
 {
@@ -644,6 +656,9 @@ conn__tick(struct conn *c, uint64_t now)
 			conn__close(c, "handshake timed out");
 		return;
 	}
+	/* not while we stopped reading it on purpose (read_backpressure) */
+	if (!c->read_paused && unread_bytes(c))
+		sync_session_heard(c->sess, now);
 	if ((rc = sync_session_tick(c->sess, now)) == NBX_ECLOSED) {
 		snprintf(why, sizeof(why), "dead link: nothing received for "
 		    "%llu ms", (unsigned long long)c->node->sopts.dead_after_ms);

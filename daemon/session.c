@@ -698,12 +698,29 @@ sync_session_tick(struct sync_session *s, uint64_t now_ms)
 		    "nothing received for %llu ms",
 		    (unsigned long long)(now_ms - s->alive_ms));
 	last = s->alive_ms > s->last_tx_ms ? s->alive_ms : s->last_tx_ms;
-	if (now_ms >= last && now_ms - last >= s->o.ping_interval_ms &&
+	/*
+	 * A PING when the link was idle both ways for an interval, or when
+	 * we sent nothing for an interval while the peer kept us busy (a
+	 * loaded node applying its batches: the peer must still hear from
+	 * us before it calls us dead).  Idle, the PONGs keep the second
+	 * case from firing: one PING per interval per pair.
+	 */
+	if (((now_ms >= last && now_ms - last >= s->o.ping_interval_ms) ||
+	    (now_ms >= s->last_tx_ms &&
+	    now_ms - s->last_tx_ms >= s->o.ping_interval_ms &&
+	    now_ms - s->alive_ms < s->o.ping_interval_ms)) &&
 	    (rc = queued(s, before, frame_put_ping(&s->out, ++s->nonce),
 	    now_ms)) != 0)
 		return session_end(s, rc, TELL_INTERNAL, "output queue: %s",
 		    nbx_strerror(rc));
 	return 0;
+}
+
+void
+sync_session_heard(struct sync_session *s, uint64_t now_ms)
+{
+	if (s->fatal == 0 && now_ms > s->alive_ms)
+		s->alive_ms = now_ms;
 }
 
 size_t

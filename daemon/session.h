@@ -124,11 +124,19 @@ int sync_session_pump(struct sync_session *s, uint64_t now_ms);
 int sync_session_more(const struct sync_session *s);
 
 /*
- * Timers: queues a PING when the link was idle for ping_interval_ms.
- * Returns NBX_ECLOSED when nothing was received for dead_after_ms (the
- * caller drops the connection), else 0.
+ * Timers: queues a PING when the link was idle both ways for
+ * ping_interval_ms, or when nothing was sent for that long while frames
+ * kept coming.  Returns NBX_ECLOSED when nothing was received for
+ * dead_after_ms (the caller drops the connection), else 0.
  */
 int sync_session_tick(struct sync_session *s, uint64_t now_ms);
+
+/*
+ * The peer is alive at now_ms although no frame of it was fed: the caller
+ * holds bytes from it not yet read (a busy node reads late; the peer's
+ * silence is then ours).
+ */
+void sync_session_heard(struct sync_session *s, uint64_t now_ms);
 
 /*
  * The bytes queued for the peer.  *p is valid until the next call on the

@@ -1006,6 +1006,58 @@ Test(session, ping_pong_and_dead_peer)
 	node_close(&lv);
 }
 
+/*
+ * A side that keeps receiving (its peer's ACKs) but has sent nothing for
+ * an interval PINGs at once, not an interval after the last frame it got:
+ * the peer, which hears nothing else from it, must not call it dead.
+ * Idle, the PONG keeps the answering side quiet: one PING per interval.
+ * Bytes the caller holds unread count as life.
+ */
+Test(session, a_side_that_only_receives_still_pings)
+{
+	struct node ee, lv;
+	struct link l;
+	struct sync_opts o = { .ping_interval_ms = 1000, .dead_after_ms = 3000 };
+	uint64_t t = T0;
+
+	node_open(&ee, "ee");
+	node_open(&lv, "lv");
+	link_open(&l, &ee, &lv, &o, T0);
+	run1(&l, T0);
+	put(&ee, "ee:1", "name", "x", T0 + 10);
+	cr_assert_eq(sync_session_pump(l.s[0], T0 + 10), 0);
+	cr_assert_gt(deliver(&l, 0, T0 + 10), 0);	/* ee sent at +10 */
+	cr_assert_eq(pending_frames(l.s[1], FRAME_ACK, NULL), 1);
+	cr_assert_gt(deliver(&l, 1, T0 + 1100), 0);	/* the ACK comes late */
+	t = T0 + 1100;
+	cr_assert_eq(sync_session_tick(l.s[0], t), 0);
+	cr_assert_eq(pending_frames(l.s[0], FRAME_PING, NULL), 1,
+	    "silent for 1090 ms while hearing from lv: PING now");
+	deliver(&l, 0, t);
+	cr_assert_eq(pending_frames(l.s[1], FRAME_PONG, NULL), 1);
+	deliver(&l, 1, t);
+
+	/* idle both ways: ee PINGs at +1000, lv's PONG keeps lv quiet */
+	t += 1000;
+	cr_assert_eq(sync_session_tick(l.s[1], t - 1), 0);
+	cr_assert_eq(pending_frames(l.s[1], FRAME_PING, NULL), 0);
+	cr_assert_eq(sync_session_tick(l.s[0], t), 0);
+	cr_assert_eq(pending_frames(l.s[0], FRAME_PING, NULL), 1);
+	deliver(&l, 0, t);
+	cr_assert_eq(pending_frames(l.s[1], FRAME_PONG, NULL), 1);
+	cr_assert_eq(sync_session_tick(l.s[1], t + 500), 0);
+	cr_assert_eq(pending_frames(l.s[1], FRAME_PING, NULL), 0,
+	    "answered with a PONG: no PING of its own");
+
+	/* unread bytes count as life; without more, dead 3 s later */
+	sync_session_heard(l.s[0], t + 2500);
+	cr_assert_eq(sync_session_tick(l.s[0], t + 5000), 0);
+	cr_assert_eq(sync_session_tick(l.s[0], t + 5500), NBX_ECLOSED);
+	link_close(&l);
+	node_close(&ee);
+	node_close(&lv);
+}
+
 /* ------------------------------------------------------------------ */
 /* More edges                                                          */
 /* ------------------------------------------------------------------ */
