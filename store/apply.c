@@ -81,6 +81,7 @@ rec_flush(struct apply *a)
 	d.mv_data = a->enc.p;
 	if ((rc = mdb_put(a->txn, a->st->dbi[DB_RECORDS], &k, &d, 0)) != 0)
 		return store__mdb_code(a->st, rc, "put record");
+	a->st->records_written = 1;	/* store_generation moves */
 	if (ar->old_seq != 0 && ar->old_seq != ar->seq) {
 		store__be64_put(ob, ar->old_seq);
 		sk.mv_size = 8;

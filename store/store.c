@@ -174,6 +174,7 @@ upgrade(struct store *st, MDB_txn *txn, const char *dir)
 		x.mv_data = buf;
 		if ((rc = mdb_cursor_put(cu, &k, &x, MDB_CURRENT)) != 0)
 			goto out;
+		st->records_written = 1;
 	}
 	if (rc != MDB_NOTFOUND)
 		goto out;
@@ -529,13 +530,15 @@ store__write(struct store *st, int (*fn)(MDB_txn *txn, void *arg), void *arg)
 	for (;;) {
 		if ((rc = mdb_txn_begin(st->env, NULL, 0, &txn)) != 0)
 			return store__mdb_code(st, rc, "begin");
+		st->records_written = 0;
 		rc = fn(txn, arg);
 		if (rc == 0) {
 			int mrc = mdb_txn_commit(txn);
 
 			rc = (mrc == EIO || mrc == ENOSPC) ? commit_failed(st,
 			    mrc) : store__mdb_code(st, mrc, "commit");
-			st->gen++;	/* also after a failed commit: cheap */
+			/* also after a failed commit: cheap */
+			st->gen += st->records_written != 0;
 		} else {
 			mdb_txn_abort(txn);
 		}

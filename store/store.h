@@ -253,10 +253,11 @@ int store_pair_digests(struct store *st, const struct policy *pol,
     const struct nbx_str *peers, size_t npeers, struct store_digest *out);
 
 /*
- * A number that changes whenever a write transaction commits (a batch, a
- * local write, an erasure, a cursor or audit entry), so that a result
- * computed from the records may be kept until it does.  In memory; starts
- * at 0 on open.
+ * A number that changes whenever a write transaction that wrote a record
+ * commits (a batch or local write that changed something, an erasure),
+ * so that a result computed from the records may be kept until it does;
+ * cursor, audit and quarantine entries leave it.  In memory; starts at 0
+ * on open.
  */
 uint64_t store_generation(const struct store *st);
 

@@ -59,6 +59,7 @@ struct store {
 	char hint_ids[STORE_HINT_AUTHORS][NBX_ID_MAX + 1];
 	unsigned nhint_ids;
 	uint64_t gen;		/* store_generation */
+	int records_written;	/* by the write transaction running now */
 	char err[256];
 };
 

@@ -365,7 +365,8 @@ Test(store, pair_digest_covers_exactly_what_both_may_hold)
 /*
  * One pass for several peers gives each the digest it would get alone,
  * also where the peers differ (an audience with one and not the other),
- * and the store's generation moves with every committed write.
+ * and the store's generation moves with every commit that wrote a record,
+ * and only then.
  */
 Test(store, pair_digests_of_several_peers_equal_each_alone)
 {
@@ -393,6 +394,13 @@ Test(store, pair_digests_of_several_peers_equal_each_alone)
 	    0, out), 0);
 	cr_assert_neq(store_generation(a), gen, "a commit must move it");
 	gen = store_generation(a);
+	c[0] = test_str("ee:1", "name", "region");	/* as it is: no-op */
+	cr_assert_eq(store_apply(a, pol, c, 1, (struct nbx_str){ 0 }, NULL, NOW,
+	    0, out), 0);
+	cr_assert_eq(out[0].status, STORE_NOOP);
+	cr_assert_eq(store_disclose(a, nbx_str_c("lv"), c, 1, NOW), 0);
+	cr_assert_eq(store_generation(a), gen,
+	    "no record written (a no-op, an audit entry): it stays");
 	cr_assert_eq(store_pair_digests(a, pol, peers, 3, all), 0);
 	cr_assert_eq(store_generation(a), gen, "reading must not move it");
 	for (int i = 0; i < 3; i++) {
