@@ -176,3 +176,11 @@ ctl_client_call(struct ctl_client *c, json_t *req, json_t **reply,
 
 	return rc ? rc : ctl_client_recv(c, reply, timeout_ms, err, errlen);
 }
+
+const char *
+ctl_str_or(json_t *o, const char *k, const char *dflt)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+
+	return s && *s ? s : dflt;
+}

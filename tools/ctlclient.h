@@ -37,4 +37,7 @@ int ctl_client_send_line(struct ctl_client *c, const char *line, size_t n,
 int ctl_client_recv(struct ctl_client *c, json_t **reply, int timeout_ms,
     char *err, size_t errlen);
 
+/* The string o[k] of a reply, or dflt when it is missing or empty. */
+const char *ctl_str_or(json_t *o, const char *k, const char *dflt);
+
 #endif

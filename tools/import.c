@@ -132,14 +132,6 @@ req_add(struct import_req *r, const char *line, size_t len,
 	return 0;
 }
 
-static const char *
-str_or(json_t *o, const char *k, const char *dflt)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-
-	return s && *s ? s : dflt;
-}
-
 /* Closes the request and sends it. */
 static int
 req_send(struct ctl_client *c, struct import_req *r)
@@ -182,7 +174,7 @@ req_reply(struct ctl_client *c, const struct import_req *r, const char *name,
 			json_decref(reply);
 			return 1;
 		}
-		fprintf(stderr, "\nnbxctl import: %s\n", str_or(reply, "error",
+		fprintf(stderr, "\nnbxctl import: %s\n", ctl_str_or(reply, "error",
 		    "failed"));
 		json_decref(reply);
 		return -1;
@@ -197,9 +189,9 @@ req_reply(struct ctl_client *c, const struct import_req *r, const char *name,
 		st->rejected++;
 		if (k >= 0 && (size_t)k < r->n)
 			fprintf(stderr, "%s:%lu: %s\n", name, r->lines[k],
-			    str_or(x, "error", "rejected"));
+			    ctl_str_or(x, "error", "rejected"));
 		else
-			fprintf(stderr, "%s: %s\n", name, str_or(x, "error",
+			fprintf(stderr, "%s: %s\n", name, ctl_str_or(x, "error",
 			    "rejected"));
 	}
 	json_decref(reply);

@@ -270,14 +270,6 @@ print_json(json_t *j)
 	free(s);
 }
 
-static const char *
-str_or(json_t *o, const char *k, const char *dflt)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-
-	return s && *s ? s : dflt;
-}
-
 static void
 human_bytes(json_int_t b, char *out, size_t len)
 {
@@ -313,12 +305,12 @@ print_peers(json_t *peers)
 			snprintf(lag, sizeof(lag), "-");
 		printf("%-12s %-11s %-24s %8" JSON_INTEGER_FORMAT " %8"
 		    JSON_INTEGER_FORMAT " %7s %9s %9s %6" JSON_INTEGER_FORMAT
-		    "  %s\n", str_or(p, "id", "?"), str_or(p, "state", "?"),
-		    str_or(p, "since", "-"),
+		    "  %s\n", ctl_str_or(p, "id", "?"), ctl_str_or(p, "state", "?"),
+		    ctl_str_or(p, "since", "-"),
 		    json_integer_value(json_object_get(p, "sent_seq")),
 		    json_integer_value(json_object_get(p, "acked_seq")), lag,
 		    in, out, json_integer_value(json_object_get(p,
-		    "quarantined")), str_or(p, "last_error", ""));
+		    "quarantined")), ctl_str_or(p, "last_error", ""));
 	}
 }
 
@@ -351,12 +343,12 @@ cmd_status(struct ctx *x, int argc, char **argv)
 		printf("node %s  records %" JSON_INTEGER_FORMAT "  seq %"
 		    JSON_INTEGER_FORMAT "  last change %s  quarantined %"
 		    JSON_INTEGER_FORMAT "\nlisten %s  up since %s\n\n",
-		    str_or(node, "id", "?"),
+		    ctl_str_or(node, "id", "?"),
 		    json_integer_value(json_object_get(node, "records")),
 		    json_integer_value(json_object_get(node, "seq")),
-		    str_or(node, "hlc", "-"),
+		    ctl_str_or(node, "hlc", "-"),
 		    json_integer_value(json_object_get(node, "quarantined")),
-		    str_or(node, "listen", "?"), str_or(node, "started", "?"));
+		    ctl_str_or(node, "listen", "?"), ctl_str_or(node, "started", "?"));
 		print_peers(json_object_get(reply, "peers"));
 	}
 	json_decref(reply);
@@ -429,9 +421,9 @@ cmd_peer(struct ctx *x, int argc, char **argv)
 					snprintf(lag, sizeof(lag), "%"
 					    JSON_INTEGER_FORMAT,
 					    json_integer_value(l));
-				printf("%-12s %-24s %-11s %7s  %s\n", str_or(p,
-				    "id", "?"), str_or(p, "address", "?"),
-				    str_or(p, "state", "?"), lag, str_or(p,
+				printf("%-12s %-24s %-11s %7s  %s\n", ctl_str_or(p,
+				    "id", "?"), ctl_str_or(p, "address", "?"),
+				    ctl_str_or(p, "state", "?"), lag, ctl_str_or(p,
 				    "identity", "?"));
 			}
 		}
@@ -505,7 +497,7 @@ cmd_write(struct ctx *x, const char *cmd, int argc, char **argv)
 	} else {
 		printf("%s %s/%s: %" JSON_INTEGER_FORMAT " change(s) applied, %"
 		    JSON_INTEGER_FORMAT " unchanged\n", cmd, argv[0],
-		    str_or(reply, "id", argv[1]),
+		    ctl_str_or(reply, "id", argv[1]),
 		    json_integer_value(json_object_get(reply, "applied")),
 		    json_integer_value(json_object_get(reply, "unchanged")));
 	}
@@ -602,11 +594,11 @@ cmd_quarantine(struct ctx *x, int argc, char **argv)
 		}
 		char rec[200];
 
-		snprintf(rec, sizeof(rec), "%s/%s", str_or(e, "collection", ""),
-		    str_or(e, "id", ""));
-		printf("%-24s %-8s %-30s %-16s %s\n", str_or(e, "time", "-"),
-		    str_or(e, "peer", "?"), rec, str_or(e, "field", "-"),
-		    str_or(e, "reason", "?"));
+		snprintf(rec, sizeof(rec), "%s/%s", ctl_str_or(e, "collection", ""),
+		    ctl_str_or(e, "id", ""));
+		printf("%-24s %-8s %-30s %-16s %s\n", ctl_str_or(e, "time", "-"),
+		    ctl_str_or(e, "peer", "?"), rec, ctl_str_or(e, "field", "-"),
+		    ctl_str_or(e, "reason", "?"));
 	}
 	json_decref(reply);
 	return 0;
@@ -627,7 +619,7 @@ cmd_metrics(struct ctx *x, int argc, char **argv)
 	}
 	if ((rc = call(x, json_pack("{s:s}", "cmd", "metrics"), &reply)) != 0)
 		return rc;
-	fputs(str_or(reply, "text", ""), stdout);
+	fputs(ctl_str_or(reply, "text", ""), stdout);
 	json_decref(reply);
 	return 0;
 }
@@ -708,16 +700,16 @@ cmd_audit(struct ctx *x, int argc, char **argv)
 			print_json(e);
 			continue;
 		}
-		snprintf(rec, sizeof(rec), "%s/%s", str_or(e, "collection", ""),
-		    str_or(e, "id", ""));
-		printf("%-24s %-8s %-34s", str_or(e, "time", "-"),
-		    str_or(e, "peer", "?"), rec);
+		snprintf(rec, sizeof(rec), "%s/%s", ctl_str_or(e, "collection", ""),
+		    ctl_str_or(e, "id", ""));
+		printf("%-24s %-8s %-34s", ctl_str_or(e, "time", "-"),
+		    ctl_str_or(e, "peer", "?"), rec);
 		json_array_foreach(json_object_get(e, "items"), j, it) {
-			const char *k = str_or(it, "kind", "?");
+			const char *k = ctl_str_or(it, "kind", "?");
 			int data = !strcmp(k, "field") || !strcmp(k, "element");
 
 			printf("%s%s%s%s", j ? "," : " ", data ? "" : "(",
-			    data ? str_or(it, "field", "?") : k, data ? "" : ")");
+			    data ? ctl_str_or(it, "field", "?") : k, data ? "" : ")");
 		}
 		printf("\n");
 	}
@@ -753,19 +745,19 @@ cmd_erasures(struct ctx *x, int argc, char **argv)
 			print_json(e);
 			continue;
 		}
-		snprintf(rec, sizeof(rec), "%s/%s", str_or(e, "collection", ""),
-		    str_or(e, "id", ""));
+		snprintf(rec, sizeof(rec), "%s/%s", ctl_str_or(e, "collection", ""),
+		    ctl_str_or(e, "id", ""));
 		json_array_foreach(json_object_get(e, "receipts"), j, v)
 			off += (size_t)snprintf(got + off, off < sizeof(got) ?
 			    sizeof(got) - off : 0, "%s%s", j ? "," : "",
-			    str_or(v, "node", "?"));
+			    ctl_str_or(v, "node", "?"));
 		off = 0;
 		json_array_foreach(json_object_get(e, "pending"), j, v)
 			off += (size_t)snprintf(pend + off, off < sizeof(pend) ?
 			    sizeof(pend) - off : 0, "%s%s", j ? "," : "",
 			    json_string_value(v));
-		printf("%-34s %-24s %-6s %-24s %s\n", rec, str_or(e, "erased_at",
-		    "-"), str_or(e, "erased_by", "?"), got, *pend ? pend : "-");
+		printf("%-34s %-24s %-6s %-24s %s\n", rec, ctl_str_or(e, "erased_at",
+		    "-"), ctl_str_or(e, "erased_by", "?"), got, *pend ? pend : "-");
 	}
 	json_decref(reply);
 	return 0;
@@ -824,8 +816,8 @@ cmd_verify(struct ctx *x, int argc, char **argv)
 		print_json(reply);
 	} else {
 		printf("%s  %s<->%s  %" JSON_INTEGER_FORMAT " records, %"
-		    JSON_INTEGER_FORMAT " changes\n", str_or(reply, "digest", "?"),
-		    str_or(reply, "node", "?"), argv[0],
+		    JSON_INTEGER_FORMAT " changes\n", ctl_str_or(reply, "digest", "?"),
+		    ctl_str_or(reply, "node", "?"), argv[0],
 		    json_integer_value(json_object_get(reply, "records")),
 		    json_integer_value(json_object_get(reply, "changes")));
 	}
