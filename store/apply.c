@@ -50,6 +50,15 @@ struct apply {
 	size_t nowned;
 };
 
+/* The hint that the batch's sender holds the record as logged at seq. */
+static void
+note_sender_has(struct apply *a, uint64_t seq)
+{
+	if (a->r.sender_has && seq != 0)
+		store__holder_add(a->st, seq, a->peer);
+	a->r.sender_has = 0;
+}
+
 /*
  * Writes the record back, moved to its new place in the log: the value
  * carries the seq (store_int.h), so the old log entry is known without
@@ -67,9 +76,7 @@ rec_flush(struct apply *a)
 	if (!ar->loaded)
 		return 0;
 	if (!ar->dirty) {
-		if (ar->sender_has && ar->old_seq != 0)
-			store__holder_add(a->st, ar->old_seq, a->peer);
-		ar->sender_has = 0;
+		note_sender_has(a, ar->old_seq);
 		return 0;
 	}
 	a->enc.len = 0;
@@ -95,9 +102,7 @@ rec_flush(struct apply *a)
 	if (!crdt_record_sole_author(&ar->rec, &author))
 		author.n = 0;
 	store__hint_set(a->st, ar->seq, author);
-	if (ar->sender_has)
-		store__holder_add(a->st, ar->seq, a->peer);
-	ar->sender_has = 0;
+	note_sender_has(a, ar->seq);
 	if ((rc = mdb_put(a->txn, a->st->dbi[DB_LOG], &sk, &k,
 	    MDB_APPEND)) != 0)
 		return store__mdb_code(a->st, rc, "put log");
