@@ -499,6 +499,40 @@ start_tls(struct conn *c, int server)
 	return 0;
 }
 
+/*
+ * 1 if the socket is joined to itself.  Dialling a port of this host that
+ * nothing listens on can pick that same port as the source, and TCP's
+ * simultaneous open then connects the socket to itself, holding the port
+ * the peer is about to listen on.
+ */
+int
+conn__self_connected(const uv_tcp_t *tcp)
+{
+	struct sockaddr_storage me, them;
+	int mlen = sizeof(me), tlen = sizeof(them);
+
+	if (uv_tcp_getsockname(tcp, (struct sockaddr *)&me, &mlen) != 0 ||
+	    uv_tcp_getpeername(tcp, (struct sockaddr *)&them, &tlen) != 0)
+		return 0;
+	if (me.ss_family != them.ss_family)
+		return 0;
+	if (me.ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const void *)&me;
+		const struct sockaddr_in *b = (const void *)&them;
+
+		return a->sin_port == b->sin_port &&
+		    a->sin_addr.s_addr == b->sin_addr.s_addr;
+	}
+	if (me.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const void *)&me;
+		const struct sockaddr_in6 *b = (const void *)&them;
+
+		return a->sin6_port == b->sin6_port &&
+		    memcmp(&a->sin6_addr, &b->sin6_addr, sizeof(a->sin6_addr)) == 0;
+	}
+	return 0;
+}
+
 static void
 on_connect(uv_connect_t *req, int status)
 {
@@ -508,6 +542,10 @@ on_connect(uv_connect_t *req, int status)
 		return;
 	if (status < 0) {
 		conn__close(c, uv_strerror(status));
+		return;
+	}
+	if (conn__self_connected(&c->tcp)) {
+		conn__close(c, "connected to itself: nothing listens there");
 		return;
 	}
 	if (start_tls(c, 0) != 0)

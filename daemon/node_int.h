@@ -121,6 +121,7 @@ void conn__close(struct conn *c, const char *why);
 void conn__flush(struct conn *c);
 void conn__tick(struct conn *c, uint64_t now);
 void conn__shutdown(struct conn *c);
+int conn__self_connected(const uv_tcp_t *tcp);
 
 /* node_ctl.c */
 json_t *node__control(void *arg, json_t *req);

@@ -12,8 +12,10 @@ BIN=${NBX_BIN:-$REPO/build}
 T=$(mktemp -d "${TMPDIR:-/tmp}/nbx-it-XXXXXX")
 PIDS_FILE=$T/pids
 : >"$PIDS_FILE"
-# a port range per test process, so parallel runs do not collide
-PORT_BASE=$((20000 + ($$ % 4000) * 10))
+# a port range per test process, so parallel runs do not collide; all
+# below Linux's ephemeral range (32768-60999), where a node's outgoing
+# connection could take the port a later node is about to listen on
+PORT_BASE=$((20000 + ($$ % 1270) * 10))
 
 cleanup() {
 	while read -r id pid; do
