@@ -39,6 +39,15 @@ on_incoming(uv_stream_t *s, int status)
 	cr_assert_eq(uv_accept(s, (uv_stream_t *)&d->server), 0);
 }
 
+/* A loop with the client socket, not yet bound or connected. */
+static void
+dial_init(struct dial *d)
+{
+	memset(d, 0, sizeof(*d));
+	cr_assert_eq(uv_loop_init(&d->loop), 0);
+	cr_assert_eq(uv_tcp_init(&d->loop, &d->client), 0);
+}
+
 static void
 bind_loopback(uv_tcp_t *t, struct sockaddr_in *got)
 {
@@ -84,9 +93,7 @@ Test(conn, a_socket_dialling_its_own_port_is_seen_joined_to_itself)
 	struct dial d;
 	struct sockaddr_in self;
 
-	memset(&d, 0, sizeof(d));
-	cr_assert_eq(uv_loop_init(&d.loop), 0);
-	cr_assert_eq(uv_tcp_init(&d.loop, &d.client), 0);
+	dial_init(&d);
 	bind_loopback(&d.client, &self);
 	cr_assert_not(conn__self_connected(&d.client),
 	    "a socket that is not connected is not joined to itself");
@@ -102,10 +109,8 @@ Test(conn, a_socket_connected_to_a_listener_is_not_joined_to_itself)
 	struct dial d;
 	struct sockaddr_in at;
 
-	memset(&d, 0, sizeof(d));
-	cr_assert_eq(uv_loop_init(&d.loop), 0);
+	dial_init(&d);
 	cr_assert_eq(uv_tcp_init(&d.loop, &d.listener), 0);
-	cr_assert_eq(uv_tcp_init(&d.loop, &d.client), 0);
 	bind_loopback(&d.listener, &at);
 	d.listener.data = &d;
 	cr_assert_eq(uv_listen((uv_stream_t *)&d.listener, 4, on_incoming), 0);
