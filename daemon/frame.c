@@ -31,16 +31,6 @@ be32_put(uint8_t *p, uint32_t v)
 	p[3] = (uint8_t)v;
 }
 
-static uint64_t
-be_get(const uint8_t *p, size_t n)
-{
-	uint64_t v = 0;
-
-	for (size_t i = 0; i < n; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-
 /* ------------------------------------------------------------------ */
 /* Splitting                                                           */
 /* ------------------------------------------------------------------ */
@@ -56,7 +46,7 @@ frame_split(const uint8_t *buf, size_t len, size_t max,
 	*used = 0;
 	if (len < FRAME_HDR)
 		return NBX_EAGAIN;
-	n = be_get(buf, FRAME_HDR);
+	n = mpread_be(buf, FRAME_HDR);
 	if (n > max)
 		return NBX_ETOOBIG;
 	if (len - FRAME_HDR < n)

@@ -27,8 +27,9 @@ struct mpread {
 	size_t len, off;
 };
 
+/* The big-endian unsigned integer in p[0..n), n <= 8. */
 static inline uint64_t
-mpread__be(const uint8_t *p, size_t n)
+mpread_be(const uint8_t *p, size_t n)
 {
 	uint64_t v = 0;
 
@@ -64,7 +65,7 @@ mpread_array(struct mpread *r, uint32_t *n)
 	w = b == 0xdc ? 2 : 4;
 	if (!mpread_has(r, 1 + w))
 		return NBX_EMALFORMED;
-	*n = (uint32_t)mpread__be(r->p + r->off + 1, w);
+	*n = (uint32_t)mpread_be(r->p + r->off + 1, w);
 	r->off += 1 + w;
 	return 0;
 }
@@ -99,7 +100,7 @@ mpread_int(struct mpread *r, uint64_t *v, int *neg)
 		return NBX_EMALFORMED;
 	if (!mpread_has(r, 1 + w))
 		return NBX_EMALFORMED;
-	*v = mpread__be(r->p + r->off + 1, w);
+	*v = mpread_be(r->p + r->off + 1, w);
 	*neg = 0;
 	if (b >= 0xd0 && (r->p[r->off + 1] & 0x80)) {
 		/* sign-extend a negative signed form to 64 bits */
@@ -182,7 +183,7 @@ mpread_str(struct mpread *r, uint32_t min, uint32_t max, struct nbx_str *s)
 		w = (size_t)1 << (b - 0xd9);
 		if (!mpread_has(r, 1 + w))
 			return NBX_EMALFORMED;
-		n = mpread__be(r->p + r->off + 1, w);
+		n = mpread_be(r->p + r->off + 1, w);
 	} else
 		return NBX_EMALFORMED;
 	if (n < min || n > max || !mpread_has(r, 1 + w + (size_t)n))
