@@ -7,10 +7,12 @@ ctypes); everything on 127.0.0.1 or unix sockets.  Each subcommand prints
 one JSON object (its result) on stdout and its progress on stderr.
 
     nbxbench.py live-nbx --writer SOCK --reader SOCK --rate R --secs S
-                         --first I --base C [--timeout S]
+                         --first I --base C [--window W] [--timeout S]
         Writes R records/s for S s through the control socket SOCK of the
-        origin (one `import` request of R/100 records every 10 ms, service
-        records I, I+1, ... of run.sh's shape), and polls the control
+        origin (one `import` request of R/100 records due every 10 ms,
+        service records I, I+1, ... of run.sh's shape; the requests are
+        built before the clock starts and at most --window, default 1,
+        are in flight), and polls the control
         socket of the peer (`status`, node.records) every 2 ms.  The peer
         held C records before.  A batch is committed on the origin when
         its reply arrives (nbxd replies after the LMDB commit) and visible
@@ -203,18 +205,44 @@ class Pg:
 # 3. live replication
 # ------------------------------------------------------------------
 
-def live(write_batch, reached, rate, secs, timeout):
-    """Paced writes with per-batch lag.  write_batch(k, lo, n) writes
-    records lo..lo+n-1 and returns once they are committed; reached()
-    returns how many records (counted from the first) are visible on the
-    other side.  Batch k is due at t0 + k * 10 ms; when a batch's reply
-    comes late, the next is sent at once (no batch is skipped or merged),
-    so a writer slower than the rate shows as an achieved rate below it.
-    No batch is sent after t0 + secs."""
+class SyncWriter:
+    """A writer whose write_batch(k, lo, n) returns once batch k is
+    committed: one batch in flight."""
+    window = 1
+
+    def __init__(self, write_batch):
+        self.write_batch = write_batch
+        self.done_t = {}
+
+    def prepare(self, batches):
+        pass
+
+    def send(self, k, lo, n):
+        self.write_batch(k, lo, n)
+        self.done_t[k] = now()
+
+    def wait_slot(self, timeout):
+        return True
+
+    def finish(self, n, timeout):
+        pass
+
+
+def live(writer, reached, rate, secs, timeout):
+    """Paced writes with per-batch lag.  writer.prepare builds every
+    batch's request before the clock starts (the writing application's
+    own work is not the system's); writer.send(k, lo, n) sends records
+    lo..lo+n-1 and writer.done_t[k] is when they were committed;
+    reached() returns how many records (counted from the first) are
+    visible on the other side.  Batch k is due at t0 + k * 10 ms; at most
+    writer.window batches are in flight, and when the window is full the
+    next is sent as soon as a reply frees it (no batch is skipped or
+    merged), so a writer slower than the rate shows as an achieved rate
+    below it.  No batch is sent after t0 + secs."""
     per = max(1, int(round(rate * BATCH_S)))
     nmax = max(1, int(secs / BATCH_S))
     cum = [per * (k + 1) for k in range(nmax)]
-    sent_t, commit_t, seen_t = [], [], [None] * nmax
+    sent_t, seen_t = [], [None] * nmax
     state = {"n": None, "error": None}
 
     def reader():
@@ -235,6 +263,7 @@ def live(write_batch, reached, rate, secs, timeout):
         except Exception as e:          # reported by the main thread
             state["error"] = "reader: %s" % e
 
+    writer.prepare([(k * per, per) for k in range(nmax)])
     t0 = now()
     deadline = t0 + secs + timeout
     th = threading.Thread(target=reader, daemon=True)
@@ -249,12 +278,14 @@ def live(write_batch, reached, rate, secs, timeout):
                 time.sleep(d)
             if state["error"]:
                 break
+            if not writer.wait_slot(deadline - now()):
+                raise RuntimeError("no reply within %d s" % timeout)
             sent_t.append(now())
-            write_batch(k, k * per, per)
-            commit_t.append(now())
+            writer.send(k, k * per, per)
+        writer.finish(len(sent_t), deadline - now())
     except Exception as e:
         state["error"] = "writer: %s" % e
-    n = len(commit_t)
+    n = len(sent_t)
     state["n"] = n
     th.join()
     if state["error"]:
@@ -263,6 +294,7 @@ def live(write_batch, reached, rate, secs, timeout):
         got = sum(1 for x in seen_t[:n] if x is not None)
         raise RuntimeError("only %d of %d batches became visible within "
                            "%d s" % (got, n, timeout))
+    commit_t = [writer.done_t[k] for k in range(n)]
     t_end = commit_t[-1]
     lags = [(seen_t[k] - commit_t[k]) * 1000.0 for k in range(n)]
     rtts = [(commit_t[k] - sent_t[k]) * 1000.0 for k in range(n)]
@@ -290,32 +322,105 @@ def live(write_batch, reached, rate, secs, timeout):
     }
 
 
+class CtlWriter:
+    """nbxd's `import` requests, prepared as bytes beforehand and sent
+    with up to `window` in flight on one control connection (nbxd answers
+    a connection's requests in order); a thread reads the replies as
+    they come and stamps each batch's commit."""
+
+    def __init__(self, path, first, window):
+        self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.s.connect(path)
+        self.first, self.window = first, window
+        self.slots = threading.Semaphore(window)
+        self.done_t, self.reqs = {}, []
+        self.error = None
+        self.expect = []        # (k, n) of the requests in flight, in order
+        self.lock = threading.Lock()
+        self.more = threading.Condition(self.lock)
+        self.th = threading.Thread(target=self.replies, daemon=True)
+        self.th.start()
+
+    def prepare(self, batches):
+        # "brief" (as nbxctl import asks): counts instead of one result
+        # per write
+        for lo, n in batches:
+            self.reqs.append(json.dumps(
+                {"cmd": "import", "brief": True, "writes": [
+                    record(self.first + lo + i) for i in range(n)]},
+                separators=(",", ":")).encode() + b"\n")
+
+    def replies(self):
+        buf = b""
+        try:
+            while True:
+                with self.lock:
+                    while not self.expect:
+                        self.more.wait()
+                    k, n = self.expect[0]
+                if k is None:
+                    return
+                while b"\n" not in buf:
+                    d = self.s.recv(1 << 20)
+                    if not d:
+                        raise ConnectionError("nbxd closed the control "
+                                              "connection")
+                    buf += d
+                line, buf = buf.split(b"\n", 1)
+                t = now()
+                rep = json.loads(line)
+                applied = rep.get("applied", 0) if rep.get("ok") and \
+                    not rep.get("rejected") else -1
+                if applied != n:
+                    raise RuntimeError("batch %d: %d of %d writes applied: "
+                                       "%s" % (k, applied, n, line[:300]))
+                self.done_t[k] = t
+                with self.lock:
+                    self.expect.pop(0)
+                self.slots.release()
+        except Exception as e:
+            self.error = "replies: %s" % e
+            for _ in range(self.window):
+                self.slots.release()
+
+    def wait_slot(self, timeout):
+        ok = self.slots.acquire(timeout=max(0.0, timeout))
+        if self.error:
+            raise RuntimeError(self.error)
+        return ok
+
+    def send(self, k, lo, n):
+        with self.lock:
+            self.expect.append((k, n))
+            self.more.notify()
+        self.s.sendall(self.reqs[k])
+
+    def finish(self, n, timeout):
+        for _ in range(self.window):
+            if not self.wait_slot(timeout):
+                raise RuntimeError("no reply within the timeout")
+        if len(self.done_t) != n:
+            raise RuntimeError("%d of %d batches answered"
+                               % (len(self.done_t), n))
+        with self.lock:
+            self.expect.append((None, 0))
+            self.more.notify()
+
+
 def cmd_live_nbx(argv):
     o, _ = args_of(argv, {"writer": None, "reader": None, "rate": None,
                           "secs": None, "first": None, "base": None,
-                          "timeout": "300"})
-    w, r = Ctl(o["writer"]), Ctl(o["reader"])
-    first, base = int(o["first"]), int(o["base"])
-
-    def write_batch(k, lo, n):
-        # "brief" (as nbxctl import asks): counts instead of one result
-        # per write; a daemon without it answers with "results"
-        rep = w.call({"cmd": "import", "brief": True, "writes": [
-            record(first + lo + i) for i in range(n)]})
-        if "results" in rep:
-            res = rep["results"]
-            applied = sum(1 for x in res if x.get("ok") and x.get("applied", 0) > 0)
-        else:
-            applied = rep.get("applied", 0) if not rep.get("rejected") else -1
-        if applied != n:
-            raise RuntimeError("batch %d: %d of %d writes applied: %s"
-                               % (k, applied, n, json.dumps(rep)[:300]))
+                          "window": "1", "timeout": "300"})
+    w = CtlWriter(o["writer"], int(o["first"]), int(o["window"]))
+    r = Ctl(o["reader"])
+    base = int(o["base"])
 
     def reached():
         return r.call({"cmd": "status"})["node"]["records"] - base
 
-    out = live(write_batch, reached, float(o["rate"]), float(o["secs"]),
+    out = live(w, reached, float(o["rate"]), float(o["secs"]),
                float(o["timeout"]))
+    out["window"] = w.window
     print(json.dumps(out))
 
 
@@ -333,8 +438,9 @@ def cmd_live_pg(argv):
                     % first)
         return 0 if v is None else int(v[len("ee:svc-"):]) - first + 1
 
-    out = live(write_batch, reached, float(o["rate"]), float(o["secs"]),
-               float(o["timeout"]))
+    out = live(SyncWriter(write_batch), reached, float(o["rate"]),
+               float(o["secs"]), float(o["timeout"]))
+    out["window"] = 1
     print(json.dumps(out))
 
 

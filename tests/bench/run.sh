@@ -252,10 +252,11 @@ nbx_pass() {
 
 # 3. live replication: nbxbench.py writes LIVE_RATE records/s for
 # LIVE_SECS s on ee (records 2N, 2N+1, ...: one `import` request of
-# LIVE_RATE/100 records every 10 ms, each committed with fsync before its
-# reply) and polls lv's record count (`status` on its control socket)
-# every 2 ms; a batch's lag runs from ee's reply until lv's count covers
-# it.  lv runs the bench config (ping 1 s); both hold 2N records.
+# LIVE_RATE/100 records every 10 ms, built before the clock starts, one in
+# flight, each committed with fsync before its reply) and polls lv's
+# record count (`status` on its control socket) every 2 ms; a batch's lag
+# runs from ee's reply until lv's count covers it.  lv runs the bench
+# config (ping 1 s); both hold 2N records.
 nbx_live() {
 	say "N=$N: nbx live replication, $LIVE_RATE records/s for $LIVE_SECS s"
 	$BENCHPY live-nbx --writer "$T/ee/ctl.sock" --reader "$T/lv/ctl.sock" \
@@ -648,11 +649,13 @@ if len(sizes) > 1:
                             ("catchup_upd", "2b. updates"), ("ingest", "5.  ingest"))])
 PY
 cat <<EOF
-live (3): one write batch every 10 ms ($LIVE_RATE/100 records; nbx: one
-  \`import\` request on ee's control socket, PostgreSQL: bench_insert() in
-  one transaction on the publisher), each committed durably before the
-  next is sent; a late reply sends the next batch at once, so a writer
-  slower than the target shows as a lower achieved rate.  Lag of a batch:
+live (3): one write batch due every 10 ms ($LIVE_RATE/100 records; nbx: one
+  \`import\` request on ee's control socket, its JSON built before the
+  clock starts; PostgreSQL: bench_insert() in one transaction on the
+  publisher, which makes the rows itself), one batch in flight, each
+  committed durably before its reply; a batch due while the one before
+  is in flight goes as soon as that reply comes, so a writer slower than
+  the target shows as a lower achieved rate.  Lag of a batch:
   from its reply (committed on the origin) until it is visible on the
   peer (lv's record count, polled every 2 ms on its control socket) /
   subscriber (max(id), polled every 2 ms); median and p99 over all
