@@ -4,7 +4,8 @@
  * to the handler.  A large line (a bulk import) is parsed on libuv's
  * thread pool, so that the loop applies one request while the next is
  * parsed; requests are still handled, and answered, in the order they
- * came.
+ * came.  A queued request's JSON tree lives in an arena of its own
+ * (jarena.h), dropped in one go once the request is answered.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "jarena.h"
 #include "log.h"
 #include "nbx_err.h"
 
@@ -32,6 +34,7 @@ struct ctl_req {
 	char *line;
 	size_t n;
 	json_t *req;		/* NULL: not JSON, see je */
+	struct jarena *arena;	/* req's values live here */
 	json_error_t je;
 	int parsed;
 };
@@ -119,7 +122,7 @@ ctl_error(int code, const char *fmt, ...)
 static void
 req_free(struct ctl_req *r)
 {
-	json_decref(r->req);
+	jarena_drop_tree(r->arena, r->req);
 	free(r->line);
 	free(r);
 }
@@ -176,7 +179,7 @@ write_done(uv_write_t *req, int status)
 	struct ctl_client *c = req->handle->data;
 
 	(void)status;
-	free(req->data);
+	jarena_json_free(req->data);
 	free(req);
 	if (c->paused && !c->closing &&
 	    uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) <
@@ -198,19 +201,19 @@ client_reply(struct ctl_client *c, json_t *reply)
 
 	json_decref(reply);
 	if (s == NULL || c->closing) {
-		free(s);
+		jarena_json_free(s);
 		return;
 	}
 	n = strlen(s);
 	s[n] = '\n';
 	if ((req = malloc(sizeof(*req))) == NULL) {
-		free(s);
+		jarena_json_free(s);
 		return;
 	}
 	req->data = s;
 	b = uv_buf_init(s, (unsigned)n + 1);
 	if (uv_write(req, (uv_stream_t *)&c->pipe, &b, 1, write_done) != 0) {
-		free(s);
+		jarena_json_free(s);
 		free(req);
 		client_close(c);
 		return;
@@ -244,22 +247,6 @@ handle(struct ctl_client *c, json_t *req, const json_error_t *je)
 	client_reply(c, reply ? reply : ctl_error(NBX_EINVAL, "no reply"));
 }
 
-static void
-free_work(uv_work_t *w)
-{
-	struct ctl_req *r = w->data;
-
-	json_decref(r->req);	/* a big tree: freed off the loop too */
-	r->req = NULL;
-}
-
-static void
-free_done(uv_work_t *w, int status)
-{
-	(void)status;
-	req_free(w->data);
-}
-
 /* Handles the queued requests that are parsed, in order. */
 static void
 drain(struct ctl_client *c)
@@ -271,10 +258,7 @@ drain(struct ctl_client *c)
 			c->tail = NULL;
 		c->nreq--;
 		handle(c, r->req, &r->je);
-		r->next = NULL;
-		if (r->n < CTL_PARSE_AWAY || uv_queue_work(c->pipe.loop,
-		    &r->work, free_work, free_done) != 0)
-			req_free(r);
+		req_free(r);	/* a big tree goes with its arena, at once */
 	}
 	if (c->full && !c->closing && c->nreq < CTL_QUEUE_MAX) {
 		c->full = 0;
@@ -288,7 +272,9 @@ parse_work(uv_work_t *w)
 {
 	struct ctl_req *r = w->data;
 
+	jarena_enter(r->arena);
 	r->req = json_loadb(r->line, r->n, 0, &r->je);
+	jarena_leave();
 }
 
 static void
@@ -327,7 +313,10 @@ handle_line(struct ctl_client *c, const char *line, size_t n)
 	}
 	/* queued behind the requests before it */
 	if ((r = calloc(1, sizeof(*r))) == NULL ||
-	    (r->line = malloc(n)) == NULL) {
+	    (r->line = malloc(n)) == NULL ||
+	    (r->arena = jarena_new()) == NULL) {
+		if (r != NULL)
+			free(r->line);
 		free(r);
 		client_reply(c, ctl_error(NBX_ENOMEM, "out of memory"));
 		client_close(c);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jarena.h"
 #include "log.h"
 #include "nbx_err.h"
 #include "node.h"
@@ -39,6 +40,7 @@ main(int argc, char **argv)
 	char err[1024];
 	int rc;
 
+	jarena_install();	/* before jansson allocates anything */
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
 			usage(stdout);
