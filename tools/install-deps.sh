@@ -6,7 +6,7 @@ set -eu
 
 PKGS="build-essential pkg-config clang libuv1-dev liblmdb-dev lmdb-utils
 libmsgpack-dev libssl-dev openssl libcriterion-dev libjansson-dev libinih-dev
-python3 faketime"
+python3 faketime procps"
 
 missing=""
 for p in $PKGS; do

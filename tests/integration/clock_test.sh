@@ -14,13 +14,7 @@
 
 # --- libfaketime, installed if missing (part 2 is skipped without it) ---
 FAKELIB=
-find_fakelib() {
-	for f in /usr/lib/*/faketime/libfaketime.so.1 \
-	    /usr/lib/faketime/libfaketime.so.1; do
-		[ -f "$f" ] && { FAKELIB=$f; return 0; }
-	done
-	return 1
-}
+find_fakelib() { FAKELIB=$(nbx_fakelib); }
 if [ "${NBX_NO_FAKETIME:-}" = 1 ]; then
 	NOFAKE_WHY="NBX_NO_FAKETIME=1"
 elif ! find_fakelib && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

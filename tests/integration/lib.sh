@@ -25,6 +25,10 @@ cleanup() {
 	while read -r id pid; do
 		kill -KILL "$pid" 2>/dev/null || true
 	done <"$PIDS_FILE"
+	# anything else still running on this test's files (a program started
+	# through a wrapper whose pid was the one recorded): every nbxd and
+	# proxy names its file under $T on its command line
+	pkill -KILL -f -- "$T/" 2>/dev/null || true
 	if [ "${KEEP:-}" = "" ]; then rm -rf "$T"; else echo "kept $T"; fi
 }
 trap cleanup EXIT
@@ -50,6 +54,18 @@ ok() { echo "ok - $*"; }
 
 nbx_ca() {
 	"$BIN/nbxctl" ca init --dir "$T/ca" >/dev/null
+}
+
+# nbx_fakelib: prints the path of libfaketime's preload library; fails
+# when it is not installed.  Preload it (LD_PRELOAD, FAKETIME) rather than
+# run the `faketime` program, which forks: the pid a test records must be
+# nbxd's own, or nbxd outlives the test and keeps its port.
+nbx_fakelib() {
+	for f in /usr/lib/*/faketime/libfaketime.so.1 \
+	    /usr/lib/faketime/libfaketime.so.1; do
+		[ -f "$f" ] && { echo "$f"; return 0; }
+	done
+	return 1
 }
 
 # port_of NAME: the listen port of node NAME (given when it was made)

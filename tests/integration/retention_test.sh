@@ -1,12 +1,12 @@
 #!/bin/sh
 # Storage limitation: `case` has retain_days = 730 in the regional schema.
 # Cases written now are erased by their creating node once the nodes run
-# 800 days later (the clock is moved with faketime, a real LD_PRELOAD time
+# 800 days later (the clock is moved with libfaketime, a real LD_PRELOAD time
 # shift of the whole process), everywhere they were sent, with receipts;
 # records of collections without retention stay.
 . "$(dirname "$0")/lib.sh"
 
-command -v faketime >/dev/null || fail "faketime is not installed (tools/install-deps.sh installs it)"
+FAKELIB=$(nbx_fakelib) || fail "libfaketime is not installed (tools/install-deps.sh installs faketime)"
 nbx_ca
 nbx_node ee 1; nbx_node lv 2
 nbx_peer ee lv; nbx_peer lv ee
@@ -28,7 +28,10 @@ ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0:allocator_
 export FAKETIME_DONT_FAKE_MONOTONIC ASAN_OPTIONS
 real_bin=$BIN
 mkdir -p "$T/fakebin"
-printf '#!/bin/sh\nexec faketime -f "+800d" "%s/nbxd" "$@"\n' "$real_bin" >"$T/fakebin/nbxd"
+# preloaded, not through the faketime program, so that the pid nbx_start
+# records is nbxd's own (see nbx_fakelib)
+printf '#!/bin/sh\nLD_PRELOAD=%s FAKETIME=+800d exec "%s/nbxd" "$@"\n' \
+    "$FAKELIB" "$real_bin" >"$T/fakebin/nbxd"
 chmod +x "$T/fakebin/nbxd"
 BIN_SAVE=$BIN; BIN=$T/fakebin
 cp "$BIN_SAVE/nbxctl" "$BIN_SAVE/nbxq" "$T/fakebin/" 2>/dev/null || true
