@@ -124,6 +124,26 @@ out:
 }
 
 /*
+ * The write whose changes hold change k: the last i with start[i] <= k
+ * (start is ascending; a write with no changes shares the next one's).
+ */
+static size_t
+write_of(const size_t *start, size_t nw, size_t k)
+{
+	size_t lo = 0, hi = nw;
+
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (start[mid] <= k)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/*
  * import: {"writes": [write, ...]} applied in one transaction.  Each write
  * is all or nothing: a write the store refuses is dropped and the rest
  * retried, so a bad line never leaves half a record behind.  The reply
@@ -139,7 +159,7 @@ do_import(struct node *n, json_t *req)
 	size_t writes_applied = 0, writes_unchanged = 0;
 	struct write_batch b;
 	struct store_outcome *out = NULL;
-	size_t nw, i, k, *start = NULL, *cnt = NULL, *owner = NULL;
+	size_t nw, i, k, *start = NULL, *cnt = NULL;
 	size_t applied_total = 0;
 	const char **ids = NULL;
 	char **errs = NULL;
@@ -175,15 +195,10 @@ do_import(struct node *n, json_t *req)
 		}
 		cnt[i] = b.n - start[i];
 	}
-	out = calloc(b.n ? b.n : 1, sizeof(*out));
-	owner = calloc(b.n ? b.n : 1, sizeof(*owner));
-	if (!out || !owner) {
+	if ((out = calloc(b.n ? b.n : 1, sizeof(*out))) == NULL) {
 		rc = NBX_ENOMEM;
 		goto out;
 	}
-	for (i = 0; i < nw; i++)
-		for (k = start[i]; k < start[i] + cnt[i]; k++)
-			owner[k] = i;
 	/* a write the store refuses is taken out whole, the rest retried */
 	while ((rc = store_apply(n->st, n->pol, b.chs, b.n,
 	    (struct nbx_str){ 0 }, NULL, log_now_ms(), STORE_ATOMIC,
@@ -195,7 +210,7 @@ do_import(struct node *n, json_t *req)
 				break;
 		if (bad == b.n)
 			goto out;	/* a store failure, not a bad write */
-		i = owner[bad];
+		i = write_of(start, nw, bad);
 		snprintf(err, sizeof(err), "%.*s/%.*s%s%.*s: %s",
 		    (int)b.chs[bad].coll.n, b.chs[bad].coll.p,
 		    (int)b.chs[bad].id.n, b.chs[bad].id.p,
@@ -208,8 +223,6 @@ do_import(struct node *n, json_t *req)
 		gone = cnt[i];
 		memmove(&b.chs[start[i]], &b.chs[start[i] + gone],
 		    (b.n - start[i] - gone) * sizeof(b.chs[0]));
-		memmove(&owner[start[i]], &owner[start[i] + gone],
-		    (b.n - start[i] - gone) * sizeof(owner[0]));
 		b.n -= gone;
 		cnt[i] = 0;
 		for (size_t j = i + 1; j < nw; j++)
@@ -255,7 +268,6 @@ out:
 	free(start);
 	free(cnt);
 	free(out);
-	free(owner);
 	write_batch_fini(&b);
 	if (rc != 0) {
 		json_decref(results);
