@@ -4,7 +4,9 @@
  * to the handler.  A large line (a bulk import) is parsed on libuv's
  * thread pool, so that the loop applies one request while the next is
  * parsed; requests are still handled, and answered, in the order they
- * came.  A queued request's JSON tree lives in an arena of its own
+ * came.  One parse runs at a time per client: the loop, which applies,
+ * is the pipeline's slowest stage, and more parses than cores would take
+ * its CPU.  A queued request's JSON tree lives in an arena of its own
  * (jarena.h), dropped in one go once the request is answered.
  */
 #include <errno.h>
@@ -37,6 +39,7 @@ struct ctl_req {
 	struct jarena *arena;	/* req's values live here */
 	json_error_t je;
 	int parsed;
+	int started;		/* its parse is on the thread pool */
 };
 
 struct ctl_client {
@@ -277,6 +280,44 @@ parse_work(uv_work_t *w)
 	jarena_leave();
 }
 
+static void parse_done(uv_work_t *w, int status);
+
+/* Parses r on the loop (a small line, or the thread pool refused). */
+static void
+parse_here(struct ctl_client *c, struct ctl_req *r)
+{
+	parse_work(&r->work);
+	r->parsed = 1;
+	free(r->line);
+	r->line = NULL;
+	drain(c);
+}
+
+/*
+ * Starts the parse of the oldest waiting request on the thread pool, one
+ * at a time; parses here when the pool refuses.
+ */
+static void
+parse_next(struct ctl_client *c)
+{
+	struct ctl_req *r;
+
+	while (c->nwork == 0 && !c->closing) {
+		for (r = c->head; r != NULL && (r->parsed || r->started);
+		    r = r->next)
+			;
+		if (r == NULL)
+			return;
+		if (uv_queue_work(c->pipe.loop, &r->work, parse_work,
+		    parse_done) == 0) {
+			r->started = 1;
+			c->nwork++;
+			return;
+		}
+		parse_here(c, r);
+	}
+}
+
 static void
 parse_done(uv_work_t *w, int status)
 {
@@ -290,8 +331,10 @@ parse_done(uv_work_t *w, int status)
 	c->nwork--;
 	if (c->closed)
 		client_free(c);
-	else
+	else {
+		parse_next(c);	/* the next parse runs while this one is applied */
 		drain(c);
+	}
 }
 
 static void
@@ -332,15 +375,10 @@ handle_line(struct ctl_client *c, const char *line, size_t n)
 		c->head = r;
 	c->tail = r;
 	c->nreq++;
-	if (n < CTL_PARSE_AWAY || uv_queue_work(c->pipe.loop, &r->work,
-	    parse_work, parse_done) != 0) {
-		parse_work(&r->work);
-		r->parsed = 1;
-		free(r->line);
-		r->line = NULL;
-		drain(c);
-	} else
-		c->nwork++;
+	if (n < CTL_PARSE_AWAY)
+		parse_here(c, r);
+	else
+		parse_next(c);
 	if (c->nreq >= CTL_QUEUE_MAX && !c->full && !c->closing) {
 		c->full = 1;
 		uv_read_stop((uv_stream_t *)&c->pipe);
