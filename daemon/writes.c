@@ -13,19 +13,29 @@
 #include "nbx_err.h"
 #include "writes.h"
 
-static struct change *
-push(struct write_batch *b)
+int
+write_batch_reserve(struct write_batch *b, size_t n)
 {
-	if (b->n == b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 16;
-		struct change *n = realloc(b->chs, cap * sizeof(*n));
+	struct change *chs;
 
-		if (n == NULL)
-			return NULL;
-		b->chs = n;
-		b->cap = cap;
-	}
-	memset(&b->chs[b->n], 0, sizeof(b->chs[0]));
+	if (n <= b->cap - b->n)
+		return 0;
+	if (n > SIZE_MAX / sizeof(*chs) - b->n ||
+	    (chs = realloc(b->chs, (b->n + n) * sizeof(*chs))) == NULL)
+		return NBX_ENOMEM;
+	b->chs = chs;
+	b->cap = b->n + n;
+	return 0;
+}
+
+/* Appends a copy of proto, for the caller to finish. */
+static struct change *
+push(struct write_batch *b, const struct change *proto)
+{
+	if (b->n == b->cap &&
+	    write_batch_reserve(b, b->cap ? b->cap : 16) != 0)
+		return NULL;
+	b->chs[b->n] = *proto;
 	return &b->chs[b->n++];
 }
 
@@ -283,9 +293,8 @@ set_changes(struct write_batch *b, const struct change *proto,
 	struct change *c;
 
 	for (size_t i = 0; i < want->n; i++) {
-		if ((c = push(b)) == NULL)
+		if ((c = push(b, proto)) == NULL)
 			return NBX_ENOMEM;
-		*c = *proto;
 		c->kind = CHANGE_ELEM;
 		c->elem = want->e[i];
 		c->val.t = NBX_V_BOOL;
@@ -305,9 +314,8 @@ set_changes(struct write_batch *b, const struct change *proto,
 			continue;
 		/* the record's strings die with the read txn: copy */
 		if ((e = own(b, g->elem.p, g->elem.n)) == NULL ||
-		    (c = push(b)) == NULL)
+		    (c = push(b, proto)) == NULL)
 			return NBX_ENOMEM;
-		*c = *proto;
 		c->kind = CHANGE_ELEM;
 		c->elem = (struct nbx_str){ e, g->elem.n };
 		c->val.t = NBX_V_BOOL;
@@ -373,11 +381,10 @@ add_fields(struct write_batch *b, const struct pol_coll *pc,
 				goto out;
 			continue;
 		}
-		if ((c = push(b)) == NULL) {
+		if ((c = push(b, proto)) == NULL) {
 			rc = NBX_ENOMEM;
 			goto out;
 		}
-		*c = *proto;
 		c->kind = CHANGE_FIELD;
 		c->field = nbx_str_c(f->name);
 		if ((rc = scalar_value(f, v, &c->val, coll, err, errlen)) != 0)
@@ -412,9 +419,8 @@ add_audience(struct write_batch *b, const struct change *proto, json_t *aud,
 		return nbx_errf(err, errlen, NBX_EWRITER,
 		    "only %.*s, which created %.*s, may set its audience",
 		    (int)creator.n, creator.p, (int)proto->id.n, proto->id.p);
-	if ((c = push(b)) == NULL)
+	if ((c = push(b, proto)) == NULL)
 		return NBX_ENOMEM;
-	*c = *proto;
 	c->kind = CHANGE_AUDIENCE;
 	json_array_foreach(aud, i, x) {
 		struct nbx_str id = { json_string_value(x),
@@ -478,9 +484,8 @@ build_one(struct write_batch *b, enum write_op op, const struct policy *pol,
 	proto.coll = nbx_str_c(pc->name);
 	proto.id = nbx_str_c(b->id);
 	if (op == WRITE_ERASE || op == WRITE_DELETE) {
-		if ((c = push(b)) == NULL)
+		if ((c = push(b, &proto)) == NULL)
 			return NBX_ENOMEM;
-		*c = proto;
 		c->kind = op == WRITE_ERASE ? CHANGE_ERASE : CHANGE_STATE;
 		c->val.t = NBX_V_INT;
 		c->val.i = REC_DELETED;
@@ -493,9 +498,8 @@ build_one(struct write_batch *b, enum write_op op, const struct policy *pol,
 		return rc;
 	if (nbx_str_eq(nbx_id_creator(proto.id), nbx_str_c(self))) {
 		/* the creator's write makes the record live again */
-		if ((c = push(b)) == NULL)
+		if ((c = push(b, &proto)) == NULL)
 			return NBX_ENOMEM;
-		*c = proto;
 		c->kind = CHANGE_STATE;
 		c->val.t = NBX_V_INT;
 		c->val.i = REC_LIVE;

@@ -51,6 +51,9 @@ int write_batch_build(struct write_batch *b, enum write_op op,
     const struct policy *pol, struct store *st, const char *self,
     json_t *req, char *err, size_t errlen);
 
+/* Makes room for n more changes: 0 or NBX_ENOMEM.  Only saves regrowth. */
+int write_batch_reserve(struct write_batch *b, size_t n);
+
 void write_batch_fini(struct write_batch *b);
 
 #endif
