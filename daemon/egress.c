@@ -181,7 +181,7 @@ collect_one(void *arg, const struct change *c)
 
 	if (rec_reserve(k->e, k->n + 1) != 0)
 		return NBX_ENOMEM;
-	k->e->rec[k->n++] = *c;
+	change_copy(&k->e->rec[k->n++], c);
 	return 0;
 }
 

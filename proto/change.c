@@ -58,6 +58,7 @@
  * NBX_ENOMEM only if msgpack-c cannot get its one small zone.
  */
 #include <stdint.h>
+#include <stddef.h>
 #include <string.h>
 
 #include <msgpack.h>
@@ -644,7 +645,9 @@ int
 change_decode(const void *buf, size_t len, struct change *c, size_t *used)
 {
 	if (c != NULL && used != NULL && buf != NULL) {
-		memset(c, 0, sizeof(*c));
+		/* all but the audience's id slots, which count only up to
+		 * aud.n: zeroing them was half of a decode's time */
+		memset(c, 0, offsetof(struct change, aud.ids));
 		if (fast_decode(buf, len, c, used) == 0)
 			return 0;
 	}

@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define NBX_ID_MAX	32	/* node id: 1-32 of [a-z0-9-] */
 #define NBX_NAME_MAX	32	/* collection and field names */
@@ -97,6 +98,34 @@ struct change {
 	struct nbx_audience aud;
 };
 
+/*
+ * Copies an audience: its version, its count and the ids in use.  An
+ * audience is ~290 bytes, nearly all of it id slots that most values
+ * (region fields: none) never use; the slots past n are not copied.
+ */
+static inline void
+nbx_aud_copy(struct nbx_audience *dst, const struct nbx_audience *src)
+{
+	uint32_t n = src->n < NBX_AUD_MAX ? src->n : NBX_AUD_MAX;
+
+	dst->hlc = src->hlc;
+	dst->origin = src->origin;
+	dst->n = src->n;
+	memcpy(dst->ids, src->ids, n * sizeof(src->ids[0]));
+}
+
+/* Copies a change, its audience as nbx_aud_copy does. */
+static inline void
+change_copy(struct change *dst, const struct change *src)
+{
+	_Static_assert(offsetof(struct change, aud) + sizeof(src->aud) ==
+	    sizeof(struct change) && offsetof(struct nbx_audience, ids) +
+	    sizeof(src->aud.ids) == sizeof(struct nbx_audience),
+	    "the audience ids come last");
+	memcpy(dst, src, offsetof(struct change, aud.ids));
+	nbx_aud_copy(&dst->aud, &src->aud);
+}
+
 /* A growable output buffer; see change_buf_* below. */
 struct nbx_buf {
 	uint8_t *p;
@@ -140,7 +169,9 @@ int change_encode(const struct change *c, struct nbx_buf *out);
  * fills *c (strings borrowed from buf), stores the number of bytes consumed
  * in *used and returns 0.  Returns NBX_EAGAIN if buf holds only a prefix of
  * a valid encoding, NBX_ETOOBIG / NBX_EDEPTH / NBX_EMALFORMED if it can
- * never be one.  On error *c is zeroed and *used is 0.
+ * never be one.  On error *c is zeroed and *used is 0.  On success the
+ * audience id slots past aud.n are left as they were: read aud.ids[i]
+ * only for i < aud.n.
  */
 int change_decode(const void *buf, size_t len, struct change *c,
     size_t *used);

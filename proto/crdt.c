@@ -257,7 +257,10 @@ merge_register(struct crdt_record *r, const struct change *c,
 	g->flags = (scoped ? CRDT_REG_SCOPED : 0) |
 	    (c->kind == CHANGE_ELEM ? CRDT_REG_ELEM : 0) | CRDT_REG_VALUE;
 	g->val = c->val;
-	g->aud = scoped ? c->aud : (struct nbx_audience){ 0 };
+	if (scoped)
+		nbx_aud_copy(&g->aud, &c->aud);
+	else
+		g->aud = (struct nbx_audience){ .n = 0 };
 	aud_normalise(&g->aud);
 	if (scoped && crdt_ver_cmp(aud_ver(&c->aud), r->excl) <= 0)
 		reg_purge(g);
@@ -704,7 +707,7 @@ crdt_record_changes(const struct crdt_record *r,
 		c.kind = CHANGE_AUDIENCE;
 		c.hlc = r->aud.hlc;
 		c.origin = r->aud.origin;
-		c.aud = r->aud;
+		nbx_aud_copy(&c.aud, &r->aud);
 		if ((rc = fn(arg, &c)) != 0)
 			return rc;
 	}
@@ -719,7 +722,7 @@ crdt_record_changes(const struct crdt_record *r,
 		c.val = g->val;
 		c.hlc = g->ver.hlc;
 		c.origin = g->ver.origin;
-		c.aud = g->aud;
+		nbx_aud_copy(&c.aud, &g->aud);
 		if ((rc = fn(arg, &c)) != 0)
 			return rc;
 	}

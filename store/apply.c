@@ -519,12 +519,13 @@ purge_receipts(struct apply *a, const char *what, uint64_t hlc)
 static int
 apply_one(struct apply *a, const struct change *in, struct store_outcome *out)
 {
-	struct change c = *in;
+	struct change c;
 	const struct pol_coll *pc;
 	const struct pol_field *pf = NULL;
 	int remote = a->peer.n > 0, changed = 0, rc;
 	struct crdt_ver excl_before, erase_before;
 
+	change_copy(&c, in);
 	memset(out, 0, sizeof(*out));
 	if (c.coll.n == 0 || c.coll.n > NBX_NAME_MAX || c.id.n == 0 ||
 	    c.id.n > NBX_RECID_MAX) {
@@ -562,7 +563,7 @@ apply_one(struct apply *a, const struct change *in, struct store_outcome *out)
 		if ((rc = rec_load(a, c.coll, c.id)) != 0)
 			return rc;
 		if (pf && pf->share == SHARE_AUDIENCE)
-			c.aud = a->r.rec.aud;
+			nbx_aud_copy(&c.aud, &a->r.rec.aud);
 	}
 	if ((rc = rec_load(a, c.coll, c.id)) != 0)
 		return rc;
