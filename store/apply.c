@@ -689,6 +689,7 @@ held_by_sender(struct apply *a, const struct change *sent, size_t n,
 {
 	struct apply_rec *ar = &a->r;
 	struct cover k = { sent, n, 0 };
+	struct nbx_str author;
 
 	if (!ar->loaded || !nbx_str_eq(ar->rec.coll, sent[0].coll) ||
 	    !nbx_str_eq(ar->rec.id, sent[0].id))
@@ -699,6 +700,13 @@ held_by_sender(struct apply *a, const struct change *sent, size_t n,
 	for (size_t i = 0; i < n; i++)
 		if (out[i].status == STORE_REJECTED)
 			return;
+	/* every version the sender's own (a sync from the record's origin):
+	 * it holds them, no need to look for each among what it sent */
+	if (crdt_record_sole_author(&ar->rec, &author) &&
+	    nbx_str_eq(author, a->peer)) {
+		ar->sender_has = 1;
+		return;
+	}
 	ar->sender_has = crdt_record_changes(&ar->rec, cover_one, &k) == 0;
 }
 
