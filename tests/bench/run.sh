@@ -42,6 +42,8 @@
 # BENCH_LIVE_SECS (default 10) set 3; BENCH_IDLE_SECS (default 60) sets
 # 4; BENCH_CONVERGE_NODES (default "2 4 8") and BENCH_CONVERGE_WRITES
 # (per side, default 10000) set 6.  KEEP=1 keeps the temporary directory.
+# The machine's speed is probed before each pass (probe below) and
+# printed with the table: on a shared host it moves between passes.
 # Everything runs under one mktemp directory; the nodes, proxies and
 # clusters are stopped and the directory removed on exit, also on failure
 # or Ctrl-C.
@@ -75,6 +77,20 @@ IDLE_PING=$(sed -n 's/^ping_interval_ms *= *\([0-9]*\).*/\1/p' "$NBX_REPO/conf/n
 
 now() { date +%s.%N; }
 say() { echo "bench: $*" >&2; }
+# probe LABEL: the machine's speed just before a pass, as the wall time of
+# one fixed CPU task on each of two processes at once (the host is shared:
+# its speed moves between passes; a pass with a larger probe ran on a
+# slower machine)
+probe() {
+	t0=$(now)
+	awk 'BEGIN { for (i = 0; i < 10000000; i++) s += i % 7 }' &
+	p1=$!
+	awk 'BEGIN { for (i = 0; i < 10000000; i++) s += i % 7 }'
+	wait "$p1"	# not a bare wait: the rss sampler runs in the background
+	awk -v l="$1" -v a="$t0" -v b="$(now)" \
+	    'BEGIN { printf "%s %.2f\n", l, b - a }' >>"$T/probe"
+}
+
 # started WHAT T0: notes how long the start-up part of a catch-up took
 started() { awk -v w="$1" -v a="$2" -v b="$(now)" 'BEGIN {
 	printf "bench:   (%s answered after %.2f s)\n", w, b - a }' >&2; }
@@ -461,6 +477,7 @@ for N in $SIZES; do
 	say "N=$N: making the data"
 	make_data
 	say "N=$N: nbx"
+	probe "nbx,N=$N"
 	nbx_pass
 	if [ "$N" = "$FIRST_N" ]; then
 		# before pg_setup: the nodes use ports PORT_BASE+1..8, the
@@ -476,6 +493,7 @@ for N in $SIZES; do
 	fi
 	for mode in off on; do
 		say "N=$N: PostgreSQL, subscription synchronous_commit = $mode"
+		probe "PG_$mode,N=$N"
 		pg_round "$mode"
 	done
 	rm -f "$T"/*.jsonl "$T"/*.csv "$T"/*.sql
@@ -518,6 +536,10 @@ def ratio(n, k):
 print()
 print("machine: $(nproc) cores, $CPU, $MEM RAM, Linux $(uname -r)")
 print("load average (1, 5, 15 min): $LOAD0 at the start, $LOAD1 at the end")
+print("speed probe before each pass (two fixed CPU tasks at once, seconds; "
+      "larger: a slower machine):")
+print("  " + ", ".join(l.replace("_", " ").replace(",", " ") for l in
+      open("$T/probe").read().splitlines()))
 print("storage: $FS under $T; about $FSYNC synchronous 8 KiB writes/s (dd oflag=dsync)")
 print("versions: nbx $REV; $("$PGBIN/postgres" --version); $(openssl version | cut -d' ' -f1-2)")
 print("records: key + 8 region fields + local-only notes ($REC_SIZE); "
