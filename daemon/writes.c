@@ -35,7 +35,7 @@ push(struct write_batch *b, const struct change *proto)
 	if (b->n == b->cap &&
 	    write_batch_reserve(b, b->cap ? b->cap : 16) != 0)
 		return NULL;
-	b->chs[b->n] = *proto;
+	change_copy(&b->chs[b->n], proto);
 	return &b->chs[b->n++];
 }
 
