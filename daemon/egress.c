@@ -32,7 +32,6 @@ sync__egress_fini(struct sync_egress *e)
 {
 	free(e->rec);
 	free(e->keep);
-	free(e->sent);
 	nbx_buf_fini(&e->frame);
 	memset(e, 0, sizeof(*e));
 }
@@ -153,21 +152,6 @@ rec_reserve(struct sync_egress *e, size_t need)
 	return 0;
 }
 
-static int
-sent_reserve(struct sync_egress *e, size_t need)
-{
-	size_t n = next_cap(e->sent_cap, need, sizeof(*e->sent));
-	struct change *sent;
-
-	if (need <= e->sent_cap)
-		return 0;
-	if (n == 0 || (sent = realloc(e->sent, n * sizeof(*sent))) == NULL)
-		return NBX_ENOMEM;
-	e->sent = sent;
-	e->sent_cap = n;
-	return 0;
-}
-
 /* crdt_record_changes callback: copies each change into e->rec. */
 struct collect {
 	struct sync_egress *e;
@@ -232,42 +216,65 @@ out:
 }
 
 /*
+ * The finished frame decoded back, one change at a time, each checked
+ * against the schema once more: the disclosure's source (store.h).
+ */
+struct sent_src {
+	const struct policy *pol;
+	struct frame_msg m;
+	size_t off, n;
+};
+
+static int
+sent_next(void *arg, struct change *c)
+{
+	struct sent_src *x = arg;
+	const struct pol_coll *pc;
+	const struct pol_field *f;
+	int rc;
+
+	if (x->n == x->m.nchanges)	/* and nothing after them */
+		return x->off == x->m.changes_len ? 0 : NBX_EMALFORMED;
+	if ((rc = frame_changes_decode(&x->m, &x->off, c)) != 1)
+		return rc < 0 ? rc : NBX_EMALFORMED;	/* fewer than said */
+	if (c->kind == CHANGE_FIELD || c->kind == CHANGE_ELEM) {
+		pc = policy_coll(x->pol, c->coll);
+		f = pc ? policy_field(pc, c->field) : NULL;
+		if (f == NULL || f->share == SHARE_LOCAL)
+			return NBX_EPERM;
+	}
+	x->n++;
+	return 1;
+}
+
+static void
+sent_rewind(void *arg)
+{
+	struct sent_src *x = arg;
+
+	x->off = 0;
+	x->n = 0;
+}
+
+/*
  * Decodes the finished frame back into changes, checks each against the
- * schema once more, and records them in the disclosure log.
+ * schema once more, and records them in the disclosure log; a change
+ * that fails the check aborts the disclosure, and so the batch.
  */
 static int
 disclose(struct store *st, const struct policy *pol, struct nbx_str peer,
     uint64_t now_ms, struct sync_egress *e)
 {
-	struct frame_msg m;
-	size_t off = 0, n = 0;
+	struct sent_src x = { pol, { 0 }, 0, 0 };
+	struct store_change_src src = { sent_next, sent_rewind, &x };
 	int rc;
 
 	if ((rc = frame_decode_lazy(e->frame.p + FRAME_HDR,
-	    e->frame.len - FRAME_HDR, &m)) != 0)
+	    e->frame.len - FRAME_HDR, &x.m)) != 0)
 		return rc;
-	if ((rc = sent_reserve(e, m.nchanges)) != 0)
-		return rc;
-	while (n < m.nchanges &&
-	    (rc = frame_changes_decode(&m, &off, &e->sent[n])) == 1) {
-		struct change *c = &e->sent[n];
-		const struct pol_coll *pc;
-		const struct pol_field *f;
-
-		if (c->kind == CHANGE_FIELD || c->kind == CHANGE_ELEM) {
-			pc = policy_coll(pol, c->coll);
-			f = pc ? policy_field(pc, c->field) : NULL;
-			if (f == NULL || f->share == SHARE_LOCAL)
-				return NBX_EPERM;
-		}
-		n++;
-	}
-	if (rc < 0)
-		return rc;
-	/* exactly the announced changes, and nothing after them */
-	if (n != m.nchanges || off != m.changes_len)
-		return NBX_EMALFORMED;
-	return store_disclose(st, peer, e->sent, n, now_ms);
+	if (x.m.nchanges == 0)		/* nothing disclosed, nothing to write */
+		return x.m.changes_len == 0 ? 0 : NBX_EMALFORMED;
+	return store_disclose_from(st, peer, &src, now_ms);
 }
 
 int

@@ -21,8 +21,6 @@ struct sync_egress {
 	struct change *rec;	/* one record's changes */
 	unsigned char *keep;	/* filter verdict per rec[i] */
 	size_t rec_cap;
-	struct change *sent;	/* the batch re-decoded, for disclosure */
-	size_t sent_cap;
 	struct nbx_buf frame;	/* the CHANGES frame being built */
 };
 

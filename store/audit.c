@@ -7,6 +7,8 @@
  *                                [[kind, field, elem, hlc, origin], ...]]
  *   disclosed  coll \0 id \0 peer -> time of the last disclosure (u64 BE)
  */
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mpbuf.h"
@@ -17,10 +19,11 @@
 struct disclose_args {
 	struct store *st;
 	struct nbx_str peer;
-	const struct change *chs;
-	size_t n;
+	const struct store_change_src *src;
 	uint64_t now_ms;
-	struct nbx_buf b;
+	struct nbx_buf b;	/* one audit entry */
+	struct change *rec;	/* the current record's changes */
+	size_t nrec, rec_cap;
 };
 
 static int
@@ -29,12 +32,12 @@ same_record(const struct change *a, const struct change *b)
 	return nbx_str_eq(a->coll, b->coll) && nbx_str_eq(a->id, b->id);
 }
 
+/* The audit entry and "disclosed" key of the record in x->rec. */
 static int
-put_entry(MDB_txn *txn, struct disclose_args *x, uint64_t aseq, size_t from,
-    size_t to)
+put_entry(MDB_txn *txn, struct disclose_args *x, uint64_t aseq)
 {
 	struct store *st = x->st;
-	const struct change *c0 = &x->chs[from];
+	const struct change *c0 = &x->rec[0];
 	struct mpwrite w;
 	uint8_t kb[8], key[KEY_MAX + 1 + NBX_ID_MAX], tb[8];
 	MDB_val k = { 8, kb }, d;
@@ -48,9 +51,9 @@ put_entry(MDB_txn *txn, struct disclose_args *x, uint64_t aseq, size_t from,
 	mpwrite_str(&w, x->peer);
 	mpwrite_str(&w, c0->coll);
 	mpwrite_str(&w, c0->id);
-	mpwrite_array(&w, (uint32_t)(to - from));
-	for (size_t i = from; i < to; i++) {
-		const struct change *c = &x->chs[i];
+	mpwrite_array(&w, (uint32_t)x->nrec);
+	for (size_t i = 0; i < x->nrec; i++) {
+		const struct change *c = &x->rec[i];
 
 		mpwrite_array(&w, 5);
 		mpwrite_uint(&w, (uint64_t)c->kind);
@@ -80,6 +83,28 @@ put_entry(MDB_txn *txn, struct disclose_args *x, uint64_t aseq, size_t from,
 	return 0;
 }
 
+/* Room for one more change of the current record. */
+static int
+rec_room(struct disclose_args *x)
+{
+	struct change *r;
+	size_t cap;
+
+	if (x->nrec < x->rec_cap)
+		return 0;
+	cap = x->rec_cap ? 2 * x->rec_cap : 32;
+	if (cap > SIZE_MAX / sizeof(*r) ||
+	    (r = realloc(x->rec, cap * sizeof(*r))) == NULL)
+		return NBX_ENOMEM;
+	x->rec = r;
+	x->rec_cap = cap;
+	return 0;
+}
+
+/*
+ * Takes the changes from the source one at a time, so that a batch is
+ * never held decoded in memory: only the record being grouped is.
+ */
 static int
 disclose_txn(MDB_txn *txn, void *arg)
 {
@@ -87,7 +112,7 @@ disclose_txn(MDB_txn *txn, void *arg)
 	MDB_cursor *cu;
 	MDB_val k, d;
 	uint64_t aseq = 1;
-	size_t from = 0;
+	struct change c;
 	int rc;
 
 	if ((rc = mdb_cursor_open(txn, x->st->dbi[DB_AUDIT], &cu)) != 0)
@@ -95,34 +120,74 @@ disclose_txn(MDB_txn *txn, void *arg)
 	if (mdb_cursor_get(cu, &k, &d, MDB_LAST) == 0 && k.mv_size == 8)
 		aseq = store__be64_get(k.mv_data) + 1;
 	mdb_cursor_close(cu);
-	for (size_t i = 1; i <= x->n; i++) {
-		if (i < x->n && same_record(&x->chs[i], &x->chs[from]))
-			continue;
-		if ((rc = put_entry(txn, x, aseq++, from, i)) != 0)
+	x->src->rewind(x->src->arg);	/* a retry after the map grew */
+	x->nrec = 0;
+	while ((rc = x->src->next(x->src->arg, &c)) == 1) {
+		if (c.coll.n > NBX_NAME_MAX || c.id.n > NBX_RECID_MAX)
+			return NBX_EINVAL;
+		if (x->nrec > 0 && !same_record(&c, &x->rec[0])) {
+			if ((rc = put_entry(txn, x, aseq++)) != 0)
+				return rc;
+			x->nrec = 0;
+		}
+		if ((rc = rec_room(x)) != 0)
 			return rc;
-		from = i;
+		change_copy(&x->rec[x->nrec++], &c);
 	}
-	return 0;
+	if (rc != 0)
+		return rc;
+	return x->nrec > 0 ? put_entry(txn, x, aseq) : 0;
+}
+
+int
+store_disclose_from(struct store *st, struct nbx_str peer,
+    const struct store_change_src *src, uint64_t now_ms)
+{
+	struct disclose_args x = { st, peer, src, now_ms, { 0 }, NULL, 0, 0 };
+	int rc;
+
+	if (peer.n == 0 || peer.n > NBX_ID_MAX)
+		return NBX_EINVAL;
+	nbx_buf_init(&x.b, SIZE_MAX);
+	rc = store__write(st, disclose_txn, &x);
+	nbx_buf_fini(&x.b);
+	free(x.rec);
+	return rc;
+}
+
+/* store_disclose's source: an array. */
+struct array_src {
+	const struct change *chs;
+	size_t n, next;
+};
+
+static int
+array_next(void *arg, struct change *c)
+{
+	struct array_src *a = arg;
+
+	if (a->next == a->n)
+		return 0;
+	change_copy(c, &a->chs[a->next++]);
+	return 1;
+}
+
+static void
+array_rewind(void *arg)
+{
+	((struct array_src *)arg)->next = 0;
 }
 
 int
 store_disclose(struct store *st, struct nbx_str peer, const struct change *chs,
     size_t n, uint64_t now_ms)
 {
-	struct disclose_args x = { st, peer, chs, n, now_ms, { 0 } };
-	int rc;
+	struct array_src a = { chs, n, 0 };
+	struct store_change_src src = { array_next, array_rewind, &a };
 
 	if (n == 0)
 		return 0;
-	if (peer.n == 0 || peer.n > NBX_ID_MAX)
-		return NBX_EINVAL;
-	for (size_t i = 0; i < n; i++)
-		if (chs[i].coll.n > NBX_NAME_MAX || chs[i].id.n > NBX_RECID_MAX)
-			return NBX_EINVAL;
-	nbx_buf_init(&x.b, SIZE_MAX);
-	rc = store__write(st, disclose_txn, &x);
-	nbx_buf_fini(&x.b);
-	return rc;
+	return store_disclose_from(st, peer, &src, now_ms);
 }
 
 /* The "disclosed" key prefix of a record: coll \0 id \0. */

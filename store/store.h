@@ -277,6 +277,26 @@ int store_records_digest(struct store *st, uint8_t out[32]);
 int store_disclose(struct store *st, struct nbx_str peer,
     const struct change *chs, size_t n, uint64_t now_ms);
 
+/*
+ * A source of changes, taken one at a time: next fills *c (its strings
+ * valid until the disclosure returns) and returns 1, returns 0 after the
+ * last one, or returns an NBX_E* code that aborts the disclosure (nothing
+ * is written).  rewind starts it again: the write transaction is retried
+ * from the start when the map had to grow.
+ */
+struct store_change_src {
+	int (*next)(void *arg, struct change *c);
+	void (*rewind)(void *arg);
+	void *arg;
+};
+
+/*
+ * store_disclose with the changes from src, none of them held in memory
+ * longer than its record's turn.  An empty source writes nothing.
+ */
+int store_disclose_from(struct store *st, struct nbx_str peer,
+    const struct store_change_src *src, uint64_t now_ms);
+
 /* 1 if any part of record (coll, id) was ever sent to peer, else 0. */
 int store_disclosed(struct store_rtxn *t, struct nbx_str coll,
     struct nbx_str id, struct nbx_str peer);

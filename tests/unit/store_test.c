@@ -604,3 +604,180 @@ Test(store, a_format_1_store_is_read_and_upgraded)
 	policy_free(pol);
 	test_rmdir(dir);
 }
+
+/* ------------------------------------------------------------------ */
+/* The disclosure log fed one change at a time                         */
+/* ------------------------------------------------------------------ */
+
+/* A source over an array that fails with `fail_rc` at change fail_at. */
+struct test_src {
+	const struct change *chs;
+	size_t n, next, fail_at;
+	int fail_rc;
+	int rewinds;
+};
+
+static int
+test_src_next(void *arg, struct change *c)
+{
+	struct test_src *s = arg;
+
+	if (s->fail_rc != 0 && s->next == s->fail_at)
+		return s->fail_rc;
+	if (s->next == s->n)
+		return 0;
+	*c = s->chs[s->next++];
+	return 1;
+}
+
+static void
+test_src_rewind(void *arg)
+{
+	struct test_src *s = arg;
+
+	s->next = 0;
+	s->rewinds++;
+}
+
+/* What audit_entries keeps of the last entry (the read txn is over). */
+struct last_entry {
+	char id[64], field1[32];
+	uint32_t nitems;
+	uint64_t hlc2, time_ms;
+};
+
+/* Entries in the audit log, each checked to be for peer lv. */
+static size_t
+audit_entries(struct store *st, struct last_entry *last)
+{
+	struct store_audit_entry e;
+	struct store_rtxn *t;
+	uint64_t after = 0;
+	size_t n = 0;
+
+	memset(last, 0, sizeof(*last));
+	cr_assert_eq(store_rtxn_begin(st, &t), 0);
+	while (store_audit_next(t, after, &e) == 0) {
+		cr_assert(nbx_str_eq(e.peer, nbx_str_c("lv")));
+		snprintf(last->id, sizeof(last->id), "%.*s", (int)e.id.n,
+		    e.id.p);
+		snprintf(last->field1, sizeof(last->field1), "%.*s",
+		    e.nitems > 1 ? (int)e.items[1].field.n : 0,
+		    e.nitems > 1 ? e.items[1].field.p : "");
+		last->nitems = e.nitems;
+		last->hlc2 = e.nitems > 2 ? e.items[2].hlc : 0;
+		last->time_ms = e.time_ms;
+		after = e.aseq;
+		n++;
+	}
+	store_rtxn_end(t);
+	return n;
+}
+
+Test(store, disclosure_from_a_source_groups_records_across_a_retry)
+{
+	char *dir = test_tmpdir();
+	struct store *st = open_store(dir, "ee", 64 * 1024);
+	static char ids[1000][32];
+	static struct change c[3000];
+	struct test_src s = { c, 3000, 0, 0, 0, 0 };
+	struct store_change_src src = { test_src_next, test_src_rewind, &s };
+	struct last_entry e;
+	struct store_meta m;
+	struct store_rtxn *t;
+
+	for (int i = 0; i < 1000; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "ee:rec-%05d", i);
+		c[3 * i] = test_str(ids[i], "name", "n");
+		c[3 * i + 1] = test_str(ids[i], "note", "private");
+		c[3 * i + 2] = test_change(CHANGE_STATE, ids[i], NULL);
+		c[3 * i + 2].hlc = (uint64_t)i + 1;
+	}
+	cr_assert_eq(store_disclose_from(st, nbx_str_c("lv"), &src, NOW), 0,
+	    "%s", store_last_error(st));
+	cr_assert_eq(store_meta_get(st, &m), 0);
+	cr_assert_gt(m.map_size, 64 * 1024, "the map grew: the txn was retried");
+	cr_assert_geq(s.rewinds, 2, "a retry starts the source again");
+	/* one entry per record, in order, nothing twice after the retry */
+	cr_assert_eq(audit_entries(st, &e), 1000);
+	cr_assert_str_eq(e.id, "ee:rec-00999");
+	cr_assert_eq(e.nitems, 3);
+	cr_assert_str_eq(e.field1, "note");
+	cr_assert_eq(e.hlc2, 1000);
+	cr_assert_eq(e.time_ms, NOW);
+	cr_assert_eq(store_rtxn_begin(st, &t), 0);
+	cr_assert_eq(store_disclosed(t, nbx_str_c("t"), nbx_str_c("ee:rec-00000"),
+	    nbx_str_c("lv")), 1);
+	cr_assert_eq(store_disclosed(t, nbx_str_c("t"), nbx_str_c("ee:rec-00000"),
+	    nbx_str_c("lt")), 0);
+	store_rtxn_end(t);
+	store_close(st);
+	test_rmdir(dir);
+}
+
+Test(store, disclosure_aborted_by_its_source_writes_nothing)
+{
+	char *dir = test_tmpdir();
+	struct store *st = open_store(dir, "ee", 0);
+	struct change c[5] = {
+		test_str("ee:1", "name", "a"), test_str("ee:1", "tags", "x"),
+		test_str("ee:2", "name", "b"), test_str("ee:3", "name", "c"),
+		test_str("ee:3", "note", "private"),
+	};
+	/* a source that says the fifth change may not leave (NBX_EPERM) */
+	struct test_src s = { c, 5, 0, 4, NBX_EPERM, 0 };
+	struct store_change_src src = { test_src_next, test_src_rewind, &s };
+	struct last_entry e;
+	struct store_rtxn *t;
+
+	cr_assert_eq(store_disclose_from(st, nbx_str_c("lv"), &src, NOW),
+	    NBX_EPERM);
+	cr_assert_eq(audit_entries(st, &e), 0, "no entry of the batch stays");
+	cr_assert_eq(store_rtxn_begin(st, &t), 0);
+	cr_assert_eq(store_disclosed(t, nbx_str_c("t"), nbx_str_c("ee:1"),
+	    nbx_str_c("lv")), 0);
+	store_rtxn_end(t);
+
+	/* the same changes in full: three records, the first with two */
+	s.fail_rc = 0;
+	cr_assert_eq(store_disclose_from(st, nbx_str_c("lv"), &src, NOW), 0);
+	cr_assert_eq(audit_entries(st, &e), 3);
+	cr_assert_str_eq(e.id, "ee:3");
+	cr_assert_eq(e.nitems, 2);
+	store_close(st);
+	test_rmdir(dir);
+}
+
+Test(store, disclosure_of_a_record_with_many_changes)
+{
+	char *dir = test_tmpdir();
+	struct store *st = open_store(dir, "ee", 0);
+	static char elems[100][8];
+	static struct change c[101];
+	struct test_src s = { c, 101, 0, 0, 0, 0 };
+	struct store_change_src src = { test_src_next, test_src_rewind, &s };
+	struct store_audit_entry e;
+	struct last_entry last;
+
+	for (int i = 0; i < 100; i++) {
+		snprintf(elems[i], sizeof(elems[i]), "e%d", i);
+		c[i] = test_change(CHANGE_ELEM, "ee:big", "tags");
+		c[i].elem = nbx_str_c(elems[i]);
+	}
+	c[100] = test_str("ee:next", "name", "n");
+	cr_assert_eq(store_disclose_from(st, nbx_str_c("lv"), &src, NOW), 0);
+	cr_assert_eq(audit_entries(st, &last), 2);
+	cr_assert_str_eq(last.id, "ee:next");
+	{
+		struct store_rtxn *t;
+
+		cr_assert_eq(store_rtxn_begin(st, &t), 0);
+		cr_assert_eq(store_audit_next(t, 0, &e), 0);
+		cr_assert(nbx_str_eq(e.id, nbx_str_c("ee:big")));
+		cr_assert_eq(e.nitems + e.more, 100, "all 100 in one entry");
+		cr_assert(nbx_str_eq(e.items[63].elem, nbx_str_c("e63")));
+		store_rtxn_end(t);
+	}
+	store_close(st);
+	test_rmdir(dir);
+}
