@@ -230,6 +230,9 @@ adopt_audience(struct crdt_record *r, const struct nbx_audience *a,
 	return changed;
 }
 
+/* A region or local value's: no version, no ids. */
+static const struct nbx_audience no_audience;
+
 static int
 merge_register(struct crdt_record *r, const struct change *c,
     struct nbx_str self, int *changed)
@@ -257,10 +260,7 @@ merge_register(struct crdt_record *r, const struct change *c,
 	g->flags = (scoped ? CRDT_REG_SCOPED : 0) |
 	    (c->kind == CHANGE_ELEM ? CRDT_REG_ELEM : 0) | CRDT_REG_VALUE;
 	g->val = c->val;
-	if (scoped)
-		nbx_aud_copy(&g->aud, &c->aud);
-	else
-		g->aud = (struct nbx_audience){ .n = 0 };
+	nbx_aud_copy(&g->aud, scoped ? &c->aud : &no_audience);
 	aud_normalise(&g->aud);
 	if (scoped && crdt_ver_cmp(aud_ver(&c->aud), r->excl) <= 0)
 		reg_purge(g);
