@@ -103,7 +103,9 @@ rec_room(struct disclose_args *x)
 
 /*
  * Takes the changes from the source one at a time, so that a batch is
- * never held decoded in memory: only the record being grouped is.
+ * never held decoded in memory: only the record being grouped is.  Each
+ * change is read straight into the record's slots; the first change of
+ * the next record moves to slot 0 once the record before is written.
  */
 static int
 disclose_txn(MDB_txn *txn, void *arg)
@@ -112,7 +114,7 @@ disclose_txn(MDB_txn *txn, void *arg)
 	MDB_cursor *cu;
 	MDB_val k, d;
 	uint64_t aseq = 1;
-	struct change c;
+	struct change *c;
 	int rc;
 
 	if ((rc = mdb_cursor_open(txn, x->st->dbi[DB_AUDIT], &cu)) != 0)
@@ -122,17 +124,21 @@ disclose_txn(MDB_txn *txn, void *arg)
 	mdb_cursor_close(cu);
 	x->src->rewind(x->src->arg);	/* a retry after the map grew */
 	x->nrec = 0;
-	while ((rc = x->src->next(x->src->arg, &c)) == 1) {
-		if (c.coll.n > NBX_NAME_MAX || c.id.n > NBX_RECID_MAX)
-			return NBX_EINVAL;
-		if (x->nrec > 0 && !same_record(&c, &x->rec[0])) {
-			if ((rc = put_entry(txn, x, aseq++)) != 0)
-				return rc;
-			x->nrec = 0;
-		}
+	for (;;) {
 		if ((rc = rec_room(x)) != 0)
 			return rc;
-		change_copy(&x->rec[x->nrec++], &c);
+		c = &x->rec[x->nrec];
+		if ((rc = x->src->next(x->src->arg, c)) != 1)
+			break;
+		if (c->coll.n > NBX_NAME_MAX || c->id.n > NBX_RECID_MAX)
+			return NBX_EINVAL;
+		if (x->nrec > 0 && !same_record(c, &x->rec[0])) {
+			if ((rc = put_entry(txn, x, aseq++)) != 0)
+				return rc;
+			change_copy(&x->rec[0], c);
+			x->nrec = 0;
+		}
+		x->nrec++;
 	}
 	if (rc != 0)
 		return rc;
