@@ -179,12 +179,8 @@ do_import(struct node *n, json_t *req)
 		rc = NBX_ENOMEM;
 		goto out;
 	}
-	/* every write's changes in one array, write i at start[i]; room for
-	 * a change per field, the record's state and its audience */
-	k = 0;
-	json_array_foreach(writes, i, w)
-		k += json_object_size(json_object_get(w, "fields")) + 2;
-	if (write_batch_reserve(&b, k) != 0) {
+	/* every write's changes in one array, write i at start[i] */
+	if (write_batch_reserve_for(&b, writes) != 0) {
 		rc = NBX_ENOMEM;
 		goto out;
 	}

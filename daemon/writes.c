@@ -28,6 +28,17 @@ write_batch_reserve(struct write_batch *b, size_t n)
 	return 0;
 }
 
+int
+write_batch_reserve_for(struct write_batch *b, json_t *writes)
+{
+	size_t i, n = 0;
+	json_t *w;
+
+	json_array_foreach(writes, i, w)
+		n += json_object_size(json_object_get(w, "fields")) + 2;
+	return write_batch_reserve(b, n);
+}
+
 /* Appends a copy of proto, for the caller to finish. */
 static struct change *
 push(struct write_batch *b, const struct change *proto)

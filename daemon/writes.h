@@ -54,6 +54,13 @@ int write_batch_build(struct write_batch *b, enum write_op op,
 /* Makes room for n more changes: 0 or NBX_ENOMEM.  Only saves regrowth. */
 int write_batch_reserve(struct write_batch *b, size_t n);
 
+/*
+ * Makes room for the changes the write objects of the JSON array `writes`
+ * usually make (one per field, the record's state, its audience): 0 or
+ * NBX_ENOMEM.  Set fields may make more; the batch then grows.
+ */
+int write_batch_reserve_for(struct write_batch *b, json_t *writes);
+
 void write_batch_fini(struct write_batch *b);
 
 #endif

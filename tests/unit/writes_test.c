@@ -126,3 +126,16 @@ Test(writes, reserve_refuses_an_impossible_size)
 	cr_assert_eq(b.n, 0);
 	cr_assert_eq(write_batch_reserve(&b, 0), 0);
 }
+
+Test(writes, reserve_for_an_import_counts_fields_state_and_audience)
+{
+	json_t *ws = json_loads("[{\"fields\":{\"name\":\"a\",\"count\":1}},"
+	    "{\"fields\":{\"name\":\"b\"}}, 7, {}]", 0, NULL);
+
+	cr_assert_not_null(ws);
+	/* 2 + 2, 1 + 2, and 2 each for what is no write at all */
+	cr_assert_eq(write_batch_reserve_for(&b, ws), 0);
+	cr_assert_eq(b.cap, 11);
+	cr_assert_eq(b.n, 0);
+	json_decref(ws);
+}
