@@ -222,7 +222,7 @@ out:
 struct sent_src {
 	const struct policy *pol;
 	struct frame_msg m;
-	size_t off, n;
+	struct frame_src f;
 };
 
 static int
@@ -233,27 +233,21 @@ sent_next(void *arg, struct change *c)
 	const struct pol_field *f;
 	int rc;
 
-	if (x->n == x->m.nchanges)	/* and nothing after them */
-		return x->off == x->m.changes_len ? 0 : NBX_EMALFORMED;
-	if ((rc = frame_changes_decode(&x->m, &x->off, c)) != 1)
-		return rc < 0 ? rc : NBX_EMALFORMED;	/* fewer than said */
+	if ((rc = frame_src_next(&x->f, c)) != 1)
+		return rc;
 	if (c->kind == CHANGE_FIELD || c->kind == CHANGE_ELEM) {
 		pc = policy_coll(x->pol, c->coll);
 		f = pc ? policy_field(pc, c->field) : NULL;
 		if (f == NULL || f->share == SHARE_LOCAL)
 			return NBX_EPERM;
 	}
-	x->n++;
 	return 1;
 }
 
 static void
 sent_rewind(void *arg)
 {
-	struct sent_src *x = arg;
-
-	x->off = 0;
-	x->n = 0;
+	frame_src_rewind(&((struct sent_src *)arg)->f);
 }
 
 /*
@@ -265,9 +259,11 @@ static int
 disclose(struct store *st, const struct policy *pol, struct nbx_str peer,
     uint64_t now_ms, struct sync_egress *e)
 {
-	struct sent_src x = { pol, { 0 }, 0, 0 };
+	struct sent_src x = { pol, { 0 }, { 0 } };
 	struct store_change_src src = { sent_next, sent_rewind, &x };
 	int rc;
+
+	x.f.m = &x.m;
 
 	if ((rc = frame_decode_lazy(e->frame.p + FRAME_HDR,
 	    e->frame.len - FRAME_HDR, &x.m)) != 0)

@@ -256,6 +256,33 @@ frame_changes_decode(const struct frame_msg *m, size_t *off,
 	return 1;
 }
 
+int
+frame_src_next(void *arg, struct change *c)
+{
+	struct frame_src *x = arg;
+	int rc;
+
+	if (x->n == x->m->nchanges) {	/* and nothing after them */
+		if (x->off == x->m->changes_len)
+			return 0;
+		return x->err = NBX_EMALFORMED;
+	}
+	if ((rc = frame_changes_decode(x->m, &x->off, c)) != 1)
+		return x->err = rc < 0 ? rc : NBX_EMALFORMED;	/* fewer */
+	x->n++;
+	return 1;
+}
+
+void
+frame_src_rewind(void *arg)
+{
+	struct frame_src *x = arg;
+
+	x->off = 0;
+	x->n = 0;
+	x->err = 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* Encoding                                                            */
 /* ------------------------------------------------------------------ */

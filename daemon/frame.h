@@ -112,6 +112,26 @@ int frame_changes_next(const struct frame_msg *m, size_t *off,
 int frame_changes_decode(const struct frame_msg *m, size_t *off,
     struct change *c);
 
+/*
+ * The changes of a decoded CHANGES message as a source of changes for the
+ * store (store.h, struct store_change_src): frame_src_next decodes the
+ * next one in place (strings borrowed from the body) and returns 1; after
+ * the nchanges-th it returns 0 if they fill the body exactly.  Fewer
+ * changes than the message says, bytes after them, or an element that is
+ * no valid change: NBX_EMALFORMED or change_decode's code, also kept in
+ * err, with n the index of the change at fault (n == nchanges: trailing
+ * bytes).  Start from { m } or frame_src_rewind.
+ */
+struct frame_src {
+	const struct frame_msg *m;
+	size_t off;
+	uint32_t n;		/* changes taken */
+	int err;		/* the first failure, 0 if none */
+};
+
+int frame_src_next(void *arg, struct change *c);
+void frame_src_rewind(void *arg);
+
 /* Encoders: append a whole frame to b.  0, NBX_ENOMEM or NBX_ETOOBIG. */
 int frame_put_hello(struct nbx_buf *b, uint64_t version, struct nbx_str node,
     uint64_t epoch);

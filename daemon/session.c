@@ -38,7 +38,7 @@ _Static_assert(FRAME_BODY_MAX == SYNC_FRAME_MAX, "one frame cap");
 #define DEF_OUT_MAX	((size_t)4 << 20)
 
 #define KEEP_MAX	((size_t)1 << 20)	/* buffers above: freed when idle */
-#define CHS_KEEP	4096		/* change slots kept between frames */
+#define OUTS_KEEP	4096		/* outcome slots kept between frames */
 
 struct sync_session {
 	struct store *st;
@@ -58,9 +58,8 @@ struct sync_session {
 	struct nbx_buf in;		/* one partial frame */
 	uint64_t alive_ms;		/* last frame received, or start */
 	uint64_t last_upto;		/* greatest CHANGES upto so far */
-	struct change *chs;		/* one CHANGES, decoded */
-	struct store_outcome *outs;
-	size_t chs_cap;
+	struct store_outcome *outs;	/* of one CHANGES */
+	size_t outs_cap;
 
 	/* sending */
 	struct nbx_buf out;
@@ -175,36 +174,30 @@ violation(struct sync_session *s, const char *fmt, ...)
 	    msg);
 }
 
-/* Makes room for n decoded changes and their outcomes. */
+/* Makes room for the outcomes of n changes. */
 static int
-chs_reserve(struct sync_session *s, size_t n)
+outs_reserve(struct sync_session *s, size_t n)
 {
-	struct change *c;
 	struct store_outcome *o;
-	size_t cap = s->chs_cap ? s->chs_cap : 64;
+	size_t cap = s->outs_cap ? s->outs_cap : 64;
 
-	if (n <= s->chs_cap)
+	if (n <= s->outs_cap)
 		return 0;
 	while (cap < n)
 		cap *= 2;
-	if ((c = realloc(s->chs, cap * sizeof(*c))) == NULL)
-		return NBX_ENOMEM;
-	s->chs = c;
 	if ((o = realloc(s->outs, cap * sizeof(*o))) == NULL)
 		return NBX_ENOMEM;
 	s->outs = o;
-	s->chs_cap = cap;
+	s->outs_cap = cap;
 	return 0;
 }
 
 static void
-chs_release(struct sync_session *s)
+outs_release(struct sync_session *s)
 {
-	free(s->chs);
 	free(s->outs);
-	s->chs = NULL;
 	s->outs = NULL;
-	s->chs_cap = 0;
+	s->outs_cap = 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -260,7 +253,7 @@ sync_session_free(struct sync_session *s)
 	nbx_buf_fini(&s->in);
 	nbx_buf_fini(&s->out);
 	sync__egress_fini(&s->eg);
-	chs_release(s);
+	outs_release(s);
 	free(s->inflight);
 	free(s);
 }
@@ -363,42 +356,87 @@ on_subscribe(struct sync_session *s, const struct frame_msg *m,
 	return sync_session_pump(s, now_ms);
 }
 
-/* Acknowledges each ERASE applied from another origin with a receipt. */
+/*
+ * A received batch as the store's source of changes: the frame's changes
+ * decoded one at a time, noting whether any needs a second look once the
+ * batch is committed (an erasure to acknowledge).
+ */
+struct batch_src {
+	struct frame_src f;
+	int erases;
+};
+
 static int
-send_receipts(struct sync_session *s, size_t n, uint64_t now_ms)
+batch_next(void *arg, struct change *c)
+{
+	struct batch_src *b = arg;
+	int rc = frame_src_next(&b->f, c);
+
+	if (rc == 1 && c->kind == CHANGE_ERASE)
+		b->erases = 1;
+	return rc;
+}
+
+static void
+batch_rewind(void *arg)
+{
+	struct batch_src *b = arg;
+
+	frame_src_rewind(&b->f);
+	b->erases = 0;
+}
+
+/*
+ * After the commit, the batch's changes once more, for what needs the
+ * change itself: each rejected one goes to on_reject, and each ERASE
+ * applied from another origin is acknowledged with a receipt.  The frame
+ * decoded whole before, so every change decodes again.
+ */
+static int
+after_commit(struct sync_session *s, const struct frame_msg *m,
+    int rejects, int erases, uint64_t now_ms)
 {
 	struct nbx_str self = nbx_str_c(s->self);
+	struct frame_src f = { m, 0, 0, 0 };
+	struct change c;
 	int rc;
 
-	for (size_t i = 0; i < n; i++) {
-		const struct change *c = &s->chs[i];
+	for (uint32_t i = 0; (rejects || erases) &&
+	    frame_src_next(&f, &c) == 1; i++) {
 		size_t before = s->out.len;
 
-		if (c->kind != CHANGE_ERASE ||
-		    s->outs[i].status == STORE_REJECTED ||
-		    nbx_str_eq(c->origin, self))
+		if (s->outs[i].status == STORE_REJECTED) {
+			if (rejects)
+				s->o.on_reject(s->o.reject_arg, &c,
+				    s->outs[i].err);
+			continue;
+		}
+		if (!erases || c.kind != CHANGE_ERASE ||
+		    nbx_str_eq(c.origin, self))
 			continue;
 		if ((rc = queued(s, before, frame_put_erase_receipt(&s->out,
-		    c->coll, c->id, c->hlc, c->origin), now_ms)) != 0)
+		    c.coll, c.id, c.hlc, c.origin), now_ms)) != 0)
 			return rc;
 	}
 	return 0;
 }
 
 /*
- * Applies a batch: every change must decode (one that does not is a
- * framing error), then one store_apply commits the changes and the
- * cursor (peer epoch, upto) together; rejected changes are quarantined
- * by the store and do not stop the session.  The ACK is queued only
- * after that commit.
+ * Applies a batch: one store_apply_from decodes the changes one at a
+ * time and commits them and the cursor (peer epoch, upto) together; a
+ * change that does not decode is a framing error and nothing of the
+ * batch is written.  Rejected changes are quarantined by the store and do
+ * not stop the session.  The ACK is queued only after that commit.
  */
 static int
 on_changes(struct sync_session *s, const struct frame_msg *m, uint64_t now_ms)
 {
 	struct store_cursor cur;
-	size_t off = 0, before;
+	struct batch_src b = { { m, 0, 0, 0 }, 0 };
+	struct store_change_src src = { batch_next, batch_rewind, &b };
+	size_t before, taken = 0;
 	uint32_t n = m->nchanges;
-	int rc;
+	int rc, rejects = 0;
 
 	if (m->epoch != s->stats.peer_epoch)
 		return violation(s, "CHANGES of log epoch %llu, HELLO said %llu",
@@ -408,48 +446,44 @@ on_changes(struct sync_session *s, const struct frame_msg *m, uint64_t now_ms)
 		return violation(s, "CHANGES upto %llu after upto %llu",
 		    (unsigned long long)m->seq,
 		    (unsigned long long)s->last_upto);
-	if (chs_reserve(s, n) != 0)
+	if (outs_reserve(s, n) != 0)
 		return session_end(s, NBX_ENOMEM, TELL_INTERNAL,
 		    "no memory for %u changes", n);
-	for (uint32_t i = 0; i < n; i++) {
-		if ((rc = frame_changes_decode(m, &off, &s->chs[i])) != 1)
-			return session_end(s, NBX_EMALFORMED, TELL_REASON,
-			    "change %u of a CHANGES frame does not decode: %s",
-			    i, nbx_strerror(rc == 0 ? NBX_EMALFORMED : rc));
-	}
-	/* frame_decode_lazy: the changes must fill the frame exactly */
-	if (off != m->changes_len)
-		return session_end(s, NBX_EMALFORMED, TELL_REASON,
-		    "a CHANGES frame holds %zu bytes after its %u changes",
-		    m->changes_len - off, n);
 	cur.peer = peer_str(s);
 	cur.epoch = m->epoch;
 	cur.seq = m->seq;
-	rc = store_apply(s->st, s->pol, s->chs, n, peer_str(s), &cur, now_ms,
-	    s->o.no_relay ? STORE_NO_RELAY : 0, s->outs);
+	rc = store_apply_from(s->st, s->pol, &src, n, peer_str(s), &cur,
+	    now_ms, s->o.no_relay ? STORE_NO_RELAY : 0, s->outs, &taken);
+	if (rc != 0 && b.f.err != 0 && b.f.n < n)
+		return session_end(s, NBX_EMALFORMED, TELL_REASON,
+		    "change %u of a CHANGES frame does not decode: %s",
+		    b.f.n, nbx_strerror(b.f.err));
+	if (rc != 0 && b.f.err != 0)
+		return session_end(s, NBX_EMALFORMED, TELL_REASON,
+		    "a CHANGES frame holds %zu bytes after its %u changes",
+		    m->changes_len - b.f.off, n);
 	if (rc != 0)
 		return session_end(s, rc, TELL_INTERNAL, "applying CHANGES: %s",
 		    store_last_error(s->st));
-	s->stats.changes_in += n;
-	for (uint32_t i = 0; i < n; i++) {
+	s->stats.changes_in += taken;	/* all n: the source checked */
+	for (size_t i = 0; i < taken; i++) {
 		if (s->outs[i].status == STORE_APPLIED)
 			s->stats.applied_in++;
 		else if (s->outs[i].status == STORE_REJECTED) {
 			s->stats.rejected_in++;
-			if (s->o.on_reject)
-				s->o.on_reject(s->o.reject_arg, &s->chs[i],
-				    s->outs[i].err);
+			rejects = s->o.on_reject != NULL;
 		}
 	}
 	s->last_upto = m->seq;
 	s->stats.recv_seq = m->seq;
 	before = s->out.len;
 	if ((rc = queued(s, before, frame_put_ack(&s->out, m->seq),
-	    now_ms)) != 0 || (rc = send_receipts(s, n, now_ms)) != 0)
+	    now_ms)) != 0 ||
+	    (rc = after_commit(s, m, rejects, b.erases, now_ms)) != 0)
 		return session_end(s, rc, TELL_INTERNAL, "output queue: %s",
 		    nbx_strerror(rc));
-	if (s->chs_cap > CHS_KEEP)
-		chs_release(s);
+	if (s->outs_cap > OUTS_KEEP)
+		outs_release(s);
 	return 0;
 }
 

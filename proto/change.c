@@ -740,3 +740,20 @@ change_eq(const struct change *a, const struct change *b)
 			return 0;
 	return 1;
 }
+
+int
+change_array_room(struct change **a, size_t *cap, size_t n)
+{
+	struct change *r;
+	size_t want;
+
+	if (n < *cap)
+		return 0;
+	want = *cap ? 2 * *cap : 32;
+	if (want > SIZE_MAX / sizeof(*r) ||
+	    (r = realloc(*a, want * sizeof(*r))) == NULL)
+		return NBX_ENOMEM;
+	*a = r;
+	*cap = want;
+	return 0;
+}

@@ -126,6 +126,13 @@ change_copy(struct change *dst, const struct change *src)
 	nbx_aud_copy(&dst->aud, &src->aud);
 }
 
+/*
+ * Makes room for one more change in a growable array (*a with *cap slots,
+ * NULL and 0 at first) of which n are in use, doubling from 32.  0, or
+ * NBX_ENOMEM with the array as it was.  Free *a with free().
+ */
+int change_array_room(struct change **a, size_t *cap, size_t n);
+
 /* A growable output buffer; see change_buf_* below. */
 struct nbx_buf {
 	uint8_t *p;
@@ -200,6 +207,14 @@ void nbx_hex(const uint8_t *p, size_t n, char *out);
 
 /* Returns 1 if the two strings hold the same bytes. */
 int nbx_str_eq(struct nbx_str a, struct nbx_str b);
+
+/* 1 if the two changes are to the same record (collection and id). */
+static inline int
+change_same_record(const struct change *x, const struct change *y)
+{
+	return nbx_str_eq(x->id, y->id) && nbx_str_eq(x->coll, y->coll);
+}
+
 /* Bytewise comparison, shorter-is-less on a common prefix: <0, 0, >0. */
 int nbx_str_cmp(struct nbx_str a, struct nbx_str b);
 /* Slice over a NUL-terminated C string. */

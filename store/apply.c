@@ -722,15 +722,78 @@ cursor_put(struct apply *a, const struct store_cursor *cur)
 	    0), "put cursor");
 }
 
-/* The arguments of one store_apply, for the write-transaction runner. */
+/*
+ * The arguments of one store_apply, for the write-transaction runner.  The
+ * changes come from the caller's array (chs) or from a source (src); from
+ * a source, only the changes of the record being merged are held, in rec.
+ */
 struct apply_args {
 	struct apply a;
 	const struct change *chs;
-	size_t n;
+	size_t n;			/* array: its length; source: out's */
+	const struct store_change_src *src;
+	struct change *rec;		/* source: the current record's run */
+	size_t nrec, rec_cap;
+	size_t taken;			/* changes taken by the last attempt */
 	const struct store_cursor *cur;
 	unsigned flags;
 	struct store_outcome *out;
 };
+
+/*
+ * Takes change i: *c points at it, and *run at the first change of the
+ * run of changes to one record that ended just before it (*nrun of them;
+ * 0 if change i goes on the current run).  From a source, change i is
+ * read straight into the run's next slot, and moved to slot 0 when it
+ * starts a new run (after the caller is done with the old one: the
+ * pointers stay valid until the next take).  Returns 1, 0 after the last
+ * change, or an NBX_E* code.
+ */
+static int
+take(struct apply_args *x, size_t i, const struct change **c,
+    const struct change **run, size_t *nrun, size_t *run_at)
+{
+	int rc;
+
+	*nrun = 0;
+	if (x->src == NULL) {
+		if (i == x->n)
+			return 0;
+		*c = &x->chs[i];
+		if (i > *run_at && !change_same_record(*c, &x->chs[*run_at])) {
+			*run = &x->chs[*run_at];
+			*nrun = i - *run_at;
+			*run_at = i;
+		}
+		return 1;
+	}
+	if ((rc = change_array_room(&x->rec, &x->rec_cap, x->nrec)) != 0)
+		return rc;
+	if ((rc = x->src->next(x->src->arg, &x->rec[x->nrec])) != 1)
+		return rc;
+	if (i == x->n)
+		return NBX_EINVAL;	/* more changes than outcomes */
+	if (x->nrec > 0 && !change_same_record(&x->rec[x->nrec], &x->rec[0])) {
+		/* the old run is still read by the caller: the new change
+		   waits in the slot after it, then moves to the front */
+		*run = x->rec;
+		*nrun = x->nrec;
+		*run_at = i;
+	}
+	*c = &x->rec[x->nrec++];
+	return 1;
+}
+
+/* Starts the next run of a source at its first change, *c. */
+static void
+run_restart(struct apply_args *x, const struct change **c)
+{
+	if (x->src == NULL || x->nrec <= 1)
+		return;
+	change_copy(&x->rec[0], &x->rec[x->nrec - 1]);
+	x->nrec = 1;
+	*c = &x->rec[0];
+}
 
 /* One attempt at the whole batch; store__write retries on a full map. */
 static int
@@ -739,6 +802,8 @@ apply_batch(MDB_txn *txn, void *arg)
 	struct apply_args *x = arg;
 	struct apply *a = &x->a;
 	struct store *st = a->st;
+	const struct change *c = NULL, *run = NULL;
+	size_t i, nrun, run_at = 0;
 	uint64_t h = 0;
 	int rc, first_reject = 0;
 
@@ -746,26 +811,33 @@ apply_batch(MDB_txn *txn, void *arg)
 	crdt_record_fini(&a->r.rec);
 	a->r.loaded = a->r.dirty = 0;
 	a->txn = txn;
+	if (x->src != NULL)
+		x->src->rewind(x->src->arg);
+	x->nrec = 0;
 	if ((rc = store__meta_get_u64(txn, st->dbi[DB_META], "next_seq",
 	    &a->next_seq)) != 0 ||
 	    (rc = store__meta_get_u64(txn, st->dbi[DB_META], "hlc", &h)) != 0)
 		return store__mdb_code(st, rc, "read meta");
 	hlc_init(&a->clock, h);
 	a->next_qseq = last_key_u64(txn, st->dbi[DB_QUARANTINE]) + 1;
-	for (size_t i = 0, run = 0; i < x->n; i++) {
-		if ((rc = apply_one(a, &x->chs[i], &x->out[i])) != 0)
+	for (i = 0; (rc = take(x, i, &c, &run, &nrun, &run_at)) == 1; i++) {
+		/* the end of a peer's run of changes to one record */
+		if (nrun > 0) {
+			if (a->peer.n > 0)
+				held_by_sender(a, run, nrun, &x->out[i - nrun]);
+			run_restart(x, &c);
+		}
+		if ((rc = apply_one(a, c, &x->out[i])) != 0)
 			return rc;
 		if (x->out[i].status == STORE_REJECTED && first_reject == 0)
 			first_reject = x->out[i].err;
-		/* the end of a peer's run of changes to one record */
-		if (a->peer.n > 0 && (i + 1 == x->n ||
-		    !nbx_str_eq(x->chs[i + 1].id, x->chs[run].id) ||
-		    !nbx_str_eq(x->chs[i + 1].coll, x->chs[run].coll))) {
-			held_by_sender(a, &x->chs[run], i + 1 - run,
-			    &x->out[run]);
-			run = i + 1;
-		}
 	}
+	if (rc != 0)
+		return rc;
+	x->taken = i;
+	if (a->peer.n > 0 && i > run_at)
+		held_by_sender(a, x->src ? x->rec : &x->chs[run_at], i - run_at,
+		    &x->out[run_at]);
 	if ((x->flags & STORE_ATOMIC) && first_reject != 0)
 		return first_reject;
 	if ((rc = rec_flush(a)) != 0)
@@ -792,6 +864,32 @@ store_reader_check(struct store *st)
 	return dead;
 }
 
+/* Runs one batch from the array or the source set in x. */
+static int
+apply_run(struct apply_args *x, struct store *st, const struct policy *pol,
+    struct nbx_str from_peer, uint64_t now_ms)
+{
+	int rc;
+
+	x->a.st = st;
+	x->a.pol = pol;
+	x->a.self = nbx_str_c(st->node_id);
+	x->a.peer = from_peer;
+	x->a.now_ms = now_ms;
+	x->a.flags = x->flags;
+	nbx_buf_init(&x->a.r.blob, SIZE_MAX);
+	nbx_buf_init(&x->a.enc, SIZE_MAX);
+	rc = store__write(st, apply_batch, x);
+	for (size_t i = 0; i < x->a.nowned; i++)
+		free(x->a.owned[i]);
+	free(x->a.owned);
+	crdt_record_fini(&x->a.r.rec);
+	nbx_buf_fini(&x->a.r.blob);
+	nbx_buf_fini(&x->a.enc);
+	free(x->rec);
+	return rc;
+}
+
 int
 store_apply(struct store *st, const struct policy *pol,
     const struct change *chs, size_t n, struct nbx_str from_peer,
@@ -799,29 +897,34 @@ store_apply(struct store *st, const struct policy *pol,
     struct store_outcome *out)
 {
 	struct apply_args x;
-	int rc;
 
 	memset(&x, 0, sizeof(x));
-	x.a.st = st;
-	x.a.pol = pol;
-	x.a.self = nbx_str_c(st->node_id);
-	x.a.peer = from_peer;
-	x.a.now_ms = now_ms;
-	x.a.flags = flags;
 	x.chs = chs;
 	x.n = n;
 	x.cur = cur;
 	x.flags = flags;
 	x.out = out;
-	nbx_buf_init(&x.a.r.blob, SIZE_MAX);
-	nbx_buf_init(&x.a.enc, SIZE_MAX);
-	rc = store__write(st, apply_batch, &x);
-	for (size_t i = 0; i < x.a.nowned; i++)
-		free(x.a.owned[i]);
-	free(x.a.owned);
-	crdt_record_fini(&x.a.r.rec);
-	nbx_buf_fini(&x.a.r.blob);
-	nbx_buf_fini(&x.a.enc);
+	return apply_run(&x, st, pol, from_peer, now_ms);
+}
+
+int
+store_apply_from(struct store *st, const struct policy *pol,
+    const struct store_change_src *src, size_t max, struct nbx_str from_peer,
+    const struct store_cursor *cur, uint64_t now_ms, unsigned flags,
+    struct store_outcome *out, size_t *taken)
+{
+	struct apply_args x;
+	int rc;
+
+	*taken = 0;
+	memset(&x, 0, sizeof(x));
+	x.src = src;
+	x.n = max;
+	x.cur = cur;
+	x.flags = flags;
+	x.out = out;
+	if ((rc = apply_run(&x, st, pol, from_peer, now_ms)) == 0)
+		*taken = x.taken;
 	return rc;
 }
 

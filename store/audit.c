@@ -26,12 +26,6 @@ struct disclose_args {
 	size_t nrec, rec_cap;
 };
 
-static int
-same_record(const struct change *a, const struct change *b)
-{
-	return nbx_str_eq(a->coll, b->coll) && nbx_str_eq(a->id, b->id);
-}
-
 /* The audit entry and "disclosed" key of the record in x->rec. */
 static int
 put_entry(MDB_txn *txn, struct disclose_args *x, uint64_t aseq)
@@ -83,24 +77,6 @@ put_entry(MDB_txn *txn, struct disclose_args *x, uint64_t aseq)
 	return 0;
 }
 
-/* Room for one more change of the current record. */
-static int
-rec_room(struct disclose_args *x)
-{
-	struct change *r;
-	size_t cap;
-
-	if (x->nrec < x->rec_cap)
-		return 0;
-	cap = x->rec_cap ? 2 * x->rec_cap : 32;
-	if (cap > SIZE_MAX / sizeof(*r) ||
-	    (r = realloc(x->rec, cap * sizeof(*r))) == NULL)
-		return NBX_ENOMEM;
-	x->rec = r;
-	x->rec_cap = cap;
-	return 0;
-}
-
 /*
  * Takes the changes from the source one at a time, so that a batch is
  * never held decoded in memory: only the record being grouped is.  Each
@@ -125,14 +101,15 @@ disclose_txn(MDB_txn *txn, void *arg)
 	x->src->rewind(x->src->arg);	/* a retry after the map grew */
 	x->nrec = 0;
 	for (;;) {
-		if ((rc = rec_room(x)) != 0)
+		rc = change_array_room(&x->rec, &x->rec_cap, x->nrec);
+		if (rc != 0)
 			return rc;
 		c = &x->rec[x->nrec];
 		if ((rc = x->src->next(x->src->arg, c)) != 1)
 			break;
 		if (c->coll.n > NBX_NAME_MAX || c->id.n > NBX_RECID_MAX)
 			return NBX_EINVAL;
-		if (x->nrec > 0 && !same_record(c, &x->rec[0])) {
+		if (x->nrec > 0 && !change_same_record(c, &x->rec[0])) {
 			if ((rc = put_entry(txn, x, aseq++)) != 0)
 				return rc;
 			change_copy(&x->rec[0], c);

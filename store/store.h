@@ -297,6 +297,23 @@ struct store_change_src {
 int store_disclose_from(struct store *st, struct nbx_str peer,
     const struct store_change_src *src, uint64_t now_ms);
 
+/*
+ * store_apply with the changes taken from src one at a time, so that a
+ * received batch is never held decoded whole: only the changes of the
+ * record being merged are (a batch lists each record's changes together).
+ * Strings of a change from next must stay valid until this call returns.
+ * out has room for max outcomes; out[i] is that of the i-th change taken,
+ * and *taken says how many were, once committed.  A source giving more
+ * than max changes aborts with NBX_EINVAL; an NBX_E* code from next
+ * aborts with that code.  Either way nothing is written, as with any
+ * other failure.  The source is rewound when the map grows and the batch
+ * is tried again.
+ */
+int store_apply_from(struct store *st, const struct policy *pol,
+    const struct store_change_src *src, size_t max, struct nbx_str from_peer,
+    const struct store_cursor *cur, uint64_t now_ms, unsigned flags,
+    struct store_outcome *out, size_t *taken);
+
 /* 1 if any part of record (coll, id) was ever sent to peer, else 0. */
 int store_disclosed(struct store_rtxn *t, struct nbx_str coll,
     struct nbx_str id, struct nbx_str peer);

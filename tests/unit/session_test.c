@@ -699,6 +699,79 @@ lv_after_hello(struct node *lv, struct nbx_buf *b)
 	return s;
 }
 
+/* What on_reject was told. */
+struct rejects {
+	int n, err;
+	char field[32], id[32];
+};
+
+static void
+note_reject(void *arg, const struct change *c, int err)
+{
+	struct rejects *r = arg;
+
+	r->n++;
+	r->err = err;
+	snprintf(r->field, sizeof(r->field), "%.*s", (int)c->field.n,
+	    c->field.p);
+	snprintf(r->id, sizeof(r->id), "%.*s", (int)c->id.n, c->id.p);
+}
+
+Test(session, after_the_commit_rejects_are_reported_and_erasures_receipted)
+{
+	struct node lv;
+	struct nbx_buf b;
+	struct sync_session *s;
+	struct rejects r = { 0 };
+	struct sync_opts o = { .on_reject = note_reject, .reject_arg = &r };
+	struct frame_batch fb;
+	struct frame_msg m;
+	struct change c[4] = {
+		test_str("ee:1", "name", "kept"),
+		test_str("ee:2", "note", "a local field: refused"),
+		test_str("ee:2", "name", "kept too"),
+		test_change(CHANGE_ERASE, "ee:3", NULL),
+	};
+
+	node_open(&lv, "lv");
+	nbx_buf_init(&b, 1 << 20);
+	cr_assert_eq(sync_session_new(lv.st, pol, "ee", &o, &s), 0);
+	cr_assert_eq(sync_session_start(s, T0), 0);
+	cr_assert_eq(frame_put_hello(&b, SYNC_PROTO_VERSION, nbx_str_c("ee"),
+	    42), 0);
+	cr_assert_eq(sync_session_feed(s, b.p, b.len, T0), 0);
+	b.len = 0;
+	cr_assert_eq(frame_changes_begin(&b, 42, &fb), 0);
+	for (int i = 0; i < 4; i++) {
+		c[i].origin = nbx_str_c("ee");
+		c[i].hlc = HLC_MAKE(T0, (uint64_t)i + 1);
+		cr_assert_eq(frame_changes_add(&b, &fb, &c[i]), 0);
+	}
+	cr_assert_eq(frame_changes_finish(&b, &fb, 4), 0);
+	cr_assert_eq(sync_session_feed(s, b.p, b.len, T0), 0, "%s",
+	    sync_session_error(s));
+	cr_assert_eq(r.n, 1, "one change refused");
+	cr_assert_eq(r.err, NBX_ELOCAL);
+	cr_assert_str_eq(r.field, "note");
+	cr_assert_str_eq(r.id, "ee:2");
+	cr_assert_eq(sync_session_stats(s)->rejected_in, 1);
+	cr_assert_eq(sync_session_stats(s)->applied_in, 3);
+	cr_assert_eq(pending_frames(s, FRAME_ACK, NULL), 1);
+	cr_assert_eq(pending_frames(s, FRAME_ERASE_RECEIPT, &m), 1);
+	cr_assert(nbx_str_eq(m.id, nbx_str_c("ee:3")));
+	{
+		char v[64];
+
+		cr_assert(get(&lv, "ee:2", "name", NULL, v, sizeof(v)));
+		cr_assert_str_eq(v, "kept too");
+		cr_assert(!get(&lv, "ee:2", "note", NULL, v, sizeof(v)));
+	}
+	cr_assert(is_erased(&lv, "ee:3"));
+	sync_session_free(s);
+	nbx_buf_fini(&b);
+	node_close(&lv);
+}
+
 Test(session, malformed_frames_are_fatal_and_touch_nothing)
 {
 	struct node lv;
@@ -734,6 +807,28 @@ Test(session, malformed_frames_are_fatal_and_touch_nothing)
 	cr_assert_eq(frame_changes_finish(&b, &fb, 5), 0);
 	cr_assert_eq(sync_session_feed(s, b.p, b.len, T0), NBX_EMALFORMED);
 	sync_session_free(s);
+
+	/* the same after valid changes, which the store had merged already
+	   when it met the bad one: the batch's transaction is dropped whole */
+	for (int valid = 1; valid <= 3; valid++) {
+		struct change c = test_str("ee:8", "name", "before the bad one");
+
+		c.origin = nbx_str_c("ee");
+		s = lv_after_hello(&lv, &b);
+		cr_assert_eq(frame_changes_begin(&b, 42, &fb), 0);
+		for (int i = 0; i < valid; i++) {
+			c.hlc = HLC_MAKE(T0, (uint64_t)i + 1);
+			cr_assert_eq(frame_changes_add(&b, &fb, &c), 0);
+		}
+		cr_assert_eq(frame_changes_add_raw(&b, &fb, notachange,
+		    sizeof(notachange)), 0);
+		cr_assert_eq(frame_changes_finish(&b, &fb, 5), 0);
+		cr_assert_eq(sync_session_feed(s, b.p, b.len, T0),
+		    NBX_EMALFORMED);
+		cr_assert(strstr(sync_session_error(s), "does not decode"),
+		    "%s", sync_session_error(s));
+		sync_session_free(s);
+	}
 
 	/*
 	 * Valid changes, but not the number the frame announces: one more

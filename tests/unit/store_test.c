@@ -781,3 +781,156 @@ Test(store, disclosure_of_a_record_with_many_changes)
 	store_close(st);
 	test_rmdir(dir);
 }
+
+/* ------------------------------------------------------------------ */
+/* The merge fed one change at a time                                  */
+/* ------------------------------------------------------------------ */
+
+/* A batch as peer lv sends it: 700 records, the odd ones lt's (relayed,
+ * so only what lv sent tells that lv holds them), record 101 with 100 set
+ * elements (more than the run's first slots), record 350 with a local
+ * field lv may not send. */
+#define SRC_RECS	700
+#define SRC_N		(3 * SRC_RECS + 100)
+
+static size_t
+lv_batch(struct change *c, char (*ids)[32], char (*elems)[8])
+{
+	static const char name[] = "a name long enough to fill the tiny map";
+	size_t n = 0;
+
+	for (int i = 0; i < SRC_RECS; i++) {
+		snprintf(ids[i], 32, "%s:rec-%05d", i % 2 ? "lt" : "lv", i);
+		c[n++] = test_str(ids[i], "name", name);
+		c[n] = test_change(CHANGE_FIELD, ids[i], "count");
+		c[n].val.t = NBX_V_INT;
+		c[n++].val.i = i % 1000;
+		c[n++] = test_str(ids[i], i == 350 ? "note" : "name", "later");
+		for (int k = 0; i == 101 && k < 100; k++) {
+			snprintf(elems[k], 8, "e%d", k);
+			c[n] = test_change(CHANGE_ELEM, ids[i], "tags");
+			c[n].elem = nbx_str_c(elems[k]);
+			c[n].val.t = NBX_V_BOOL;
+			c[n++].val.i = 1;
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		c[i].origin = nbx_str_c(c[i].id.p[1] == 't' ? "lt" : "lv");
+		c[i].hlc = HLC_MAKE(NOW - 1000, (uint64_t)i);
+	}
+	return n;
+}
+
+Test(store, apply_from_a_source_equals_the_array_across_a_retry)
+{
+	char *da = test_tmpdir(), *db = test_tmpdir();
+	struct policy *pol = test_policy();
+	struct store *a = open_store(da, "ee", 64 * 1024);
+	struct store *b = open_store(db, "ee", 64 * 1024);
+	static char ids[SRC_RECS][32], elems[100][8];
+	static struct change c[SRC_N];
+	static struct store_outcome oa[SRC_N], ob[SRC_N];
+	size_t n = lv_batch(c, ids, elems), taken = 0;
+	struct test_src s = { c, n, 0, 0, 0, 0 };
+	struct store_change_src src = { test_src_next, test_src_rewind, &s };
+	struct store_cursor cur = { nbx_str_c("lv"), 5, 42 }, got;
+	struct store_meta ma, mb;
+	uint8_t ha[32], hb[32];
+
+	cr_assert_eq(n, SRC_N);
+	cr_assert_eq(store_apply(a, pol, c, n, nbx_str_c("lv"), &cur, NOW, 0,
+	    oa), 0, "%s", store_last_error(a));
+	cr_assert_eq(store_apply_from(b, pol, &src, n, nbx_str_c("lv"), &cur,
+	    NOW, 0, ob, &taken), 0, "%s", store_last_error(b));
+	cr_assert_eq(taken, n);
+	cr_assert_eq(store_meta_get(b, &mb), 0);
+	cr_assert_gt(mb.map_size, 64 * 1024, "the map grew: the txn was retried");
+	cr_assert_geq(s.rewinds, 2, "a retry starts the source again");
+	for (size_t i = 0; i < n; i++) {
+		cr_assert_eq(ob[i].status, oa[i].status, "change %zu", i);
+		cr_assert_eq(ob[i].err, oa[i].err, "change %zu", i);
+		cr_assert_eq(ob[i].seq, oa[i].seq, "change %zu", i);
+	}
+	cr_assert_eq(ob[3 * 350 + 100 + 2].err, NBX_ELOCAL);
+	cr_assert_eq(ob[3 * 101 + 2 + 100].status, STORE_APPLIED, "the big one");
+	cr_assert_eq(ob[n - 1].status, STORE_APPLIED);
+	cr_assert_eq(store_meta_get(a, &ma), 0);
+	cr_assert_eq(mb.last_seq, ma.last_seq);
+	cr_assert_eq(mb.records, SRC_RECS);
+	cr_assert_eq(mb.quarantined, 1);
+	cr_assert_eq(store_records_digest(a, ha), 0);
+	cr_assert_eq(store_records_digest(b, hb), 0);
+	cr_assert(memcmp(ha, hb, 32) == 0, "the same records, byte for byte");
+	cr_assert_eq(store_cursor_get(b, nbx_str_c("lv"), &got), 0);
+	cr_assert_eq(got.seq, 42);
+	/* lv holds each record it sent, as after the array: the lt ones it
+	 * sent in full (the big one too), and its own but the refused one */
+	for (uint64_t q = 1; q <= mb.last_seq; q++)
+		cr_assert_eq(store_log_peer_has(b, q, nbx_str_c("lv")),
+		    store_log_peer_has(a, q, nbx_str_c("lv")), "seq %llu",
+		    (unsigned long long)q);
+	cr_assert_eq(store_log_peer_has(b, ob[n - 1].seq, nbx_str_c("lv")), 1,
+	    "lt's last record: lv sent all of it");
+	cr_assert_eq(store_log_peer_has(b, ob[3 * 101 + 2 + 100].seq,
+	    nbx_str_c("lv")), 1, "and the big one");
+	store_close(a);
+	store_close(b);
+	policy_free(pol);
+	test_rmdir(da);
+	test_rmdir(db);
+}
+
+Test(store, apply_aborted_by_its_source_writes_nothing)
+{
+	char *dir = test_tmpdir();
+	struct policy *pol = test_policy();
+	struct store *st = open_store(dir, "ee", 0);
+	struct change c[5] = {
+		test_str("lv:1", "name", "a"), test_str("lv:1", "note", "x"),
+		test_str("lv:2", "name", "b"), test_str("lv:3", "name", "c"),
+		test_str("lv:3", "name", "d"),
+	};
+	/* the fifth change does not decode (NBX_EMALFORMED) */
+	struct test_src s = { c, 5, 0, 4, NBX_EMALFORMED, 0 };
+	struct store_change_src src = { test_src_next, test_src_rewind, &s };
+	struct store_cursor cur = { nbx_str_c("lv"), 5, 9 }, got;
+	struct store_outcome out[5];
+	struct store_meta m;
+	size_t taken = 7;
+
+	for (int i = 0; i < 5; i++) {
+		c[i].origin = nbx_str_c("lv");
+		c[i].hlc = HLC_MAKE(NOW, (uint64_t)i);
+	}
+	cr_assert_eq(store_apply_from(st, pol, &src, 5, nbx_str_c("lv"), &cur,
+	    NOW, 0, out, &taken), NBX_EMALFORMED);
+	cr_assert_eq(taken, 0);
+	cr_assert_eq(store_meta_get(st, &m), 0);
+	cr_assert_eq(m.last_seq, 0, "no change of the batch stays");
+	cr_assert_eq(m.records, 0);
+	cr_assert_eq(m.quarantined, 0, "nor the quarantine entry of change 2");
+	cr_assert_eq(store_cursor_get(st, nbx_str_c("lv"), &got), 0);
+	cr_assert_eq(got.seq, 0, "the cursor did not move");
+
+	/* a source with more changes than outcomes: refused, nothing kept */
+	s.fail_rc = 0;
+	cr_assert_eq(store_apply_from(st, pol, &src, 4, nbx_str_c("lv"), &cur,
+	    NOW, 0, out, &taken), NBX_EINVAL);
+	cr_assert_eq(store_meta_get(st, &m), 0);
+	cr_assert_eq(m.last_seq, 0);
+
+	/* the same changes in full */
+	cr_assert_eq(store_apply_from(st, pol, &src, 5, nbx_str_c("lv"), &cur,
+	    NOW, 0, out, &taken), 0);
+	cr_assert_eq(taken, 5);
+	cr_assert_eq(out[1].err, NBX_ELOCAL);
+	cr_assert_eq(out[4].status, STORE_APPLIED);
+	cr_assert_eq(store_meta_get(st, &m), 0);
+	cr_assert_eq(m.records, 3);
+	cr_assert_eq(m.quarantined, 1);
+	cr_assert_eq(store_cursor_get(st, nbx_str_c("lv"), &got), 0);
+	cr_assert_eq(got.seq, 9);
+	store_close(st);
+	policy_free(pol);
+	test_rmdir(dir);
+}
