@@ -205,8 +205,18 @@ const char *change_kind_name(unsigned kind);
 /* Writes n bytes as 2n lowercase hex digits and a NUL into out. */
 void nbx_hex(const uint8_t *p, size_t n, char *out);
 
-/* Returns 1 if the two strings hold the same bytes. */
-int nbx_str_eq(struct nbx_str a, struct nbx_str b);
+/*
+ * Returns 1 if the two strings hold the same bytes.  Inline, and before
+ * memcmp the cheap answers: the same slice (a record's changes built
+ * from one request share their id), or a first byte that differs (names
+ * looked up among a schema's few).
+ */
+static inline int
+nbx_str_eq(struct nbx_str a, struct nbx_str b)
+{
+	return a.n == b.n && (a.n == 0 || a.p == b.p ||
+	    (a.p[0] == b.p[0] && memcmp(a.p, b.p, a.n) == 0));
+}
 
 /* 1 if the two changes are to the same record (collection and id). */
 static inline int

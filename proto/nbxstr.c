@@ -27,12 +27,6 @@ change_kind_name(unsigned kind)
 }
 
 int
-nbx_str_eq(struct nbx_str a, struct nbx_str b)
-{
-	return a.n == b.n && (a.n == 0 || memcmp(a.p, b.p, a.n) == 0);
-}
-
-int
 nbx_str_cmp(struct nbx_str a, struct nbx_str b)
 {
 	uint32_t n = a.n < b.n ? a.n : b.n;

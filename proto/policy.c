@@ -78,6 +78,17 @@ utf8_valid(struct nbx_str s)
 	const unsigned char *p = (const unsigned char *)s.p, *end = p + s.n;
 	uint32_t cp, need;
 
+	/* eight bytes at a time while they are ASCII and none is zero (the
+	   zero test: a byte's high bit set by the borrow of subtracting 1) */
+	while (end - p >= 8) {
+		uint64_t w;
+
+		memcpy(&w, p, 8);
+		if (((w | ((w - 0x0101010101010101ull) & ~w)) &
+		    0x8080808080808080ull) != 0)
+			break;
+		p += 8;
+	}
 	while (p < end) {
 		if (*p < 0x80) {
 			if (*p++ == 0)
@@ -98,6 +109,16 @@ utf8_valid(struct nbx_str s)
 			return 0;
 	}
 	return 1;
+}
+
+/* 1 if the C string c holds exactly the bytes of s (no strlen first). */
+static int
+cstr_eq(const char *c, struct nbx_str s)
+{
+	for (uint32_t i = 0; i < s.n; i++)
+		if (c[i] == 0 || c[i] != s.p[i])
+			return 0;
+	return c[s.n] == 0;
 }
 
 /* 1 if s is "YYYY-MM-DD", a real date of the Gregorian calendar. */
@@ -127,7 +148,7 @@ static int
 in_values(const struct pol_field *f, struct nbx_str s)
 {
 	for (size_t i = 0; i < f->nvalues; i++)
-		if (nbx_str_eq(nbx_str_c(f->values[i]), s))
+		if (cstr_eq(f->values[i], s))
 			return 1;
 	return 0;
 }
@@ -603,8 +624,8 @@ policy_coll(const struct policy *p, struct nbx_str name)
 	if (p == NULL)
 		return NULL;
 	for (size_t i = 0; i < p->ncoll; i++)
-		if (p->colls[i].name_len == name.n &&
-		    memcmp(p->colls[i].name, name.p, name.n) == 0)
+		if (nbx_str_eq((struct nbx_str){ p->colls[i].name,
+		    p->colls[i].name_len }, name))
 			return &p->colls[i];
 	return NULL;
 }
@@ -615,8 +636,8 @@ policy_field(const struct pol_coll *c, struct nbx_str name)
 	if (c == NULL)
 		return NULL;
 	for (size_t i = 0; i < c->nfields; i++)
-		if (c->fields[i].name_len == name.n &&
-		    memcmp(c->fields[i].name, name.p, name.n) == 0)
+		if (nbx_str_eq((struct nbx_str){ c->fields[i].name,
+		    c->fields[i].name_len }, name))
 			return &c->fields[i];
 	return NULL;
 }

@@ -565,8 +565,8 @@ apply_one(struct apply *a, const struct change *in, struct store_outcome *out)
 		if (pf && pf->share == SHARE_AUDIENCE)
 			nbx_aud_copy(&c.aud, &a->r.rec.aud);
 	}
-	if ((rc = rec_load(a, c.coll, c.id)) != 0)
-		return rc;
+	if (remote && (rc = rec_load(a, c.coll, c.id)) != 0)
+		return rc;	/* (a local change loaded it above) */
 	if (remote && !a->r.rec.erased && remote_held(&a->r.rec, &c)) {
 		out->status = STORE_NOOP;
 		return 0;

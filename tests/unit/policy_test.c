@@ -14,6 +14,7 @@
 #include "change.h"
 #include "nbx_err.h"
 #include "policy.h"
+#include "testlib.h"
 
 #define SCHEMA	"conf/schema.conf"
 #define HLC	((uint64_t)1 << 20)
@@ -370,6 +371,92 @@ Test(schema, may_write_audience)
 /* ------------------------------------------------------------------ */
 /* Value checks                                                       */
 /* ------------------------------------------------------------------ */
+
+/*
+ * UTF-8 as Unicode's table 3-7 of well-formed byte sequences has it, one
+ * byte at a time, and NUL refused: the reference for the checks below.
+ */
+static int
+ref_utf8(const unsigned char *p, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n) {
+		unsigned char b = p[i];
+		unsigned lo = 0x80, hi = 0xBF, more;
+
+		if (b == 0)
+			return 0;
+		if (b < 0x80) {
+			i++;
+			continue;
+		}
+		if (b >= 0xC2 && b <= 0xDF)
+			more = 1;
+		else if (b >= 0xE0 && b <= 0xEF)
+			more = 2, lo = b == 0xE0 ? 0xA0 : 0x80,
+			    hi = b == 0xED ? 0x9F : 0xBF;
+		else if (b >= 0xF0 && b <= 0xF4)
+			more = 3, lo = b == 0xF0 ? 0x90 : 0x80,
+			    hi = b == 0xF4 ? 0x8F : 0xBF;
+		else
+			return 0;
+		if (n - i - 1 < more)
+			return 0;
+		for (unsigned k = 1; k <= more; k++) {
+			unsigned char c = p[i + k];
+
+			if (c < (k == 1 ? lo : 0x80) || c > (k == 1 ? hi : 0xBF))
+				return 0;
+		}
+		i += 1 + more;
+	}
+	return 1;
+}
+
+Test(schema, utf8_checks_agree_with_the_reference)
+{
+	const struct pol_field *f = field("case", "pseudonym");	/* max 64 */
+	/* ASCII runs long enough for the word-at-a-time path, and bytes
+	   that end it anywhere in a word */
+	static const unsigned char pieces[][8] = {
+		"a", "bcdefgh", "0123", "\x00", "\x7f", "\xc3\xad", "\xc3",
+		"\xad", "\xe2\x82\xac", "\xed\xa0\x80", "\xf0\x9f\x98\x80",
+		"\xf4\x90\x80", "\xc0\xaf", "\xff", "\xe0\x80",
+	};
+	static const size_t plen[] = { 1, 7, 4, 1, 1, 2, 1, 1, 3, 3, 4, 3, 2,
+	    1, 2 };
+	unsigned seed = test_seed();
+	uint64_t rng = (uint64_t)seed * 2654435761u + 1;
+	int valid = 0;
+
+	fprintf(stderr, "property utf8: seed=%u (replay with NBX_SEED=%u)\n",
+	    seed, seed);
+	for (int it = 0; it < 200000; it++) {
+		unsigned char b[64];
+		size_t n = 0;
+		struct nbx_value v;
+
+		while (n < 56 && test_xorshift(&rng) % 12 != 0) {
+			size_t k = test_xorshift(&rng) % (sizeof(plen) /
+			    sizeof(plen[0]));
+
+			/* mostly ASCII, as real values are */
+			if (test_xorshift(&rng) % 4 != 0)
+				k = test_xorshift(&rng) % 3;
+			memcpy(b + n, pieces[k], plen[k]);
+			n += plen[k];
+		}
+		v.t = NBX_V_STR;
+		v.s.p = (const char *)b;
+		v.s.n = (uint32_t)n;
+		cr_assert_eq(policy_value_check(f, &v) == 0, ref_utf8(b, n),
+		    "seed %u, iteration %d, %zu bytes", seed, it, n);
+		valid += ref_utf8(b, n);
+	}
+	cr_assert_gt(valid, 1000, "both kinds of string were tried");
+	cr_assert_lt(valid, 199000);
+}
 
 Test(schema, string_values)
 {
