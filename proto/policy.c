@@ -707,16 +707,22 @@ nbx_audience_has(const struct nbx_audience *a, struct nbx_str id)
 	return 0;
 }
 
-int
-policy_may_write(const struct pol_field *f, struct nbx_str origin,
-    struct nbx_str id, const struct nbx_audience *aud)
+/* policy_may_write with the record id's creator already found. */
+static int
+may_write(const struct pol_field *f, struct nbx_str origin,
+    struct nbx_str creator, const struct nbx_audience *aud)
 {
-	struct nbx_str creator = nbx_id_creator(id);
-
 	if (f->writers == WRITERS_AUDIENCE)
 		return nbx_audience_has(aud, origin) ? 0 : NBX_EWRITER;
 	return creator.n > 0 && nbx_str_eq(origin, creator) ? 0 :
 	    NBX_EWRITER;
+}
+
+int
+policy_may_write(const struct pol_field *f, struct nbx_str origin,
+    struct nbx_str id, const struct nbx_audience *aud)
+{
+	return may_write(f, origin, nbx_id_creator(id), aud);
 }
 
 int
@@ -742,7 +748,8 @@ policy_may_send(const struct pol_field *f,
 /* FIELD and ELEM changes: the checks of policy_check_change, in order. */
 static int
 check_field_change(const struct pol_coll *coll, const struct change *c,
-    struct nbx_str self, int remote, const struct pol_field **fout)
+    struct nbx_str creator, struct nbx_str self, int remote,
+    const struct pol_field **fout)
 {
 	const struct pol_field *f = policy_field(coll, c->field);
 	int rc;
@@ -765,12 +772,12 @@ check_field_change(const struct pol_coll *coll, const struct change *c,
 		/* only the record's creator sets audiences: a value carried
 		   under anyone else's audience would widen it */
 		if (!audience_valid(&c->aud) || !nbx_audience_has(&c->aud, self) ||
-		    !nbx_str_eq(c->aud.origin, nbx_id_creator(c->id)))
+		    !nbx_str_eq(c->aud.origin, creator))
 			return NBX_EAUDIENCE;
 	} else if (c->aud.n != 0 || c->aud.hlc != 0) {
 		return NBX_EINVAL;
 	}
-	if ((rc = policy_may_write(f, c->origin, c->id, &c->aud)) != 0)
+	if ((rc = may_write(f, c->origin, creator, &c->aud)) != 0)
 		return rc;
 	*fout = f;
 	return 0;
@@ -788,21 +795,45 @@ int
 policy_check_change(const struct policy *p, const struct change *c,
     struct nbx_str self, int remote, const struct pol_field **fout)
 {
+	return policy_check_change_memo(p, c, self, remote, fout, NULL);
+}
+
+int
+policy_check_change_memo(const struct policy *p, const struct change *c,
+    struct nbx_str self, int remote, const struct pol_field **fout,
+    struct policy_memo *m)
+{
 	const struct pol_field *f = NULL;
 	const struct pol_coll *coll;
-	struct nbx_str creator = nbx_id_creator(c->id);
+	struct nbx_str creator;
 	int rc;
 
 	if (fout)
 		*fout = NULL;
-	if (!record_id_valid(c->id) || !nbx_node_id_valid(c->origin))
-		return NBX_EINVAL;
-	if ((coll = policy_coll(p, c->coll)) == NULL)
-		return NBX_ECOLL;
+	if (m != NULL && m->pc != NULL && nbx_str_eq(m->id, c->id) &&
+	    nbx_str_eq(m->origin, c->origin) && nbx_str_eq(m->coll, c->coll)) {
+		coll = m->pc;
+		creator = m->creator;
+	} else {
+		if (m != NULL)
+			m->pc = NULL;
+		if (!record_id_valid(c->id) || !nbx_node_id_valid(c->origin))
+			return NBX_EINVAL;
+		if ((coll = policy_coll(p, c->coll)) == NULL)
+			return NBX_ECOLL;
+		creator = nbx_id_creator(c->id);
+		if (m != NULL) {
+			m->coll = c->coll;
+			m->id = c->id;
+			m->origin = c->origin;
+			m->creator = creator;
+			m->pc = coll;
+		}
+	}
 	switch (c->kind) {
 	case CHANGE_FIELD:
 	case CHANGE_ELEM:
-		rc = check_field_change(coll, c, self, remote, &f);
+		rc = check_field_change(coll, c, creator, self, remote, &f);
 		break;
 	case CHANGE_STATE:
 		if (c->val.t != NBX_V_INT)

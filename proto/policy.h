@@ -164,6 +164,28 @@ int policy_may_send(const struct pol_field *f,
 int policy_check_change(const struct policy *p, const struct change *c,
     struct nbx_str self, int remote, const struct pol_field **fout);
 
+/*
+ * What policy_check_change found valid of the last change it was given
+ * with this memo: its record id, origin and collection.  A batch lists a
+ * record's changes together, so the next change most often names the
+ * same three, and their checks (the id's creator and bytes, the origin,
+ * the collection's lookup) need not run again.  Zero it before first use;
+ * it borrows the strings of the change it was filled from, which must
+ * stay valid as long as the memo is used.
+ */
+struct policy_memo {
+	struct nbx_str coll, id, origin, creator;
+	const struct pol_coll *pc;
+};
+
+/*
+ * policy_check_change with a memo (see above); the same answer for every
+ * change as without it.
+ */
+int policy_check_change_memo(const struct policy *p, const struct change *c,
+    struct nbx_str self, int remote, const struct pol_field **fout,
+    struct policy_memo *m);
+
 /* 1 if `id` is in the audience's id list. */
 int nbx_audience_has(const struct nbx_audience *a, struct nbx_str id);
 

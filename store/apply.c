@@ -45,6 +45,7 @@ struct apply {
 	struct hlc clock;
 	uint64_t next_seq, next_qseq, now_ms;
 	struct apply_rec r;
+	struct policy_memo memo;	/* the last change's record checks */
 	struct nbx_buf enc;
 	char **owned;		/* strings receipts borrow until the batch ends */
 	size_t nowned;
@@ -571,7 +572,8 @@ apply_one(struct apply *a, const struct change *in, struct store_outcome *out)
 		out->status = STORE_NOOP;
 		return 0;
 	}
-	if ((rc = policy_check_change(a->pol, &c, a->self, remote, NULL)) != 0)
+	if ((rc = policy_check_change_memo(a->pol, &c, a->self, remote, NULL,
+	    &a->memo)) != 0)
 		goto reject;
 	if (a->r.rec.erased && c.kind != CHANGE_ERASE && !remote) {
 		rc = NBX_EERASED;
@@ -810,6 +812,7 @@ apply_batch(MDB_txn *txn, void *arg)
 	/* a retry starts from scratch: forget the previous attempt's record */
 	crdt_record_fini(&a->r.rec);
 	a->r.loaded = a->r.dirty = 0;
+	memset(&a->memo, 0, sizeof(a->memo));
 	a->txn = txn;
 	if (x->src != NULL)
 		x->src->rewind(x->src->arg);

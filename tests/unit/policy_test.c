@@ -458,6 +458,81 @@ Test(schema, utf8_checks_agree_with_the_reference)
 	cr_assert_lt(valid, 199000);
 }
 
+/*
+ * The memo answers as policy_check_change does, change after change: a
+ * seeded walk over records, origins and collections valid and not, each
+ * string also held in a second buffer (equal bytes, another pointer), so
+ * that both of the memo's ways of finding a repeat are tried.
+ */
+Test(schema, check_memo_agrees_with_the_plain_check)
+{
+	static const char *const colls[] = { "service", "case", "nosuch" };
+	static const char *const ids[] = { "ee:svc-1", "ee:svc-2", "lv:svc-1",
+	    "EE:svc-1", "ee:", "no-colon", "ee:svc\x01" };
+	static const char *const origins[] = { "ee", "lv", "EE", "", "e e" };
+	static const char *const fields[] = { "name", "kind", "notes",
+	    "status", "nosuch" };
+	static char copy[3][8][32];
+	struct policy_memo memo;
+	unsigned seed = test_seed();
+	uint64_t rng = (uint64_t)seed * 2654435761u + 1;
+	int accepted = 0;
+
+	fprintf(stderr, "property policy memo: seed=%u (replay with "
+	    "NBX_SEED=%u)\n", seed, seed);
+	for (int i = 0; i < 7; i++)
+		snprintf(copy[0][i], 32, "%s", ids[i]);
+	for (int i = 0; i < 5; i++)
+		snprintf(copy[1][i], 32, "%s", origins[i]);
+	for (int i = 0; i < 3; i++)
+		snprintf(copy[2][i], 32, "%s", colls[i]);
+	memset(&memo, 0, sizeof(memo));
+#define PICK(arr, k, alt) (test_xorshift(&rng) % 2 ? nbx_str_c(arr[k]) : \
+	    nbx_str_c(alt[k]))
+	for (int it = 0; it < 50000; it++) {
+		struct change c;
+		const struct pol_field *f1, *f2;
+		int r1, r2;
+		/* runs of one record, as batches have them */
+		static size_t ki, ko, kc;
+
+		if (test_xorshift(&rng) % 4 == 0) {
+			ki = test_xorshift(&rng) % 7;
+			ko = test_xorshift(&rng) % 5;
+			kc = test_xorshift(&rng) % 3;
+		} else if (test_xorshift(&rng) % 8 == 0) {
+			ko = test_xorshift(&rng) % 5;	/* another origin */
+		}
+		memset(&c, 0, sizeof(c));
+		c.id = PICK(ids, ki, copy[0]);
+		c.origin = PICK(origins, ko, copy[1]);
+		c.coll = PICK(colls, kc, copy[2]);
+		c.hlc = HLC;
+		switch (test_xorshift(&rng) % 3) {
+		case 0:
+			c.kind = CHANGE_STATE;
+			c.val = vint(REC_LIVE);
+			break;
+		case 1:
+			c.kind = CHANGE_ERASE;
+			break;
+		default:
+			c.kind = CHANGE_FIELD;
+			c.field = nbx_str_c(fields[test_xorshift(&rng) % 5]);
+			c.val = vstr("shelter");
+		}
+		r1 = policy_check_change(pol, &c, nbx_str_c("ee"), 1, &f1);
+		r2 = policy_check_change_memo(pol, &c, nbx_str_c("ee"), 1, &f2,
+		    &memo);
+		cr_assert_eq(r2, r1, "seed %u, iteration %d: %d, without the "
+		    "memo %d", seed, it, r2, r1);
+		cr_assert_eq(f2, f1, "seed %u, iteration %d", seed, it);
+		accepted += r1 == 0;
+	}
+#undef PICK
+	cr_assert_gt(accepted, 1000, "valid changes were among them");
+}
+
 Test(schema, string_values)
 {
 	const struct pol_field *f = field("case", "pseudonym");	/* max 64 */
