@@ -867,29 +867,45 @@ store_reader_check(struct store *st)
 	return dead;
 }
 
-/* Runs one batch from the array or the source set in x. */
+/*
+ * Runs one batch, from the array chs or from src; *taken (if not NULL)
+ * is how many changes it took, once committed.
+ */
 static int
-apply_run(struct apply_args *x, struct store *st, const struct policy *pol,
-    struct nbx_str from_peer, uint64_t now_ms)
+apply_run(struct store *st, const struct policy *pol,
+    const struct change *chs, const struct store_change_src *src, size_t n,
+    struct nbx_str from_peer, const struct store_cursor *cur,
+    uint64_t now_ms, unsigned flags, struct store_outcome *out,
+    size_t *taken)
 {
+	struct apply_args x;
 	int rc;
 
-	x->a.st = st;
-	x->a.pol = pol;
-	x->a.self = nbx_str_c(st->node_id);
-	x->a.peer = from_peer;
-	x->a.now_ms = now_ms;
-	x->a.flags = x->flags;
-	nbx_buf_init(&x->a.r.blob, SIZE_MAX);
-	nbx_buf_init(&x->a.enc, SIZE_MAX);
-	rc = store__write(st, apply_batch, x);
-	for (size_t i = 0; i < x->a.nowned; i++)
-		free(x->a.owned[i]);
-	free(x->a.owned);
-	crdt_record_fini(&x->a.r.rec);
-	nbx_buf_fini(&x->a.r.blob);
-	nbx_buf_fini(&x->a.enc);
-	free(x->rec);
+	memset(&x, 0, sizeof(x));
+	x.chs = chs;
+	x.src = src;
+	x.n = n;
+	x.cur = cur;
+	x.flags = flags;
+	x.out = out;
+	x.a.st = st;
+	x.a.pol = pol;
+	x.a.self = nbx_str_c(st->node_id);
+	x.a.peer = from_peer;
+	x.a.now_ms = now_ms;
+	x.a.flags = flags;
+	nbx_buf_init(&x.a.r.blob, SIZE_MAX);
+	nbx_buf_init(&x.a.enc, SIZE_MAX);
+	rc = store__write(st, apply_batch, &x);
+	for (size_t i = 0; i < x.a.nowned; i++)
+		free(x.a.owned[i]);
+	free(x.a.owned);
+	crdt_record_fini(&x.a.r.rec);
+	nbx_buf_fini(&x.a.r.blob);
+	nbx_buf_fini(&x.a.enc);
+	free(x.rec);
+	if (taken != NULL)
+		*taken = rc == 0 ? x.taken : 0;
 	return rc;
 }
 
@@ -899,15 +915,8 @@ store_apply(struct store *st, const struct policy *pol,
     const struct store_cursor *cur, uint64_t now_ms, unsigned flags,
     struct store_outcome *out)
 {
-	struct apply_args x;
-
-	memset(&x, 0, sizeof(x));
-	x.chs = chs;
-	x.n = n;
-	x.cur = cur;
-	x.flags = flags;
-	x.out = out;
-	return apply_run(&x, st, pol, from_peer, now_ms);
+	return apply_run(st, pol, chs, NULL, n, from_peer, cur, now_ms, flags,
+	    out, NULL);
 }
 
 int
@@ -916,19 +925,8 @@ store_apply_from(struct store *st, const struct policy *pol,
     const struct store_cursor *cur, uint64_t now_ms, unsigned flags,
     struct store_outcome *out, size_t *taken)
 {
-	struct apply_args x;
-	int rc;
-
-	*taken = 0;
-	memset(&x, 0, sizeof(x));
-	x.src = src;
-	x.n = max;
-	x.cur = cur;
-	x.flags = flags;
-	x.out = out;
-	if ((rc = apply_run(&x, st, pol, from_peer, now_ms)) == 0)
-		*taken = x.taken;
-	return rc;
+	return apply_run(st, pol, NULL, src, max, from_peer, cur, now_ms,
+	    flags, out, taken);
 }
 
 /* ------------------------------------------------------------------ */
