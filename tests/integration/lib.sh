@@ -143,15 +143,19 @@ proxy_port() { awk -v n="$1" '$1 == n { print $2 }' "$T/proxy.ports"; }
 proxy_ctl() { python3 "$PROXY" ctl "$(proxy_port control)" "$@"; }
 
 # nbx_start NAME: starts nbxd and waits until its control socket answers
+# (START_TRIES tenths of a second, default 100).  NBXD_WRAP, if set, is a
+# command line nbxd runs under (split into words), one that keeps nbxd in
+# its own process, as valgrind does, so that the pid recorded is nbxd's.
 nbx_start() {
 	d=$T/$1
-	"$BIN/nbxd" -c "$d/nbx.conf" >>"$d/nbxd.log" 2>&1 &
+	# shellcheck disable=SC2086
+	${NBXD_WRAP:-} "$BIN/nbxd" -c "$d/nbx.conf" >>"$d/nbxd.log" 2>&1 &
 	echo "$1 $!" >>"$PIDS_FILE"
 	echo $! >"$d/pid"
 	i=0
 	until "$BIN/nbxctl" -c "$d/nbx.conf" status >/dev/null 2>&1; do
 		i=$((i + 1))
-		[ $i -lt 100 ] || fail "nbxd $1 did not start"
+		[ $i -lt "${START_TRIES:-100}" ] || fail "nbxd $1 did not start"
 		kill -0 "$(cat "$d/pid")" 2>/dev/null || fail "nbxd $1 exited"
 		sleep 0.1
 	done
