@@ -118,12 +118,17 @@ rec_load(struct apply *a, struct nbx_str coll, struct nbx_str id)
 {
 	struct apply_rec *ar = &a->r;
 	uint8_t key[KEY_MAX];
-	size_t klen = store__rec_key(key, coll, id);
-	MDB_val k = { klen, key }, d;
+	size_t klen;
+	MDB_val k, d;
 	int rc;
 
-	if (ar->loaded && ar->klen == klen && memcmp(ar->key, key, klen) == 0)
+	/* the record's coll and id are those it was loaded for (below) */
+	if (ar->loaded && nbx_str_eq(ar->rec.id, id) &&
+	    nbx_str_eq(ar->rec.coll, coll))
 		return 0;
+	klen = store__rec_key(key, coll, id);
+	k.mv_size = klen;
+	k.mv_data = key;
 	if ((rc = rec_flush(a)) != 0)
 		return rc;
 	crdt_record_fini(&ar->rec);
