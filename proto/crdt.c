@@ -75,6 +75,21 @@ crdt_record_init(struct crdt_record *r, struct nbx_str coll, struct nbx_str id)
 	r->state = REC_LIVE;
 }
 
+void
+crdt_record_reset(struct crdt_record *r, struct nbx_str coll,
+    struct nbx_str id)
+{
+	struct crdt_reg *regs = r->regs;
+	struct crdt_receipt *rcpt = r->rcpt;
+	size_t cap = r->cap, rcap = r->rcap;
+
+	crdt_record_init(r, coll, id);
+	r->regs = regs;
+	r->cap = cap;
+	r->rcpt = rcpt;
+	r->rcap = rcap;
+}
+
 static void
 regs_free(struct crdt_record *r)
 {
@@ -131,7 +146,7 @@ key2_insert(void **base, size_t *n, size_t *cap, size_t size, size_t at)
 	char *p;
 
 	if (*n == *cap) {
-		size_t nc = *cap ? *cap * 2 : 8;
+		size_t nc = *cap ? *cap * 2 : 16;	/* most records fit */
 
 		if ((p = realloc(*base, nc * size)) == NULL)
 			return NBX_ENOMEM;
@@ -586,8 +601,11 @@ reserve_decoded(void **arr, size_t *cap, uint32_t n, size_t size,
 		return 0;
 	if (!mpread_has(m, (size_t)n * min_bytes))
 		return NBX_EMALFORMED;
+	if (n <= *cap)
+		return 0;	/* a reset record's arrays (crdt_record_reset) */
 	if ((p = malloc((size_t)n * size)) == NULL)
 		return NBX_ENOMEM;
+	free(*arr);
 	*arr = p;
 	*cap = n;
 	return 0;

@@ -103,6 +103,13 @@ void crdt_record_init(struct crdt_record *r, struct nbx_str coll,
 /* Frees the register and receipt arrays; the record may be re-initialised
  * after. */
 void crdt_record_fini(struct crdt_record *r);
+/*
+ * Empties an initialised record and makes it the empty record for (coll,
+ * id), as fini then init would, but keeps its arrays' memory for the next
+ * record (one merge after another).  crdt_record_fini still frees it.
+ */
+void crdt_record_reset(struct crdt_record *r, struct nbx_str coll,
+    struct nbx_str id);
 
 /*
  * Merges change c (already validated against the policy) into r, as seen

@@ -131,15 +131,15 @@ rec_load(struct apply *a, struct nbx_str coll, struct nbx_str id)
 	k.mv_data = key;
 	if ((rc = rec_flush(a)) != 0)
 		return rc;
-	crdt_record_fini(&ar->rec);
 	ar->loaded = 0;
 	memcpy(ar->key, key, klen);
 	ar->klen = klen;
 	ar->blob.len = 0;
-	/* coll and id borrow from the key copy, which outlives the record */
+	/* coll and id borrow from the key copy, which outlives the record;
+	   its arrays are kept for the next record */
 	coll.p = (const char *)ar->key;
 	id.p = (const char *)ar->key + coll.n + 1;
-	crdt_record_init(&ar->rec, coll, id);
+	crdt_record_reset(&ar->rec, coll, id);
 	ar->old_seq = 0;
 	ar->sender_has = 0;
 	rc = mdb_get(a->txn, a->st->dbi[DB_RECORDS], &k, &d);

@@ -311,3 +311,81 @@ Test(crdt, changes_rebuild_the_record)
 	crdt_record_fini(&d);
 	crdt_record_fini(&r);
 }
+
+/*
+ * A reset record is the empty record for its new key, whatever it held,
+ * and keeps its arrays: decoding a larger record into it, then a smaller
+ * one, gives what a fresh record would.
+ */
+Test(crdt, reset_record_is_empty_and_keeps_its_memory)
+{
+	static const char *const fields[] = { "city", "pseudonym", "language",
+	    "case_notes", "country_of_origin", "destination_country",
+	    "receiving_organisation", "needs_shelter", "referral_date",
+	    "phone", "address", "internal_contact", "legal_name",
+	    "consent_date", "return_date", "status", "year_of_birth",
+	    "needs_escort" };
+	struct crdt_record big = rec(), small = rec(), r = rec(), fresh;
+	struct nbx_buf bb, bs, out;
+	struct crdt_reg *mem;
+	size_t cap;
+
+	for (int i = 0; i < 18; i++)
+		merge(&big, field(fields[i], "v", 10 + (uint64_t)i, "ee"));
+	merge(&big, simple(CHANGE_STATE, REC_DELETED, 40, "ee"));
+	merge(&small, field("city", "Riga", 10, "ee"));
+	nbx_buf_init(&bb, 1 << 20);
+	nbx_buf_init(&bs, 1 << 20);
+	nbx_buf_init(&out, 1 << 20);
+	cr_assert_eq(crdt_record_encode(&big, &bb), 0);
+	cr_assert_eq(crdt_record_encode(&small, &bs), 0);
+
+	/* r grows past its first arrays, then is reset */
+	cr_assert_eq(crdt_record_decode(bb.p, bb.len, &r), 0);
+	cr_assert_eq(r.nregs, 18);
+	mem = r.regs;
+	cap = r.cap;
+	crdt_record_reset(&r, nbx_str_c("case"), nbx_str_c("ee:2"));
+	cr_assert_eq(r.nregs, 0);
+	cr_assert_eq(r.state, REC_LIVE);
+	cr_assert_eq(r.state_ver.hlc, 0);
+	cr_assert(nbx_str_eq(r.id, nbx_str_c("ee:2")));
+	cr_assert_null(value_of(&r, "city"), "nothing of the old record");
+	cr_assert_eq(r.regs, mem, "the array is kept");
+	cr_assert_eq(r.cap, cap);
+
+	/* the smaller record decodes into the kept array, byte for byte */
+	cr_assert_eq(crdt_record_decode(bs.p, bs.len, &r), 0);
+	cr_assert_eq(r.regs, mem);
+	cr_assert_eq(crdt_record_encode(&r, &out), 0);
+	cr_assert_eq(out.len, bs.len);
+	cr_assert_eq(memcmp(out.p, bs.p, bs.len), 0);
+
+	/* and the larger again, after a reset, as into a fresh record */
+	crdt_record_reset(&r, nbx_str_c("case"), nbx_str_c("ee:1"));
+	cr_assert_eq(crdt_record_decode(bb.p, bb.len, &r), 0);
+	crdt_record_init(&fresh, nbx_str_c("case"), nbx_str_c("ee:1"));
+	cr_assert_eq(crdt_record_decode(bb.p, bb.len, &fresh), 0);
+	out.len = 0;
+	cr_assert_eq(crdt_record_encode(&r, &out), 0);
+	cr_assert_eq(out.len, bb.len);
+	cr_assert_eq(memcmp(out.p, bb.p, bb.len), 0);
+	cr_assert_eq(r.nregs, fresh.nregs);
+	cr_assert_eq(r.state, REC_DELETED);
+
+	/* a merge into a reset record starts from nothing */
+	crdt_record_reset(&r, nbx_str_c("case"), nbx_str_c("ee:1"));
+	merge(&r, field("city", "Riga", 10, "ee"));
+	out.len = 0;
+	cr_assert_eq(crdt_record_encode(&r, &out), 0);
+	cr_assert_eq(out.len, bs.len);
+	cr_assert_eq(memcmp(out.p, bs.p, bs.len), 0);
+
+	crdt_record_fini(&fresh);
+	crdt_record_fini(&r);
+	crdt_record_fini(&big);
+	crdt_record_fini(&small);
+	nbx_buf_fini(&bb);
+	nbx_buf_fini(&bs);
+	nbx_buf_fini(&out);
+}
