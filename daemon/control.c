@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -270,6 +271,15 @@ drain(struct ctl_client *c)
 	}
 }
 
+/* Parses finished on the thread pool, not yet taken by the loop. */
+static atomic_uint parsed_waiting;
+
+unsigned
+ctl_parsed_waiting(void)
+{
+	return atomic_load(&parsed_waiting);
+}
+
 static void
 parse_work(uv_work_t *w)
 {
@@ -278,6 +288,14 @@ parse_work(uv_work_t *w)
 	jarena_enter(r->arena);
 	r->req = json_loadb(r->line, r->n, 0, &r->je);
 	jarena_leave();
+}
+
+/* parse_work on the thread pool, counted until parse_done takes it. */
+static void
+parse_away(uv_work_t *w)
+{
+	parse_work(w);
+	atomic_fetch_add(&parsed_waiting, 1);
 }
 
 static void parse_done(uv_work_t *w, int status);
@@ -308,7 +326,7 @@ parse_next(struct ctl_client *c)
 			;
 		if (r == NULL)
 			return;
-		if (uv_queue_work(c->pipe.loop, &r->work, parse_work,
+		if (uv_queue_work(c->pipe.loop, &r->work, parse_away,
 		    parse_done) == 0) {
 			r->started = 1;
 			c->nwork++;
@@ -324,7 +342,9 @@ parse_done(uv_work_t *w, int status)
 	struct ctl_req *r = w->data;
 	struct ctl_client *c = r->c;
 
-	(void)status;		/* a cancelled parse leaves req NULL */
+	/* a cancelled parse leaves req NULL, and was never counted */
+	if (status == 0)
+		atomic_fetch_sub(&parsed_waiting, 1);
 	r->parsed = 1;
 	free(r->line);
 	r->line = NULL;

@@ -33,6 +33,13 @@ int ctl_server_start(uv_loop_t *loop, const char *path, ctl_handler_fn *fn,
 /* Closes the listener and every client, and removes the socket file. */
 void ctl_server_stop(struct ctl_server *s);
 
+/*
+ * How many requests of this process have been parsed on the thread pool
+ * and wait for the loop to take them (any thread may ask): the loop can
+ * serve them before other work of the same turn.
+ */
+unsigned ctl_parsed_waiting(void);
+
 /* Replaces bytes that are not valid UTF-8 with '?', in place. */
 void ctl_utf8_scrub(char *s);
 

@@ -258,6 +258,17 @@ on_more(uv_idle_t *h)
 {
 	struct node *n = h->data;
 
+	/*
+	 * A local write parsed on the thread pool goes first: its writer
+	 * waits for the reply, while the peers' batches can wait a turn
+	 * (one, so that a stream of writes never starves them).  The idle
+	 * handle stays active, so the loop polls at once and comes back.
+	 */
+	if (!n->pump_waited && ctl_parsed_waiting() > 0) {
+		n->pump_waited = 1;
+		return;
+	}
+	n->pump_waited = 0;
 	uv_idle_stop(h);
 	pump_all(n);
 }

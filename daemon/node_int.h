@@ -101,6 +101,7 @@ struct node {
 	struct verify_cache *verify;	/* node_ctl.c, NULL until used */
 	int stopping;
 	int pumping;
+	int pump_waited;		/* on_more let a parsed request go first */
 	uint64_t ticks;
 	uint64_t started_ms;
 };
