@@ -741,6 +741,7 @@ struct apply_args {
 	const struct store_change_src *src;
 	struct change *rec;		/* source: the current record's run */
 	size_t nrec, rec_cap;
+	size_t run_at;			/* the first change of that run */
 	size_t taken;			/* changes taken by the last attempt */
 	const struct store_cursor *cur;
 	unsigned flags;
@@ -748,30 +749,38 @@ struct apply_args {
 };
 
 /*
- * Takes change i: *c points at it, and *run at the first change of the
- * run of changes to one record that ended just before it (*nrun of them;
- * 0 if change i goes on the current run).  From a source, change i is
- * read straight into the run's next slot, and moved to slot 0 when it
- * starts a new run (after the caller is done with the old one: the
- * pointers stay valid until the next take).  Returns 1, 0 after the last
- * change, or an NBX_E* code.
+ * The run of changes to one record that began at change x->run_at ended
+ * before change i: a peer's hints for it (held_by_sender), while a->r is
+ * still that record.  From a source the run is x->rec[0..nrec).
+ */
+static void
+run_end(struct apply_args *x, size_t i)
+{
+	if (x->a.peer.n > 0 && i > x->run_at)
+		held_by_sender(&x->a, x->src ? x->rec : &x->chs[x->run_at],
+		    i - x->run_at, &x->out[x->run_at]);
+	x->run_at = i;
+}
+
+/*
+ * Takes change i into *c, ending the run before it when it starts another
+ * record.  From a source, change i is read straight into the run's next
+ * slot, and moved to slot 0 when it starts a new run; *c stays valid
+ * until the next take.  Returns 1, 0 after the last change, or an NBX_E*
+ * code.
  */
 static int
-take(struct apply_args *x, size_t i, const struct change **c,
-    const struct change **run, size_t *nrun, size_t *run_at)
+take(struct apply_args *x, size_t i, const struct change **c)
 {
 	int rc;
 
-	*nrun = 0;
 	if (x->src == NULL) {
 		if (i == x->n)
 			return 0;
+		if (i > x->run_at &&
+		    !change_same_record(&x->chs[i], &x->chs[x->run_at]))
+			run_end(x, i);
 		*c = &x->chs[i];
-		if (i > *run_at && !change_same_record(*c, &x->chs[*run_at])) {
-			*run = &x->chs[*run_at];
-			*nrun = i - *run_at;
-			*run_at = i;
-		}
 		return 1;
 	}
 	if ((rc = change_array_room(&x->rec, &x->rec_cap, x->nrec)) != 0)
@@ -781,25 +790,12 @@ take(struct apply_args *x, size_t i, const struct change **c,
 	if (i == x->n)
 		return NBX_EINVAL;	/* more changes than outcomes */
 	if (x->nrec > 0 && !change_same_record(&x->rec[x->nrec], &x->rec[0])) {
-		/* the old run is still read by the caller: the new change
-		   waits in the slot after it, then moves to the front */
-		*run = x->rec;
-		*nrun = x->nrec;
-		*run_at = i;
+		run_end(x, i);
+		change_copy(&x->rec[0], &x->rec[x->nrec]);
+		x->nrec = 0;
 	}
 	*c = &x->rec[x->nrec++];
 	return 1;
-}
-
-/* Starts the next run of a source at its first change, *c. */
-static void
-run_restart(struct apply_args *x, const struct change **c)
-{
-	if (x->src == NULL || x->nrec <= 1)
-		return;
-	change_copy(&x->rec[0], &x->rec[x->nrec - 1]);
-	x->nrec = 1;
-	*c = &x->rec[0];
 }
 
 /* One attempt at the whole batch; store__write retries on a full map. */
@@ -809,8 +805,8 @@ apply_batch(MDB_txn *txn, void *arg)
 	struct apply_args *x = arg;
 	struct apply *a = &x->a;
 	struct store *st = a->st;
-	const struct change *c = NULL, *run = NULL;
-	size_t i, nrun, run_at = 0;
+	const struct change *c = NULL;
+	size_t i;
 	uint64_t h = 0;
 	int rc, first_reject = 0;
 
@@ -821,20 +817,14 @@ apply_batch(MDB_txn *txn, void *arg)
 	a->txn = txn;
 	if (x->src != NULL)
 		x->src->rewind(x->src->arg);
-	x->nrec = 0;
+	x->nrec = x->run_at = 0;
 	if ((rc = store__meta_get_u64(txn, st->dbi[DB_META], "next_seq",
 	    &a->next_seq)) != 0 ||
 	    (rc = store__meta_get_u64(txn, st->dbi[DB_META], "hlc", &h)) != 0)
 		return store__mdb_code(st, rc, "read meta");
 	hlc_init(&a->clock, h);
 	a->next_qseq = last_key_u64(txn, st->dbi[DB_QUARANTINE]) + 1;
-	for (i = 0; (rc = take(x, i, &c, &run, &nrun, &run_at)) == 1; i++) {
-		/* the end of a peer's run of changes to one record */
-		if (nrun > 0) {
-			if (a->peer.n > 0)
-				held_by_sender(a, run, nrun, &x->out[i - nrun]);
-			run_restart(x, &c);
-		}
+	for (i = 0; (rc = take(x, i, &c)) == 1; i++) {
 		if ((rc = apply_one(a, c, &x->out[i])) != 0)
 			return rc;
 		if (x->out[i].status == STORE_REJECTED && first_reject == 0)
@@ -843,9 +833,7 @@ apply_batch(MDB_txn *txn, void *arg)
 	if (rc != 0)
 		return rc;
 	x->taken = i;
-	if (a->peer.n > 0 && i > run_at)
-		held_by_sender(a, x->src ? x->rec : &x->chs[run_at], i - run_at,
-		    &x->out[run_at]);
+	run_end(x, i);
 	if ((x->flags & STORE_ATOMIC) && first_reject != 0)
 		return first_reject;
 	if ((rc = rec_flush(a)) != 0)
