@@ -88,6 +88,29 @@ peer_backoff(struct node *n, struct peer *p, int stable)
 	p->next_dial_ms = log_now_ms() + b;
 }
 
+/*
+ * A link to `up` was just established: the network may have healed (a
+ * partition ends, a router comes back), so every other peer still waiting
+ * out a long backoff is dialled within CONN_REDIAL_MS instead, at most
+ * once per CONN_REDIAL_EVERY_MS (a link that keeps flapping does not make
+ * us dial the dead ones without pause).  Their backoff itself is kept: a
+ * peer that is really down goes on waiting longer after each failure.
+ */
+static void
+peers_redial_soon(struct node *n, const struct peer *up)
+{
+	uint64_t now = log_now_ms();
+
+	if (n->redial_ms != 0 && now - n->redial_ms < CONN_REDIAL_EVERY_MS)
+		return;
+	n->redial_ms = now;
+	for (struct peer *q = n->peers; q != NULL; q = q->next)
+		if (q != up && !q->active && !q->dialing &&
+		    q->next_dial_ms > now + CONN_REDIAL_MS)
+			q->next_dial_ms = now + (uint64_t)random() %
+			    (CONN_REDIAL_MS + 1);
+}
+
 /* Detaches c from its peer, keeping the peer's counters and schedule. */
 static void
 peer_detach(struct conn *c, const char *why)
@@ -383,6 +406,7 @@ established(struct conn *c)
 	p->since_ms = log_now_ms();
 	p->backoff_ms = 0;
 	p->last_error[0] = 0;
+	peers_redial_soon(n, p);
 	log_msg(LOG_INFO, p->id, "connected (%s %s, TLS 1.3, identity "
 	    "verified%s)", c->outbound ? "to" : "from", c->addr,
 	    p->has_pin ? ", pin matched" : "");

@@ -30,6 +30,8 @@
 #define CONN_WQ_MAX		(8u << 20)	/* bytes queued in libuv */
 #define CONN_READ_CHUNK		(64u << 10)
 #define CONN_STABLE_MS		10000	/* a session this old resets backoff */
+#define CONN_REDIAL_MS		250	/* a link up: the others dial this soon */
+#define CONN_REDIAL_EVERY_MS	1000	/* ... at most this often */
 #define CONN_CLOSE_MS		2000	/* graceful close gives up after this */
 #define CONN_REJECT_LOG_MAX	50	/* quarantine log lines per connection */
 
@@ -93,6 +95,7 @@ struct node {
 	uv_timer_t timer;
 	uv_timer_t retention;	/* erases records past their retain_days */
 	uv_idle_t more;		/* pumps again next turn: node__pump_soon */
+	uint64_t redial_ms;	/* conn.c: peers_redial_soon last ran */
 	uv_signal_t sigterm, sigint, sighup;
 	struct ctl_server *ctl;
 	struct peer *peers;

@@ -97,7 +97,7 @@ key = tls/node.key
 [sync]
 ping_interval_ms = ${PING_MS:-1000}
 dead_after_ms = ${DEAD_MS:-3000}
-backoff_min_ms = 100
+backoff_min_ms = ${BACKOFF_MIN_MS:-100}
 backoff_max_ms = ${BACKOFF_MAX_MS:-1000}
 batch_bytes = ${BATCH_BYTES:-262144}
 CONF
