@@ -184,7 +184,41 @@ write_done(uv_write_t *req, int status)
 	    uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) <
 	    CONN_WQ_MAX / 2) {
 		c->read_paused = 0;
-		uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+		if (!c->read_yield)
+			uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+	}
+}
+
+/*
+ * The loop's turn has taken its share of received bytes (NODE_RX_TURN):
+ * c stops reading until the next turn (conn__turn), so that a node
+ * receiving from many peers at once answers its control socket, dials and
+ * pings in between instead of applying every batch that is waiting.
+ */
+static void
+read_yield(struct conn *c, size_t got)
+{
+	struct node *n = c->node;
+
+	n->rx_turn += got;
+	if (n->rx_turn < NODE_RX_TURN || c->state != CONN_ESTABLISHED ||
+	    c->read_paused || c->read_yield)
+		return;
+	c->read_yield = 1;
+	uv_read_stop((uv_stream_t *)&c->tcp);
+}
+
+void
+conn__turn(struct node *n)
+{
+	n->rx_turn = 0;
+	n->pump_turn = 0;
+	for (struct conn *c = n->conns; c; c = c->next) {
+		if (!c->read_yield)
+			continue;
+		c->read_yield = 0;
+		if (c->state == CONN_ESTABLISHED && !c->read_paused)
+			uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 	}
 }
 
@@ -248,12 +282,20 @@ conn__flush(struct conn *c)
 			send_tls_out(c);
 		return;
 	}
-	if ((rc = sync_session_pump(c->sess, log_now_ms())) != 0) {
-		conn__close(c, nbx_strerror(rc));
-		return;
+	if (c->node->pump_turn >= NODE_PUMP_TURN)
+		node__pump_soon(c->node);	/* this turn has made its share */
+	else {
+		uint64_t made = sync_session_stats(c->sess)->batches_out;
+
+		if ((rc = sync_session_pump(c->sess, log_now_ms())) != 0) {
+			conn__close(c, nbx_strerror(rc));
+			return;
+		}
+		c->node->pump_turn += (unsigned)
+		    (sync_session_stats(c->sess)->batches_out - made);
+		if (sync_session_more(c->sess))
+			node__pump_soon(c->node);
 	}
-	if (sync_session_more(c->sess))
-		node__pump_soon(c->node);
 	while (rounds-- > 0 && c->state == CONN_ESTABLISHED) {
 		if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) >
 		    CONN_WQ_MAX)
@@ -499,6 +541,7 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 			return;
 	}
 	read_plaintext(c);
+	read_yield(c, (size_t)nread);
 }
 
 static int

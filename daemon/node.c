@@ -234,12 +234,23 @@ on_retention(uv_timer_t *t)
 /* Pumping, timer, signals                                             */
 /* ------------------------------------------------------------------ */
 
+static unsigned
+count_conns(const struct node *n)
+{
+	unsigned k = 0;
+
+	for (const struct conn *c = n->conns; c; c = c->next)
+		k++;
+	return k;
+}
+
 /*
  * Lets every established session stream what the log gained.  Each
- * session makes at most one batch per call (sopts.pump_batches) and one
- * with more to send asks for another turn, so that a node streaming to
- * many peers still reads, answers its control socket and pings in
- * between.
+ * session makes at most one batch per call (sopts.pump_batches), a loop
+ * turn at most NODE_PUMP_TURN in all (conn__flush), and one with more to
+ * send asks for another turn, so that a node streaming to many peers
+ * still reads, answers its control socket and pings in between.  Each
+ * turn another session goes first, so the share goes round.
  */
 static void
 pump_all(struct node *n)
@@ -247,9 +258,18 @@ pump_all(struct node *n)
 	if (n->pumping)
 		return;		/* a pump in progress will see the new entries */
 	n->pumping = 1;
-	for (struct conn *c = n->conns; c; c = c->next)
-		if (c->state == CONN_ESTABLISHED)
-			conn__flush(c);
+	/* from session pump_rr to the last, then from the first */
+	for (unsigned k = 0; k < 2; k++) {
+		unsigned i = 0, first = n->pump_rr;
+
+		for (struct conn *c = n->conns; c; c = c->next, i++)
+			if ((k == 0) == (i >= first) &&
+			    c->state == CONN_ESTABLISHED)
+				conn__flush(c);
+	}
+	n->pump_rr++;
+	if (n->pump_rr >= count_conns(n))
+		n->pump_rr = 0;
 	n->pumping = 0;
 }
 
@@ -271,6 +291,13 @@ on_more(uv_idle_t *h)
 	n->pump_waited = 0;
 	uv_idle_stop(h);
 	pump_all(n);
+}
+
+/* Just before the loop polls: a new turn's share of reads begins. */
+static void
+on_turn(uv_prepare_t *h)
+{
+	conn__turn(h->data);
 }
 
 /*
@@ -386,6 +413,7 @@ node__stop(struct node *n)
 	uv_close((uv_handle_t *)&n->timer, NULL);
 	uv_close((uv_handle_t *)&n->retention, NULL);
 	uv_close((uv_handle_t *)&n->more, NULL);
+	uv_close((uv_handle_t *)&n->turn, NULL);
 	uv_close((uv_handle_t *)&n->sigterm, NULL);
 	uv_close((uv_handle_t *)&n->sigint, NULL);
 	uv_close((uv_handle_t *)&n->sighup, NULL);
@@ -537,6 +565,9 @@ node_new(uv_loop_t *loop, const char *config_path, struct node **out,
 	uv_timer_start(&n->timer, on_timer, NODE_TICK_MS, NODE_TICK_MS);
 	uv_idle_init(loop, &n->more);
 	n->more.data = n;
+	uv_prepare_init(loop, &n->turn);
+	n->turn.data = n;
+	uv_prepare_start(&n->turn, on_turn);
 	uv_timer_init(loop, &n->retention);
 	n->retention.data = n;
 	uv_timer_start(&n->retention, on_retention, NODE_RETENTION_FIRST_MS,

@@ -29,6 +29,8 @@
 #define NODE_RETENTION_EVERY_MS	(3600 * 1000)
 #define CONN_WQ_MAX		(8u << 20)	/* bytes queued in libuv */
 #define CONN_READ_CHUNK		(64u << 10)
+#define NODE_RX_TURN		(1u << 20)	/* bytes received per loop turn */
+#define NODE_PUMP_TURN		2	/* batches made per loop turn */
 #define CONN_STABLE_MS		10000	/* a session this old resets backoff */
 #define CONN_REDIAL_MS		250	/* a link up: the others dial this soon */
 #define CONN_REDIAL_EVERY_MS	1000	/* ... at most this often */
@@ -81,6 +83,7 @@ struct conn {
 	uint8_t *pbuf;		/* plaintext scratch, CONN_READ_CHUNK */
 	uint64_t closing_ms;	/* when the graceful close began */
 	int read_paused;	/* reading stopped: our output is full */
+	int read_yield;		/* reading stopped until the next turn */
 	unsigned rejects_logged;
 };
 
@@ -95,6 +98,10 @@ struct node {
 	uv_timer_t timer;
 	uv_timer_t retention;	/* erases records past their retain_days */
 	uv_idle_t more;		/* pumps again next turn: node__pump_soon */
+	uv_prepare_t turn;	/* ends a loop turn: conn__turn */
+	size_t rx_turn;		/* bytes received from peers this turn */
+	unsigned pump_turn;	/* batches made for peers this turn */
+	unsigned pump_rr;	/* pump_all's first session, in turn */
 	uint64_t redial_ms;	/* conn.c: peers_redial_soon last ran */
 	uv_signal_t sigterm, sigint, sighup;
 	struct ctl_server *ctl;
@@ -125,6 +132,7 @@ void conn__close(struct conn *c, const char *why);
 void conn__flush(struct conn *c);
 void conn__tick(struct conn *c, uint64_t now);
 void conn__shutdown(struct conn *c);
+void conn__turn(struct node *n);
 int conn__self_connected(const uv_tcp_t *tcp);
 
 /* node_ctl.c */

@@ -705,6 +705,7 @@ sync_session_pump(struct sync_session *s, uint64_t now_ms)
 		s->send_pos = b.upto;
 		s->stats.sent_seq = b.upto;
 		s->stats.changes_out += b.nchanges;
+		s->stats.batches_out++;
 	}
 	return 0;
 }

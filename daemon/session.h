@@ -72,6 +72,7 @@ struct sync_stats {
 	uint64_t acked_seq;	/* our log position the peer acknowledged */
 	uint64_t recv_seq;	/* the peer's log position we applied */
 	uint64_t changes_in, changes_out;
+	uint64_t batches_out;	/* CHANGES frames made by sync_session_pump */
 	uint64_t applied_in;	/* changes that altered our state */
 	uint64_t rejected_in;	/* changes quarantined */
 	uint64_t frames_in, frames_out;
