@@ -2,9 +2,14 @@
  * verify.c - the pair digest: what two nodes should agree on, hashed, so
  * that equal digests on both ends of a pair mean they converged on every
  * field both may hold.  See store_pair_digests in store.h.  One pass over
- * the records serves any number of peers: a change is encoded once and
- * hashed into the digest of each peer it counts for.
+ * the records serves any number of peers: a change is encoded once, and
+ * the peers that have been given the same bytes so far share one SHA-256
+ * context (a group), so bytes every peer counts (region fields, most of
+ * them) are hashed once, not once per peer.  A group splits, its context
+ * copied, at the first record whose bytes differ between its peers; the
+ * digests are those of hashing each peer's bytes alone.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/evp.h>
@@ -12,14 +17,24 @@
 #include "nbx_err.h"
 #include "store_int.h"
 
-/* One peer's digest in the making. */
+#define NONE	((size_t)-1)
+#define FRAMES_MAX	((size_t)1 << 30)	/* bytes of one record's frames */
+
+/* One peer's digest in the making, and its share of the record at hand. */
 struct pair {
 	struct nbx_str peer;
-	EVP_MD_CTX *md;
+	size_t grp;		/* the group (context) it hashes into */
 	unsigned keep;		/* bit i: record-level change i of the
 				   pass's `kept` counts for this pair */
-	int fields;		/* fields of this record that count */
+	size_t fields;		/* field frames of this record that count */
 	uint64_t records, changes;
+};
+
+/* A SHA-256 context shared by the pairs that were given the same bytes. */
+struct grp {
+	EVP_MD_CTX *md;
+	size_t rep;		/* this record: its first pair, or NONE */
+	size_t from;		/* this record: the group it was split from */
 };
 
 /* The pass: the record being hashed and every pair's state. */
@@ -29,11 +44,20 @@ struct pass {
 	struct nbx_str self;
 	struct pair *pairs;
 	size_t npairs;
+	struct grp *grps;
+	size_t ngrps;
 	/* record-level changes (state, audience) of this record, encoded,
-	   held until a field of the record counts for a pair */
+	   hashed for a pair only when a field of the record counts for it
+	   (changes() gives them before the fields) */
 	struct nbx_buf kept[2];
 	size_t nkept;
-	struct nbx_buf enc;
+	/* the record's field frames that count for some pair, back to back:
+	   frame f is fb[off[f] .. off[f + 1]), and bit i of its row of
+	   `words` words in `bits` says whether it counts for pair i */
+	struct nbx_buf fb;
+	size_t *off;
+	uint64_t *bits;
+	size_t nf, fcap, words;
 	int err;
 };
 
@@ -55,13 +79,6 @@ frame_change(struct nbx_buf *buf, const struct change *c)
 	return 0;
 }
 
-static void
-hash(struct pair *p, const struct nbx_buf *b)
-{
-	EVP_DigestUpdate(p->md, b->p, b->len);
-	p->changes++;
-}
-
 /* 1 if both this node and p may hold the value of field change c. */
 static int
 both_may_hold(const struct pass *x, const struct pair *p,
@@ -76,10 +93,16 @@ both_may_hold(const struct pass *x, const struct pair *p,
 }
 
 static int
+bit(const struct pass *x, size_t f, size_t i)
+{
+	return (x->bits[f * x->words + i / 64] >> (i % 64)) & 1;
+}
+
+static int
 visit_kept(struct pass *x, const struct change *c)
 {
 	int self_in = nbx_audience_has(&c->aud, x->self);
-	unsigned bit = 1u << x->nkept;
+	unsigned b = 1u << x->nkept;
 
 	if (x->nkept == 2)
 		return 0;	/* a record has one state and one audience */
@@ -91,8 +114,29 @@ visit_kept(struct pass *x, const struct change *c)
 		   it; only an audience both are in is common ground */
 		if (c->kind == CHANGE_STATE || (self_in &&
 		    nbx_audience_has(&c->aud, x->pairs[i].peer)))
-			x->pairs[i].keep |= bit;
+			x->pairs[i].keep |= b;
 	x->nkept++;
+	return 0;
+}
+
+/* Room for one more field frame's offset and row. */
+static int
+frame_room(struct pass *x)
+{
+	size_t cap;
+	size_t *off;
+	uint64_t *bits;
+
+	if (x->nf + 2 <= x->fcap)
+		return 0;
+	cap = x->fcap ? 2 * x->fcap : 64;
+	if ((off = realloc(x->off, cap * sizeof(*off))) == NULL)
+		return NBX_ENOMEM;
+	x->off = off;
+	if ((bits = realloc(x->bits, cap * x->words * sizeof(*bits))) == NULL)
+		return NBX_ENOMEM;
+	x->bits = bits;
+	x->fcap = cap;
 	return 0;
 }
 
@@ -100,27 +144,26 @@ static int
 visit_field(struct pass *x, const struct change *c)
 {
 	const struct pol_field *f = policy_field(x->pc, c->field);
-	int encoded = 0;
+	uint64_t *row;
+	int any = 0;
 
 	if (f == NULL || f->share == SHARE_LOCAL)
 		return 0;
-	for (size_t i = 0; i < x->npairs; i++) {
-		struct pair *p = &x->pairs[i];
-
-		if (!both_may_hold(x, p, f, c))
-			continue;
-		if (!encoded) {
-			x->enc.len = 0;
-			if (frame_change(&x->enc, c) != 0)
-				return x->err = NBX_EINVAL;
-			encoded = 1;
+	if (frame_room(x) != 0)
+		return x->err = NBX_ENOMEM;
+	row = &x->bits[x->nf * x->words];
+	memset(row, 0, x->words * sizeof(*row));
+	for (size_t i = 0; i < x->npairs; i++)
+		if (both_may_hold(x, &x->pairs[i], f, c)) {
+			row[i / 64] |= (uint64_t)1 << (i % 64);
+			x->pairs[i].fields++;
+			any = 1;
 		}
-		if (p->fields++ == 0)
-			for (size_t k = 0; k < x->nkept; k++)
-				if (p->keep & 1u << k)
-					hash(p, &x->kept[k]);
-		hash(p, &x->enc);
-	}
+	if (!any)
+		return 0;
+	if (frame_change(&x->fb, c) != 0)
+		return x->err = NBX_EINVAL;
+	x->off[++x->nf] = x->fb.len;
 	return 0;
 }
 
@@ -132,8 +175,6 @@ visit(void *arg, const struct change *c)
 	switch (c->kind) {
 	case CHANGE_AUDIENCE:
 	case CHANGE_STATE:
-		/* counted only if a field of the record counts: kept for now
-		   (changes() gives them before the fields) */
 		return visit_kept(x, c);
 	case CHANGE_FIELD:
 	case CHANGE_ELEM:
@@ -141,6 +182,96 @@ visit(void *arg, const struct change *c)
 	default:
 		return 0;	/* erasures and receipts are not compared */
 	}
+}
+
+/* 1 if pairs a and b are given the same bytes for this record. */
+static int
+same_share(const struct pass *x, size_t a, size_t b)
+{
+	const struct pair *pa = &x->pairs[a], *pb = &x->pairs[b];
+
+	if (pa->fields != pb->fields)
+		return 0;
+	if (pa->fields == 0)
+		return 1;	/* neither hashes anything */
+	if (pa->keep != pb->keep)
+		return 0;
+	for (size_t f = 0; f < x->nf; f++)
+		if (bit(x, f, a) != bit(x, f, b))
+			return 0;
+	return 1;
+}
+
+/*
+ * Regroups the pairs for this record: a pair whose bytes differ from
+ * those of its group's first pair moves to a group split from it this
+ * record with the same bytes, or to a new one, a copy of the context
+ * before this record.
+ */
+static int
+regroup(struct pass *x)
+{
+	size_t first_new = x->ngrps;
+
+	for (size_t g = 0; g < x->ngrps; g++)
+		x->grps[g].rep = NONE;
+	for (size_t i = 0; i < x->npairs; i++) {
+		struct pair *p = &x->pairs[i];
+		struct grp *g = &x->grps[p->grp], *h;
+		size_t k;
+
+		if (g->rep == NONE) {
+			g->rep = i;
+			continue;
+		}
+		if (same_share(x, g->rep, i))
+			continue;
+		for (k = first_new; k < x->ngrps; k++)
+			if (x->grps[k].from == p->grp &&
+			    same_share(x, x->grps[k].rep, i))
+				break;
+		if (k == x->ngrps) {
+			/* a group keeps its first pair: at most npairs */
+			h = &x->grps[x->ngrps];
+			if ((h->md = EVP_MD_CTX_new()) == NULL ||
+			    EVP_MD_CTX_copy_ex(h->md, g->md) != 1)
+				return NBX_ENOMEM;
+			h->rep = i;
+			h->from = p->grp;
+			x->ngrps++;
+		}
+		p->grp = k;
+	}
+	return 0;
+}
+
+/* Hashes the bytes of pair `rep` for this record into group g. */
+static int
+hash_share(struct pass *x, struct grp *g, size_t rep)
+{
+	const struct pair *p = &x->pairs[rep];
+	size_t f = 0, run;
+
+	if (p->fields == 0)
+		return 0;
+	for (size_t k = 0; k < x->nkept; k++)
+		if ((p->keep & 1u << k) && EVP_DigestUpdate(g->md,
+		    x->kept[k].p, x->kept[k].len) != 1)
+			return NBX_ENOMEM;
+	/* field frames in runs that count for rep: contiguous in fb */
+	while (f < x->nf) {
+		if (!bit(x, f, rep)) {
+			f++;
+			continue;
+		}
+		for (run = f; run < x->nf && bit(x, run, rep); run++)
+			;
+		if (EVP_DigestUpdate(g->md, x->fb.p + x->off[f],
+		    x->off[run] - x->off[f]) != 1)
+			return NBX_ENOMEM;
+		f = run;
+	}
+	return 0;
 }
 
 /* Hashes record r into every pair. */
@@ -151,14 +282,32 @@ pass_record(struct pass *x, const struct crdt_record *r)
 
 	x->r = r;
 	x->nkept = 0;
+	x->nf = 0;
+	x->fb.len = 0;
+	if ((rc = frame_room(x)) != 0)
+		return rc;
+	x->off[0] = 0;
 	for (size_t i = 0; i < x->npairs; i++) {
 		x->pairs[i].keep = 0;
 		x->pairs[i].fields = 0;
 	}
-	rc = crdt_record_changes(r, visit, x);
-	for (size_t i = 0; i < x->npairs; i++)
-		x->pairs[i].records += x->pairs[i].fields > 0;
-	return rc != 0 ? rc : x->err;
+	if ((rc = crdt_record_changes(r, visit, x)) != 0 ||
+	    (rc = x->err) != 0 || (rc = regroup(x)) != 0)
+		return rc;
+	for (size_t g = 0; g < x->ngrps; g++)
+		if (x->grps[g].rep != NONE &&
+		    (rc = hash_share(x, &x->grps[g], x->grps[g].rep)) != 0)
+			return rc;
+	for (size_t i = 0; i < x->npairs; i++) {
+		struct pair *p = &x->pairs[i];
+
+		if (p->fields > 0) {
+			p->records++;
+			p->changes += p->fields +
+			    (uint64_t)__builtin_popcount(p->keep);
+		}
+	}
+	return 0;
 }
 
 static int
@@ -200,33 +349,47 @@ store_pair_digests(struct store *st, const struct policy *pol,
 
 	memset(&x, 0, sizeof(x));
 	x.self = nbx_str_c(st->node_id);
-	if ((x.pairs = calloc(npeers ? npeers : 1, sizeof(*x.pairs))) == NULL)
-		return NBX_ENOMEM;
 	x.npairs = npeers;
-	nbx_buf_init(&x.enc, NBX_CHANGE_MAX + 4);
+	x.words = (npeers + 63) / 64;
+	x.pairs = calloc(npeers ? npeers : 1, sizeof(*x.pairs));
+	x.grps = calloc(npeers ? npeers : 1, sizeof(*x.grps));
+	nbx_buf_init(&x.fb, FRAMES_MAX);
 	nbx_buf_init(&x.kept[0], NBX_CHANGE_MAX + 4);
 	nbx_buf_init(&x.kept[1], NBX_CHANGE_MAX + 4);
-	for (size_t i = 0; i < npeers && rc == 0; i++) {
-		x.pairs[i].peer = peers[i];
-		if ((x.pairs[i].md = EVP_MD_CTX_new()) == NULL ||
-		    EVP_DigestInit_ex(x.pairs[i].md, EVP_sha256(), NULL) != 1)
+	if (x.pairs == NULL || x.grps == NULL)
+		rc = NBX_ENOMEM;
+	for (size_t i = 0; i < npeers && rc == 0; i++)
+		x.pairs[i].peer = peers[i];	/* all in group 0 */
+	if (rc == 0 && npeers > 0) {
+		x.ngrps = 1;
+		if ((x.grps[0].md = EVP_MD_CTX_new()) == NULL ||
+		    EVP_DigestInit_ex(x.grps[0].md, EVP_sha256(), NULL) != 1)
 			rc = NBX_ENOMEM;
 	}
-	if (rc == 0)
+	if (rc == 0 && npeers > 0)
 		rc = pass_run(st, pol, &x);
-	for (size_t i = 0; i < npeers; i++) {
+	for (size_t g = 0; g < x.ngrps; g++) {
 		unsigned int mdlen = 32;
+		uint8_t d[32];
 
-		memset(&out[i], 0, sizeof(out[i]));
-		if (rc == 0 && EVP_DigestFinal_ex(x.pairs[i].md, out[i].digest,
-		    &mdlen) != 1)
+		if (rc == 0 && EVP_DigestFinal_ex(x.grps[g].md, d, &mdlen) != 1)
 			rc = NBX_ENOMEM;
+		for (size_t i = 0; rc == 0 && i < npeers; i++)
+			if (x.pairs[i].grp == g)
+				memcpy(out[i].digest, d, 32);
+		EVP_MD_CTX_free(x.grps[g].md);
+	}
+	for (size_t i = 0; i < npeers; i++) {
+		if (rc != 0)
+			memset(out[i].digest, 0, 32);
 		out[i].records = x.pairs[i].records;
 		out[i].changes = x.pairs[i].changes;
-		EVP_MD_CTX_free(x.pairs[i].md);
 	}
 	free(x.pairs);
-	nbx_buf_fini(&x.enc);
+	free(x.grps);
+	free(x.off);
+	free(x.bits);
+	nbx_buf_fini(&x.fb);
 	nbx_buf_fini(&x.kept[0]);
 	nbx_buf_fini(&x.kept[1]);
 	return rc;

@@ -422,6 +422,98 @@ Test(store, pair_digests_of_several_peers_equal_each_alone)
 	test_rmdir(d1);
 }
 
+/*
+ * Property: the digests of many peers in one pass (the peers share a
+ * hash context while their bytes agree, verify.c) equal each peer's
+ * digest alone, with records and changes counted alike.  Seeded: records
+ * of region fields and set elements, some with an audience of this node
+ * and up to 15 of 50 peers and audience fields, some with an audience
+ * without this node; 20 more peers in no audience (70: more than one word
+ * of pair bits, and peers that must agree); the audience
+ * records interleave with plain ones, so groups split and split again.
+ */
+Test(store, pair_digests_grouped_equal_alone_property)
+{
+	enum { NPEERS = 70, INAUD = 50, NREC = 80 };	/* p50-p69: none */
+	unsigned seed = test_seed();
+	uint64_t rng = (uint64_t)seed * 2654435761u + 1;
+	char *d1 = test_tmpdir();
+	struct policy *pol = test_policy();
+	struct store *a = open_store(d1, "ee", 0);
+	char ids[NPEERS][8], rid[NREC][16], val[NREC][24], el[NREC][3][8];
+	struct nbx_str peers[NPEERS];
+	struct store_digest all[NPEERS];
+	struct store_outcome out[8];
+	struct change c[8];
+	int differ = 0, agree = 0;
+
+	fprintf(stderr, "property pair_digests_grouped: seed=%u "
+	    "(replay with NBX_SEED=%u)\n", seed, seed);
+	for (int i = 0; i < NPEERS; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "p%02d", i);
+		peers[i] = nbx_str_c(ids[i]);
+	}
+	for (int r = 0; r < NREC; r++) {
+		size_t n = 0;
+		unsigned kind = (unsigned)(test_xorshift(&rng) % 3);
+
+		snprintf(rid[r], sizeof(rid[r]), "ee:%d", r);
+		snprintf(val[r], sizeof(val[r]), "v%llu",
+		    (unsigned long long)(test_xorshift(&rng) % 1000));
+		if (kind != 0) {	/* an audience: 1 (with ee) or 2 (without) */
+			c[n] = test_change(CHANGE_AUDIENCE, rid[r], NULL);
+			if (kind == 1)
+				c[n].aud.ids[c[n].aud.n++] = nbx_str_c("ee");
+			for (unsigned k = test_xorshift(&rng) % 16; k > 0; k--)
+				c[n].aud.ids[c[n].aud.n++] =
+				    peers[test_xorshift(&rng) % INAUD];
+			if (c[n].aud.n == 0)
+				c[n].aud.ids[c[n].aud.n++] = peers[0];
+			n++;
+			/* with or without an audience field: the audience
+			   alone then tells its members from the rest */
+			if (kind == 1 && test_xorshift(&rng) % 2)
+				c[n++] = test_str(rid[r], "secret", val[r]);
+		}
+		c[n++] = test_str(rid[r], "name", val[r]);
+		for (int k = 0; k < 3; k++)
+			if (test_xorshift(&rng) % 2) {
+				snprintf(el[r][k], sizeof(el[r][k]), "e%d", k);
+				c[n] = test_change(CHANGE_ELEM, rid[r], "tags");
+				c[n].elem = nbx_str_c(el[r][k]);
+				c[n].val.t = NBX_V_BOOL;
+				c[n++].val.i = 1;
+			}
+		cr_assert_eq(store_apply(a, pol, c, n, (struct nbx_str){ 0 },
+		    NULL, NOW + (uint64_t)r, 0, out), 0, "seed %u record %d: %s",
+		    seed, r, store_last_error(a));
+	}
+	cr_assert_eq(store_pair_digests(a, pol, peers, NPEERS, all), 0);
+	for (int i = 0; i < NPEERS; i++) {
+		uint8_t one[32];
+		uint64_t nr, nc;
+
+		cr_assert_eq(store_pair_digest(a, pol, peers[i], one, &nr, &nc),
+		    0);
+		cr_assert_eq(memcmp(one, all[i].digest, 32), 0,
+		    "seed %u: peer %s's digest differs from its own alone",
+		    seed, ids[i]);
+		cr_assert_eq(all[i].records, nr, "seed %u peer %s", seed, ids[i]);
+		cr_assert_eq(all[i].changes, nc, "seed %u peer %s", seed, ids[i]);
+		/* against the last peer, in no audience */
+		if (memcmp(all[i].digest, all[NPEERS - 1].digest, 32) != 0)
+			differ++;
+		else if (i >= INAUD && i < NPEERS - 1)
+			agree++;
+	}
+	cr_assert_gt(differ, 0, "seed %u: no two peers told apart", seed);
+	cr_assert_eq(agree, NPEERS - INAUD - 1,
+	    "seed %u: peers in no audience must agree", seed);
+	store_close(a);
+	policy_free(pol);
+	test_rmdir(d1);
+}
+
 /* A change refused for clock drift alone is applied once time catches up. */
 Test(store, drifted_change_is_deferred_not_lost)
 {
