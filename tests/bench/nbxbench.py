@@ -543,38 +543,57 @@ def cmd_heal(argv):
             tot += int(fs[11]) + int(fs[12])        # utime, stime
         return tot / os.sysconf("SC_CLK_TCK")
 
-    def changes_in(st):
-        return sum(p["changes_in"] for n in names for p in st[n]["peers"])
-
-    def status_all(slow):
-        st = {}
-        for n in names:
-            c0 = now()
-            st[n] = ctls[n].call({"cmd": "status"})
-            slow[n] = max(slow.get(n, 0.0), now() - c0)
-        return st
-
-    in0 = changes_in(status_all({}))
+    in0 = sum(p["changes_in"] for n in names
+              for p in ctls[n].call({"cmd": "status"})["peers"])
     cpu0 = cpu_s()
     slow = {}
+    # each node watched by a thread of its own, as an operator would
+    # watch each node: a round of status calls one node after another
+    # takes seconds while the loops are busy, and would time its slowest
+    # answers, not the heal
+    first = {}              # node -> (links up, all records), seconds
+    at_records = {}         # node -> its changes_in when it had them all
+    done = []
+    lock = threading.Lock()
+
+    def watch(n):
+        t_l = t_r = None
+        while t_l is None or t_r is None:
+            if now() - t0 > timeout:
+                break
+            c0 = now()
+            st = ctls[n].call({"cmd": "status"})
+            slow[n] = max(slow.get(n, 0.0), now() - c0)
+            t = now() - t0
+            if t_l is None and sum(p["state"] == "up"
+                                   for p in st["peers"]) == len(names) - 1:
+                t_l = t
+            if t_r is None and st["node"]["records"] >= expect:
+                t_r = t
+                with lock:
+                    at_records[n] = sum(p["changes_in"] for p in st["peers"])
+                    done.append(n)
+                    if len(done) == len(names):
+                        at_records["cpu"] = cpu_s()
+                        at_records["slow"] = dict(slow)
+            time.sleep(0.01)
+        first[n] = (t_l, t_r)
+
+    ths = [threading.Thread(target=watch, args=(n,)) for n in names]
     t0 = now()
     proxy_cmd(int(o["proxy"]), ["set", o["link"], "pass"])
-    t_links = t_records = None
-    while t_links is None or t_records is None:
-        if now() - t0 > timeout:
-            raise SystemExit("nbxbench heal: not converged within %d s "
-                             "(links %s, records %s)" % (timeout, t_links, t_records))
-        st = status_all(slow)
-        t = now() - t0
-        if t_links is None and all(
-                sum(p["state"] == "up" for p in st[n]["peers"]) == len(names) - 1
-                for n in names):
-            t_links = t
-        if t_records is None and all(st[n]["node"]["records"] >= expect
-                                     for n in names):
-            t_records = t
-            cpu1, in1, slow1 = cpu_s(), changes_in(st), dict(slow)
-        time.sleep(0.01)
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    if any(first[n][0] is None or first[n][1] is None for n in names):
+        raise SystemExit("nbxbench heal: not converged within %d s (%s)" % (
+            timeout, " ".join("%s: links %s, records %s" % (n, first[n][0],
+                              first[n][1]) for n in names)))
+    t_links = max(first[n][0] for n in names)
+    t_records = max(first[n][1] for n in names)
+    cpu1, slow1 = at_records["cpu"], at_records["slow"]
+    in1 = sum(at_records[n] for n in names)
     # every pair, both ends: equal digests.  A round asks every node for
     # its digest with each peer (the nodes in parallel, one thread each,
     # as operators would run `nbxctl verify` on each node); a round that

@@ -346,7 +346,8 @@ in_sync() {
 # half imports CONV_WRITES records (spread over its nodes) and replicates
 # them inside the half; then nbxbench.py heals (proxy "pass") and times,
 # from the heal: every peer up again, every node holding every record
-# (`status`, polled every 10 ms), and every pair's `verify` digests equal
+# (`status`, each node polled every 10 ms by a thread of its own), and
+# every pair's `verify` digests equal
 # on both ends (the end of the first round of verify calls over all pairs,
 # the nodes asked in parallel, that finds them all equal).  The bench
 # config's reconnect backoff (100 ms doubling to 1 s, jitter x0.5-1.5)
@@ -693,11 +694,14 @@ convergence (6): nbx only (PostgreSQL has no multi-master merge).  Cross
   links through tests/tools/flakyproxy.py, cut (RST, new connections
   refused) during the writes; links inside a half direct.  Times from the
   proxy's "pass": every peer up again (the nodes' reconnect backoff: bench
-  config 100 ms doubling to 1 s), every node holding all records, and the
+  config 100 ms doubling to 1 s; a link that comes up makes the others
+  dial within 250 ms), every node holding all records (each node's
+  \`status\` polled by a thread of its own every 10 ms; the latest node's
+  first sight of each), and the
   end of the first round of \`verify\` on both ends of every pair that
   found every pair equal (every node asked for its digest with each peer,
   the nodes in parallel).  verify round: that round's own time, and a
-  second one once the nodes are quiet.  From the heal until every node
+  second one once the nodes are quiet.  From the heal until each node
   held every record: the changes all nodes received (status changes_in;
   per record delivered, i.e. per node x writes per side), the CPU time
   of all nbxd, and the slowest reply to \`status\` polled on every node
