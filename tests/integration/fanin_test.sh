@@ -12,11 +12,8 @@
 N=${FANIN_RECORDS:-15000}
 NODES="ee lv fi lt"
 nbx_ca
-i=0
-for n in $NODES; do
-	i=$((i + 1))
-	nbx_node "$n" $i
-done
+# shellcheck disable=SC2086
+nbx_nodes $NODES
 for a in $NODES; do
 	for b in $NODES; do
 		[ "$a" = "$b" ] || nbx_peer "$a" "$b"

@@ -103,6 +103,15 @@ batch_bytes = ${BATCH_BYTES:-262144}
 CONF
 }
 
+# nbx_nodes NAME...: nbx_node for each, numbered 1, 2, ... in order
+nbx_nodes() {
+	_i=0
+	for _n in "$@"; do
+		_i=$((_i + 1))
+		nbx_node "$_n" $_i
+	done
+}
+
 # nbx_peer NAME PEER: a static peer entry in NAME's config
 nbx_peer() {
 	cat >>"$T/$1/nbx.conf" <<CONF

@@ -66,12 +66,9 @@ DEAD_MS=${DEAD_MS:-2000}
 export BATCH_BYTES PING_MS DEAD_MS
 
 nbx_ca
-i=0
 routes=""
-for n in $NODES; do
-	i=$((i + 1))
-	nbx_node "$n" $i
-done
+# shellcheck disable=SC2086
+nbx_nodes $NODES
 for a in $NODES; do
 	for b in $NODES; do
 		[ "$a" = "$b" ] && continue
