@@ -29,8 +29,8 @@
 #define NODE_RETENTION_EVERY_MS	(3600 * 1000)
 #define CONN_WQ_MAX		(8u << 20)	/* bytes queued in libuv */
 #define CONN_READ_CHUNK		(64u << 10)
-#define NODE_RX_TURN		(1u << 20)	/* bytes received per loop turn */
-#define NODE_PUMP_TURN		2	/* batches made per loop turn */
+#define NODE_RX_TURN		(512u << 10)	/* bytes received per loop turn */
+#define NODE_PUMP_TURN		1	/* batches made per loop turn */
 #define CONN_STABLE_MS		10000	/* a session this old resets backoff */
 #define CONN_REDIAL_MS		250	/* a link up: the others dial this soon */
 #define CONN_REDIAL_EVERY_MS	1000	/* ... at most this often */
