@@ -234,8 +234,11 @@ regroup(struct pass *x)
 			/* a group keeps its first pair: at most npairs */
 			h = &x->grps[x->ngrps];
 			if ((h->md = EVP_MD_CTX_new()) == NULL ||
-			    EVP_MD_CTX_copy_ex(h->md, g->md) != 1)
+			    EVP_MD_CTX_copy_ex(h->md, g->md) != 1) {
+				EVP_MD_CTX_free(h->md);
+				h->md = NULL;
 				return NBX_ENOMEM;
+			}
 			h->rep = i;
 			h->from = p->grp;
 			x->ngrps++;
