@@ -234,16 +234,6 @@ on_retention(uv_timer_t *t)
 /* Pumping, timer, signals                                             */
 /* ------------------------------------------------------------------ */
 
-static unsigned
-count_conns(const struct node *n)
-{
-	unsigned k = 0;
-
-	for (const struct conn *c = n->conns; c; c = c->next)
-		k++;
-	return k;
-}
-
 /*
  * Lets every established session stream what the log gained.  Each
  * session makes at most one batch per call (sopts.pump_batches), a loop
@@ -255,21 +245,20 @@ count_conns(const struct node *n)
 static void
 pump_all(struct node *n)
 {
+	unsigned i = 0, first = n->pump_rr;
+
 	if (n->pumping)
 		return;		/* a pump in progress will see the new entries */
 	n->pumping = 1;
 	/* from session pump_rr to the last, then from the first */
 	for (unsigned k = 0; k < 2; k++) {
-		unsigned i = 0, first = n->pump_rr;
-
+		i = 0;
 		for (struct conn *c = n->conns; c; c = c->next, i++)
 			if ((k == 0) == (i >= first) &&
 			    c->state == CONN_ESTABLISHED)
 				conn__flush(c);
 	}
-	n->pump_rr++;
-	if (n->pump_rr >= count_conns(n))
-		n->pump_rr = 0;
+	n->pump_rr = first + 1 < i ? first + 1 : 0;	/* i: the sessions */
 	n->pumping = 0;
 }
 

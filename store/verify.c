@@ -356,12 +356,15 @@ store_pair_digests(struct store *st, const struct policy *pol,
 	x.words = (npeers + 63) / 64;
 	x.pairs = calloc(npeers ? npeers : 1, sizeof(*x.pairs));
 	x.grps = calloc(npeers ? npeers : 1, sizeof(*x.grps));
+	if (x.pairs == NULL || x.grps == NULL) {
+		free(x.pairs);
+		free(x.grps);
+		return NBX_ENOMEM;
+	}
 	nbx_buf_init(&x.fb, FRAMES_MAX);
 	nbx_buf_init(&x.kept[0], NBX_CHANGE_MAX + 4);
 	nbx_buf_init(&x.kept[1], NBX_CHANGE_MAX + 4);
-	if (x.pairs == NULL || x.grps == NULL)
-		rc = NBX_ENOMEM;
-	for (size_t i = 0; i < npeers && rc == 0; i++)
+	for (size_t i = 0; i < npeers; i++)
 		x.pairs[i].peer = peers[i];	/* all in group 0 */
 	if (rc == 0 && npeers > 0) {
 		x.ngrps = 1;
