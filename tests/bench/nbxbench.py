@@ -70,6 +70,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 import flakyproxy  # noqa: E402
 
 POLL_S = 0.002          # how often the peer / subscriber is polled
+QUIET_S = 0.5           # heal: a node that received nothing this long is quiet
 BATCH_S = 0.010         # one write batch per 10 ms
 
 
@@ -121,6 +122,7 @@ class Ctl:
     def __init__(self, path):
         self.s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.s.connect(path)
+        self.path = path
         self.buf = b""
 
     def call(self, req, timeout=600):
@@ -553,39 +555,56 @@ def cmd_heal(argv):
     # answers, not the heal
     first = {}              # node -> (links up, all records), seconds
     at_records = {}         # node -> its changes_in when it had them all
+    # node -> (the last time its changes_in moved, changes_in then): the
+    # streams go on after every node holds every record, with copies of
+    # records the receiver already holds (README, Performance), so each
+    # watcher goes on until its node has received nothing for QUIET_S
+    quiet = {}
+    seen = {n: threading.Event() for n in names}     # first[n] is known
     done = []
     lock = threading.Lock()
 
     def watch(n):
-        t_l = t_r = None
-        while t_l is None or t_r is None:
-            if now() - t0 > timeout:
-                break
+        t_l = t_r = t_move = last_in = None
+        ctl = Ctl(ctls[n].path)     # its own: verify runs meanwhile
+        while now() - t0 <= timeout:
             c0 = now()
-            st = ctls[n].call({"cmd": "status"})
+            st = ctl.call({"cmd": "status"})
             slow[n] = max(slow.get(n, 0.0), now() - c0)
             t = now() - t0
+            cin = sum(p["changes_in"] for p in st["peers"])
+            if cin != last_in:
+                last_in, t_move = cin, t
             if t_l is None and sum(p["state"] == "up"
                                    for p in st["peers"]) == len(names) - 1:
                 t_l = t
             if t_r is None and st["node"]["records"] >= expect:
                 t_r = t
                 with lock:
-                    at_records[n] = sum(p["changes_in"] for p in st["peers"])
+                    at_records[n] = cin
                     done.append(n)
                     if len(done) == len(names):
                         at_records["cpu"] = cpu_s()
                         at_records["slow"] = dict(slow)
+            if t_l is not None and t_r is not None:
+                if not seen[n].is_set():
+                    first[n] = (t_l, t_r)
+                    seen[n].set()
+                if t - t_move >= QUIET_S:
+                    break
             time.sleep(0.01)
-        first[n] = (t_l, t_r)
+        ctl.close()
+        first.setdefault(n, (t_l, t_r))
+        quiet[n] = (t_move, last_in)
+        seen[n].set()
 
     ths = [threading.Thread(target=watch, args=(n,)) for n in names]
     t0 = now()
     proxy_cmd(int(o["proxy"]), ["set", o["link"], "pass"])
     for th in ths:
         th.start()
-    for th in ths:
-        th.join()
+    for n in names:
+        seen[n].wait()
     if any(first[n][0] is None or first[n][1] is None for n in names):
         raise SystemExit("nbxbench heal: not converged within %d s (%s)" % (
             timeout, " ".join("%s: links %s, records %s" % (n, first[n][0],
@@ -633,6 +652,11 @@ def cmd_heal(argv):
             raise SystemExit("nbxbench heal: verify digests still differ "
                              "after %d s" % timeout)
         time.sleep(0.05)
+    for th in ths:
+        th.join()
+    quiet_s = max(quiet[n][0] for n in names)
+    in_quiet = sum(quiet[n][1] for n in names) - in0
+    cpu_quiet = cpu_s() - cpu0
     # the same round again once the nodes are quiet: what a round costs
     # by itself
     time.sleep(1)
@@ -649,6 +673,9 @@ def cmd_heal(argv):
                       "verify_rounds": rounds, "pairs": len(pairs),
                       "cpu_s": round(cpu1 - cpu0, 2),
                       "changes_in": in1 - in0,
+                      "quiet_s": round(quiet_s, 3),
+                      "changes_in_quiet": in_quiet,
+                      "cpu_quiet_s": round(cpu_quiet, 2),
                       "status_max_ms": {n: round(v * 1000, 1)
                                         for n, v in sorted(slow1.items())},
                       "records": recs}))

@@ -647,13 +647,15 @@ if conv:
     print()
     table(["6.  heal after a split", "links up", "all records everywhere",
            "all verify digests equal", "verify round", "changes received",
-           "nbxd CPU", "slowest status", "dead links"],
+           "nbxd CPU", "until quiet", "slowest status", "dead links"],
           [[f"{k} nodes, {k // 2} | {k // 2}, {conv_writes:,.0f} writes per side",
             f"{d['links_s']:.2f} s", f"{d['records_s']:.2f} s", f"{d['verify_s']:.2f} s",
             f"{d['verify_round_s']:.2f} s ({d['pairs']} pairs; quiet "
             f"{d['verify_quiet_round_s']:.2f} s)",
             f"{d['changes_in']:,} ({d['changes_in'] / (k * conv_writes):.1f}/record)",
             f"{d['cpu_s']:.1f} s",
+            f"{d['quiet_s']:.2f} s, {d['changes_in_quiet'] / (k * conv_writes):.1f}/record, "
+            f"CPU {d['cpu_quiet_s']:.1f} s",
             f"{max(d['status_max_ms'].values()):,.0f} ms",
             str(ex.get(("convdead", str(k)), "-"))] for k, d in conv])
 
@@ -704,7 +706,9 @@ convergence (6): nbx only (PostgreSQL has no multi-master merge).  Cross
   second one once the nodes are quiet.  From the heal until each node
   held every record: the changes all nodes received (status changes_in;
   per record delivered, i.e. per node x writes per side), the CPU time
-  of all nbxd, and the slowest reply to \`status\` polled on every node
+  of all nbxd; until quiet: when the last change was received (no node
+  received one for 0.5 s after it), the changes received and the CPU
+  time from the heal until then; the slowest reply to \`status\` polled on every node
   (nbxd answers it from the loop that serves its peers: a long reply is a
   busy or blocked loop).  dead links: "dead link" disconnects in the
   nodes' logs (bench config: 3 s without a byte).
