@@ -685,6 +685,8 @@ store_rtxn_end(struct store_rtxn *t)
 {
 	if (t == NULL)
 		return;
+	if (t->log != NULL)
+		mdb_cursor_close(t->log);
 	mdb_txn_abort(t->txn);
 	t->st->rtxns--;
 	free(t);
@@ -779,27 +781,38 @@ store_erasure_next(struct store_rtxn *t, struct nbx_str after_coll,
 	return store__rec_key_split(&k, coll, id);
 }
 
+/*
+ * A scan calls this with after = the seq it was given last: the cursor
+ * kept in t then steps to the next entry instead of searching the tree.
+ */
 int
 store_log_next(struct store_rtxn *t, uint64_t after, uint64_t *seq,
     struct nbx_str *coll, struct nbx_str *id)
 {
 	uint8_t kb[8];
-	MDB_cursor *cu;
 	MDB_val k = { 8, kb }, d;
 	int rc;
 
 	if (after == UINT64_MAX)
 		return NBX_ENOTFOUND;
-	store__be64_put(kb, after + 1);
-	if ((rc = mdb_cursor_open(t->txn, t->st->dbi[DB_LOG], &cu)) != 0)
+	if (t->log == NULL &&
+	    (rc = mdb_cursor_open(t->txn, t->st->dbi[DB_LOG], &t->log)) != 0) {
+		t->log = NULL;
 		return store__mdb_code(t->st, rc, "cursor");
-	rc = mdb_cursor_get(cu, &k, &d, MDB_SET_RANGE);
-	mdb_cursor_close(cu);
+	}
+	if (t->log_at != 0 && t->log_at == after)
+		rc = mdb_cursor_get(t->log, &k, &d, MDB_NEXT);
+	else {
+		store__be64_put(kb, after + 1);
+		rc = mdb_cursor_get(t->log, &k, &d, MDB_SET_RANGE);
+	}
+	t->log_at = 0;
 	if (rc != 0)
 		return store__mdb_code(t->st, rc, "next log entry");
 	if (k.mv_size != 8 || store__rec_key_split(&d, coll, id) != 0)
 		return NBX_EMALFORMED;
 	*seq = store__be64_get(k.mv_data);
+	t->log_at = *seq;
 	return 0;
 }
 

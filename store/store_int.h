@@ -66,6 +66,8 @@ struct store {
 struct store_rtxn {
 	struct store *st;
 	MDB_txn *txn;
+	MDB_cursor *log;	/* store_log_next's, opened on first use */
+	uint64_t log_at;	/* the seq it stands on, 0 if none */
 };
 
 /* Records a message for store_last_error and returns code. */

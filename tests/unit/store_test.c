@@ -165,6 +165,85 @@ Test(store, noop_merge_gets_no_seq_and_log_holds_latest)
 	test_rmdir(dir);
 }
 
+/* store_log_next(after) in a read transaction of its own: the reference. */
+static int
+log_next_alone(struct store *st, uint64_t after, uint64_t *seq)
+{
+	struct store_rtxn *t;
+	struct nbx_str coll, id;
+	int rc;
+
+	cr_assert_eq(store_rtxn_begin(st, &t), 0);
+	rc = store_log_next(t, after, seq, &coll, &id);
+	store_rtxn_end(t);
+	return rc;
+}
+
+/*
+ * One read transaction keeps a log cursor: a call with the seq it just
+ * gave steps, any other searches.  Both must give what a fresh
+ * transaction gives, in any order of calls, over a log with gaps.
+ */
+Test(store, log_next_in_one_transaction_equals_each_alone)
+{
+	char *dir = test_tmpdir();
+	struct policy *pol = test_policy();
+	struct store *st = open_store(dir, "ee", 0);
+	struct store_outcome out;
+	struct store_rtxn *t;
+	struct nbx_str coll, id;
+	uint64_t last = 0, want, got;
+	/* jumps back, repeats, steps from a gap, runs off the end */
+	uint64_t afters[] = { 0, 0, 3, 3, 1, 12, 5, 2, 0, 11, 20, 4 };
+	char idb[16];
+
+	for (int i = 0; i < 12; i++) {
+		/* ee:0..ee:7, then ee:1, ee:3, ee:5, ee:6 again: gaps */
+		int r = i < 8 ? i : (int[]){ 1, 3, 5, 6 }[i - 8];
+		struct change c;
+
+		snprintf(idb, sizeof(idb), "ee:%d", r);
+		c = test_str(idb, "name", i < 8 ? "first" : "second");
+		cr_assert_eq(store_apply(st, pol, &c, 1, (struct nbx_str){ 0 },
+		    NULL, NOW + (uint64_t)i, 0, &out), 0);
+		cr_assert_eq(out.status, STORE_APPLIED);
+		last = out.seq;
+	}
+	cr_assert_eq(last, 12);
+	cr_assert_eq(store_rtxn_begin(st, &t), 0);
+	/* a whole scan, each call from the seq the one before gave */
+	for (uint64_t at = 0, n = 0;; n++) {
+		int ra = log_next_alone(st, at, &want);
+		int rb = store_log_next(t, at, &got, &coll, &id);
+
+		cr_assert_eq(rb, ra, "scan step %llu", (unsigned long long)n);
+		if (ra != 0)
+			break;
+		cr_assert_eq(got, want);
+		at = got;
+	}
+	for (size_t i = 0; i < sizeof(afters) / sizeof(afters[0]); i++) {
+		int ra = log_next_alone(st, afters[i], &want);
+		int rb = store_log_next(t, afters[i], &got, &coll, &id);
+
+		cr_assert_eq(rb, ra, "after %llu: %d, alone %d", (unsigned long long)afters[i], rb, ra);
+		if (ra == 0) {
+			cr_assert_eq(got, want, "after %llu",
+			    (unsigned long long)afters[i]);
+			/* and a step from there */
+			ra = log_next_alone(st, got, &want);
+			rb = store_log_next(t, got, &got, &coll, &id);
+			cr_assert_eq(rb, ra);
+			if (ra == 0)
+				cr_assert_eq(got, want);
+		}
+	}
+	store_rtxn_end(t);
+	store_close(st);
+	policy_free(pol);
+	test_rmdir(dir);
+}
+
 Test(store, map_grows_from_tiny_initial_map)
 {
 	char *dir = test_tmpdir();
