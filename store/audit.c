@@ -3,9 +3,16 @@
  * and versions, never values) of which record, and when.  It answers
  * "who received this person's data" and tells erasure where to go.
  *
- *   audit      aseq (u64 BE) -> [time, peer, coll, id,
- *                                [[kind, field, elem, hlc, origin], ...]]
+ *   audit      aseq (u64 BE) -> [time, peer, coll, id, items,
+ *                                base_hlc, base_origin]
  *   disclosed  coll \0 id \0 peer -> time of the last disclosure (u64 BE)
+ *
+ * An item is [kind, field, elem, hlc, origin], or, for a version with an
+ * empty elem made by base_origin at base_hlc or later, [kind, field, d]
+ * with hlc = base_hlc + d.  The changes of a record written at once
+ * (an import) are one node's, a few clock ticks apart: about 11 bytes
+ * an item instead of 25.  Entries written before format 3 have five
+ * members and only full items; they are read as they are.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -26,12 +33,26 @@ struct disclose_args {
 	size_t nrec, rec_cap;
 };
 
+/* The oldest hlc among x->rec's versions made by the first one's origin. */
+static uint64_t
+base_hlc(const struct disclose_args *x)
+{
+	uint64_t h = x->rec[0].hlc;
+
+	for (size_t i = 1; i < x->nrec; i++)
+		if (x->rec[i].hlc < h &&
+		    nbx_str_eq(x->rec[i].origin, x->rec[0].origin))
+			h = x->rec[i].hlc;
+	return h;
+}
+
 /* The audit entry and "disclosed" key of the record in x->rec. */
 static int
 put_entry(MDB_txn *txn, struct disclose_args *x, uint64_t aseq)
 {
 	struct store *st = x->st;
 	const struct change *c0 = &x->rec[0];
+	uint64_t base = base_hlc(x);
 	struct mpwrite w;
 	uint8_t kb[8], key[KEY_MAX + 1 + NBX_ID_MAX], tb[8];
 	MDB_val k = { 8, kb }, d;
@@ -40,7 +61,7 @@ put_entry(MDB_txn *txn, struct disclose_args *x, uint64_t aseq)
 
 	x->b.len = 0;
 	mpwrite_init(&w, &x->b);
-	mpwrite_array(&w, 5);
+	mpwrite_array(&w, 7);
 	mpwrite_uint(&w, x->now_ms);
 	mpwrite_str(&w, x->peer);
 	mpwrite_str(&w, c0->coll);
@@ -49,6 +70,14 @@ put_entry(MDB_txn *txn, struct disclose_args *x, uint64_t aseq)
 	for (size_t i = 0; i < x->nrec; i++) {
 		const struct change *c = &x->rec[i];
 
+		if (c->elem.n == 0 && c->hlc >= base && c0->origin.n > 0 &&
+		    nbx_str_eq(c->origin, c0->origin)) {
+			mpwrite_array(&w, 3);
+			mpwrite_uint(&w, (uint64_t)c->kind);
+			mpwrite_str(&w, c->field);
+			mpwrite_uint(&w, c->hlc - base);
+			continue;
+		}
 		mpwrite_array(&w, 5);
 		mpwrite_uint(&w, (uint64_t)c->kind);
 		mpwrite_str(&w, c->field);
@@ -56,6 +85,8 @@ put_entry(MDB_txn *txn, struct disclose_args *x, uint64_t aseq)
 		mpwrite_uint(&w, c->hlc);
 		mpwrite_str(&w, c->origin);
 	}
+	mpwrite_uint(&w, base);
+	mpwrite_str(&w, c0->origin);
 	if (w.err != 0)
 		return w.err;
 	store__be64_put(kb, aseq);
@@ -251,6 +282,8 @@ store_audit_next(struct store_rtxn *t, uint64_t after,
 	MDB_val k = { 8, kb }, d;
 	msgpack_unpacked u;
 	const msgpack_object *e, *items;
+	struct nbx_str base_origin = { NULL, 0 };
+	uint64_t base = 0;
 	size_t off = 0;
 	int rc;
 
@@ -269,7 +302,7 @@ store_audit_next(struct store_rtxn *t, uint64_t after,
 	rc = NBX_EMALFORMED;
 	if (msgpack_unpack_next(&u, d.mv_data, d.mv_size, &off) !=
 	    MSGPACK_UNPACK_SUCCESS || u.data.type != MSGPACK_OBJECT_ARRAY ||
-	    u.data.via.array.size != 5)
+	    (u.data.via.array.size != 5 && u.data.via.array.size != 7))
 		goto out;
 	e = u.data.via.array.ptr;
 	items = &e[4];
@@ -279,26 +312,40 @@ store_audit_next(struct store_rtxn *t, uint64_t after,
 	    nbx_mp_get_str(&e[3], NBX_RECID_MAX, &out->id) != 0 ||
 	    items->type != MSGPACK_OBJECT_ARRAY)
 		goto out;
+	if (u.data.via.array.size == 7 &&
+	    (nbx_mp_get_u64(&e[5], &base) != 0 ||
+	    nbx_mp_get_str(&e[6], NBX_ID_MAX, &base_origin) != 0))
+		goto out;
 	for (uint32_t i = 0; i < items->via.array.size; i++) {
 		const msgpack_object *it = &items->via.array.ptr[i];
+		const msgpack_object *f;
 		struct store_audit_item *o;
-		uint64_t kind;
+		uint64_t kind, dh;
 
 		if (out->nitems == STORE_AUDIT_FIELDS) {
 			out->more++;
 			continue;
 		}
 		o = &out->items[out->nitems];
-		if (it->type != MSGPACK_OBJECT_ARRAY ||
-		    it->via.array.size != 5 ||
-		    nbx_mp_get_u64(&it->via.array.ptr[0], &kind) != 0 ||
-		    nbx_mp_get_str(&it->via.array.ptr[1], NBX_NAME_MAX,
-		    &o->field) != 0 ||
-		    nbx_mp_get_str(&it->via.array.ptr[2], NBX_STR_MAX,
-		    &o->elem) != 0 ||
-		    nbx_mp_get_u64(&it->via.array.ptr[3], &o->hlc) != 0 ||
-		    nbx_mp_get_str(&it->via.array.ptr[4], NBX_ID_MAX,
-		    &o->origin) != 0)
+		if (it->type != MSGPACK_OBJECT_ARRAY)
+			goto out;
+		f = it->via.array.ptr;
+		if (it->via.array.size == 3 && base_origin.n > 0) {
+			/* compact: elem empty, made by base_origin */
+			if (nbx_mp_get_u64(&f[0], &kind) != 0 ||
+			    nbx_mp_get_str(&f[1], NBX_NAME_MAX, &o->field) != 0 ||
+			    nbx_mp_get_u64(&f[2], &dh) != 0 ||
+			    dh > UINT64_MAX - base)
+				goto out;
+			o->elem = (struct nbx_str){ "", 0 };
+			o->hlc = base + dh;
+			o->origin = base_origin;
+		} else if (it->via.array.size != 5 ||
+		    nbx_mp_get_u64(&f[0], &kind) != 0 ||
+		    nbx_mp_get_str(&f[1], NBX_NAME_MAX, &o->field) != 0 ||
+		    nbx_mp_get_str(&f[2], NBX_STR_MAX, &o->elem) != 0 ||
+		    nbx_mp_get_u64(&f[3], &o->hlc) != 0 ||
+		    nbx_mp_get_str(&f[4], NBX_ID_MAX, &o->origin) != 0)
 			goto out;
 		o->kind = (uint32_t)kind;
 		out->nitems++;

@@ -128,10 +128,12 @@ read_format(struct store *st, MDB_txn *txn, const char *dir)
 }
 
 /*
- * Format 1 -> 2, in the opening transaction: every record value gets its
- * log seq in front (from "logidx"), and "logidx" is emptied.  Nothing is
- * half done: a failure aborts the transaction and the store stays as it
- * was (the map must hold the larger values; nbxd says so if it cannot).
+ * Upgrades to STORE_FORMAT in the opening transaction.  From format 1
+ * every record value gets its log seq in front (from "logidx"), and
+ * "logidx" is emptied; from 2 only the number moves (store_int.h).
+ * Nothing is half done: a failure aborts the transaction and the store
+ * stays as it was (the map must hold the larger values; nbxd says so if
+ * it cannot).
  */
 static int
 upgrade(struct store *st, MDB_txn *txn, const char *dir)
@@ -142,6 +144,10 @@ upgrade(struct store *st, MDB_txn *txn, const char *dir)
 	size_t cap = 0;
 	int rc, op = MDB_FIRST;
 
+	if (st->format >= 2) {
+		rc = MDB_NOTFOUND;	/* the records are as they should be */
+		goto done;
+	}
 	if ((rc = mdb_cursor_open(txn, st->dbi[DB_RECORDS], &cu)) != 0)
 		goto out;
 	while ((rc = mdb_cursor_get(cu, &k, &d, op)) == 0) {
@@ -178,8 +184,10 @@ upgrade(struct store *st, MDB_txn *txn, const char *dir)
 	}
 	if (rc != MDB_NOTFOUND)
 		goto out;
-	if ((rc = mdb_drop(txn, st->dbi[DB_LOGIDX], 0)) != 0 ||
-	    (rc = store__meta_put_u64(txn, st->dbi[DB_META], "format",
+	if ((rc = mdb_drop(txn, st->dbi[DB_LOGIDX], 0)) != 0)
+		goto out;
+done:
+	if ((rc = store__meta_put_u64(txn, st->dbi[DB_META], "format",
 	    STORE_FORMAT)) != 0)
 		goto out;
 	st->format = STORE_FORMAT;

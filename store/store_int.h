@@ -17,8 +17,11 @@
  * index.  1 (before): the value was the encoding alone and the "logidx"
  * database mapped record keys to seqs; nbxd upgrades such a store when
  * it opens it, and read-only opens read either.  "logidx" stays, empty.
+ * 3: audit entries may also take their compact shape (audit.c); those of
+ * format 2 are read as they are, so 2 -> 3 only moves the number, and an
+ * older nbx refuses the store instead of misreading its audit.
  */
-#define STORE_FORMAT	2
+#define STORE_FORMAT	3
 #define STORE_SEQ_BYTES	8
 #define MAP_MAX		(UINT64_C(1) << 40)	/* 1 TiB: stop growing */
 #define KEY_MAX		(NBX_NAME_MAX + 1 + NBX_RECID_MAX)

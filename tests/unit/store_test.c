@@ -4,6 +4,7 @@
  */
 #include <criterion/criterion.h>
 #include <lmdb.h>
+#include <msgpack.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -950,6 +951,173 @@ Test(store, disclosure_of_a_record_with_many_changes)
 		store_rtxn_end(t);
 	}
 	store_close(st);
+	test_rmdir(dir);
+}
+
+/*
+ * Audit items come back exactly as disclosed, whichever shape each was
+ * stored in: the compact one (empty elem, the entry's origin, at or after
+ * its oldest hlc) or the full one (an elem, another origin).
+ */
+Test(store, disclosure_items_read_back_as_disclosed)
+{
+	char *dir = test_tmpdir();
+	struct store *st = open_store(dir, "ee", 0);
+	struct change c[7];
+	struct store_audit_entry e;
+	struct store_rtxn *t;
+	const uint64_t h = HLC_MAKE(NOW, 7);
+
+	c[0] = test_str("ee:1", "name", "x");
+	c[0].hlc = h + 3;		/* not the oldest: base is c[2]'s */
+	c[1] = test_str("ee:1", "city", "y");
+	c[1].hlc = h + 300000;		/* far later, one clock tick of ms */
+	c[2] = test_change(CHANGE_STATE, "ee:1", NULL);
+	c[2].hlc = h;
+	c[3] = test_change(CHANGE_ELEM, "ee:1", "tags");
+	c[3].elem = nbx_str_c("shelter");
+	c[3].hlc = h + 1;		/* an elem: full */
+	c[4] = test_str("ee:1", "phone", "z");
+	c[4].origin = nbx_str_c("lv");	/* another origin: full */
+	c[4].hlc = h - 5;
+	c[5] = test_str("ee:1", "kind", "k");
+	c[5].hlc = h + 2;
+	c[6] = test_change(CHANGE_AUDIENCE, "ee:1", NULL);
+	c[6].hlc = UINT64_MAX - 1;	/* the largest delta */
+	for (int i = 0; i < 7; i++)
+		if (c[i].origin.n == 0)
+			c[i].origin = nbx_str_c("ee");
+	cr_assert_eq(store_disclose(st, nbx_str_c("lv"), c, 7, NOW), 0);
+	cr_assert_eq(store_rtxn_begin(st, &t), 0);
+	cr_assert_eq(store_audit_next(t, 0, &e), 0);
+	cr_assert(nbx_str_eq(e.id, nbx_str_c("ee:1")));
+	cr_assert_eq(e.nitems, 7);
+	for (int i = 0; i < 7; i++) {
+		cr_assert_eq(e.items[i].kind, (uint32_t)c[i].kind, "item %d", i);
+		cr_assert(nbx_str_eq(e.items[i].field, c[i].field), "item %d", i);
+		cr_assert(nbx_str_eq(e.items[i].elem, c[i].elem), "item %d", i);
+		cr_assert_not_null(e.items[i].elem.p, "item %d", i);
+		cr_assert_eq(e.items[i].hlc, c[i].hlc, "item %d", i);
+		cr_assert(nbx_str_eq(e.items[i].origin, c[i].origin), "item %d", i);
+	}
+	cr_assert_eq(store_audit_next(t, e.aseq, &e), NBX_ENOTFOUND);
+	store_rtxn_end(t);
+	store_close(st);
+	{
+		/* as stored: compact but for the elem and lv's */
+		static const uint32_t arity[7] = { 3, 3, 3, 5, 5, 3, 3 };
+		MDB_env *env;
+		MDB_txn *txn;
+		MDB_dbi audit;
+		MDB_cursor *cu;
+		MDB_val k, d;
+		msgpack_unpacked u;
+		const msgpack_object *items;
+
+		cr_assert_eq(mdb_env_create(&env), 0);
+		cr_assert_eq(mdb_env_set_maxdbs(env, 16), 0);
+		cr_assert_eq(mdb_env_open(env, dir, MDB_RDONLY, 0600), 0);
+		cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+		cr_assert_eq(mdb_dbi_open(txn, "audit", 0, &audit), 0);
+		cr_assert_eq(mdb_cursor_open(txn, audit, &cu), 0);
+		cr_assert_eq(mdb_cursor_get(cu, &k, &d, MDB_FIRST), 0);
+		msgpack_unpacked_init(&u);
+		cr_assert_eq(msgpack_unpack_next(&u, d.mv_data, d.mv_size, NULL),
+		    MSGPACK_UNPACK_SUCCESS);
+		cr_assert_eq(u.data.via.array.size, 7);
+		cr_assert_eq(u.data.via.array.ptr[5].via.u64, h, "the oldest");
+		items = &u.data.via.array.ptr[4];
+		for (int i = 0; i < 7; i++)
+			cr_assert_eq(items->via.array.ptr[i].via.array.size,
+			    arity[i], "item %d", i);
+		msgpack_unpacked_destroy(&u);
+		mdb_cursor_close(cu);
+		mdb_txn_abort(txn);
+		mdb_env_close(env);
+	}
+	test_rmdir(dir);
+}
+
+/* Puts one raw audit entry (msgpack bytes) at aseq, and the format. */
+static void
+put_raw_audit(const char *dir, uint64_t aseq, const uint8_t *v, size_t n,
+    uint64_t format)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi audit, meta;
+	uint8_t kb[8], fb[8];
+	MDB_val k = { 8, kb }, d = { n, (void *)v }, fk = { 6, "format" },
+	    fv = { 8, fb };
+
+	for (int i = 0; i < 8; i++) {
+		kb[i] = (uint8_t)(aseq >> (56 - 8 * i));
+		fb[i] = (uint8_t)(format >> (56 - 8 * i));
+	}
+	cr_assert_eq(mdb_env_create(&env), 0);
+	cr_assert_eq(mdb_env_set_maxdbs(env, 16), 0);
+	cr_assert_eq(mdb_env_open(env, dir, 0, 0600), 0);
+	cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	cr_assert_eq(mdb_dbi_open(txn, "audit", 0, &audit), 0);
+	cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+	cr_assert_eq(mdb_put(txn, audit, &k, &d, 0), 0);
+	cr_assert_eq(mdb_put(txn, meta, &fk, &fv, 0), 0);
+	cr_assert_eq(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+/*
+ * A format 2 store's entries (five members, full items) read as they are
+ * after the upgrade to format 3; a compact item in such an entry, which
+ * has no origin to lend it, is malformed.
+ */
+Test(store, format_2_audit_entries_read_after_the_upgrade)
+{
+	char *dir = test_tmpdir();
+	struct store *st = open_store(dir, "ee", 0);
+	struct store_audit_entry e;
+	struct store_rtxn *t;
+	/* [time, "lv", "t", "ee:1", [[1, "name", "", 5, "ee"]]] */
+	static const uint8_t old[] = { 0x95, 0x07, 0xa2, 'l', 'v', 0xa1, 't',
+	    0xa4, 'e', 'e', ':', '1', 0x91, 0x95, 0x01, 0xa4, 'n', 'a', 'm',
+	    'e', 0xa0, 0x05, 0xa2, 'e', 'e' };
+	/* the same with the item compact: [1, "name", 5] */
+	static const uint8_t bad[] = { 0x95, 0x07, 0xa2, 'l', 'v', 0xa1, 't',
+	    0xa4, 'e', 'e', ':', '1', 0x91, 0x93, 0x01, 0xa4, 'n', 'a', 'm',
+	    'e', 0x05 };
+
+	store_close(st);
+	put_raw_audit(dir, 1, old, sizeof(old), 2);
+	put_raw_audit(dir, 2, bad, sizeof(bad), 2);
+	st = open_store(dir, "ee", 0);
+	cr_assert_eq(store_rtxn_begin(st, &t), 0);
+	cr_assert_eq(store_audit_next(t, 0, &e), 0);
+	cr_assert_eq(e.time_ms, 7);
+	cr_assert(nbx_str_eq(e.peer, nbx_str_c("lv")));
+	cr_assert_eq(e.nitems, 1);
+	cr_assert(nbx_str_eq(e.items[0].field, nbx_str_c("name")));
+	cr_assert_eq(e.items[0].hlc, 5);
+	cr_assert(nbx_str_eq(e.items[0].origin, nbx_str_c("ee")));
+	cr_assert_eq(store_audit_next(t, 1, &e), NBX_EMALFORMED);
+	store_rtxn_end(t);
+	store_close(st);
+	{
+		MDB_env *env;
+		MDB_txn *txn;
+		MDB_dbi meta;
+		MDB_val fk = { 6, "format" }, fv;
+
+		cr_assert_eq(mdb_env_create(&env), 0);
+		cr_assert_eq(mdb_env_set_maxdbs(env, 16), 0);
+		cr_assert_eq(mdb_env_open(env, dir, MDB_RDONLY, 0600), 0);
+		cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+		cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+		cr_assert_eq(mdb_get(txn, meta, &fk, &fv), 0);
+		cr_assert_eq(fv.mv_size, 8);
+		cr_assert_eq(((uint8_t *)fv.mv_data)[7], 3, "upgraded to 3");
+		mdb_txn_abort(txn);
+		mdb_env_close(env);
+	}
 	test_rmdir(dir);
 }
 
