@@ -16,8 +16,10 @@
 #ifndef NBX_MPREAD_H
 #define NBX_MPREAD_H
 
+#include <endian.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "change.h"
 #include "nbx_err.h"
@@ -27,12 +29,29 @@ struct mpread {
 	size_t len, off;
 };
 
-/* The big-endian unsigned integer in p[0..n), n <= 8. */
+/*
+ * The big-endian unsigned integer in p[0..n), n <= 8.  The widths
+ * msgpack uses are one load each, swapped to host order (an hlc is 8
+ * bytes in every change and version read).
+ */
 static inline uint64_t
 mpread_be(const uint8_t *p, size_t n)
 {
 	uint64_t v = 0;
+	uint32_t v4;
+	uint16_t v2;
 
+	switch (n) {
+	case 8:
+		memcpy(&v, p, 8);
+		return be64toh(v);
+	case 4:
+		memcpy(&v4, p, 4);
+		return be32toh(v4);
+	case 2:
+		memcpy(&v2, p, 2);
+		return be16toh(v2);
+	}
 	for (size_t i = 0; i < n; i++)
 		v = (v << 8) | p[i];
 	return v;

@@ -16,6 +16,7 @@
 #ifndef NBX_MPWRITE_H
 #define NBX_MPWRITE_H
 
+#include <endian.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -53,6 +54,23 @@ mpwrite__room(struct mpwrite *w, size_t n)
 static inline void
 mpwrite__be(uint8_t *p, uint64_t v, size_t n)
 {
+	uint32_t v4;
+	uint16_t v2;
+
+	switch (n) {		/* one store each (mpread_be) */
+	case 8:
+		v = htobe64(v);
+		memcpy(p, &v, 8);
+		return;
+	case 4:
+		v4 = htobe32((uint32_t)v);
+		memcpy(p, &v4, 4);
+		return;
+	case 2:
+		v2 = htobe16((uint16_t)v);
+		memcpy(p, &v2, 2);
+		return;
+	}
 	for (size_t i = n; i-- > 0; v >>= 8)
 		p[i] = (uint8_t)v;
 }
