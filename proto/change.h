@@ -206,16 +206,48 @@ const char *change_kind_name(unsigned kind);
 void nbx_hex(const uint8_t *p, size_t n, char *out);
 
 /*
- * Returns 1 if the two strings hold the same bytes.  Inline, and before
- * memcmp the cheap answers: the same slice (a record's changes built
- * from one request share their id), or a first byte that differs (names
+ * 1 if p[0..n) and q[0..n) hold the same bytes, n >= 1.  Up to 16 bytes
+ * (node ids, field and collection names, most record ids) in two loads
+ * of each side that overlap in the middle, never past n; longer ones
+ * with memcmp, whose call costs more than such a compare.
+ */
+static inline int
+nbx__mem_eq(const char *p, const char *q, uint32_t n)
+{
+	uint64_t a, b, c, d;
+	uint32_t e, f, g, h;
+
+	if (n >= 8 && n <= 16) {
+		memcpy(&a, p, 8);
+		memcpy(&b, q, 8);
+		memcpy(&c, p + n - 8, 8);
+		memcpy(&d, q + n - 8, 8);
+		return ((a ^ b) | (c ^ d)) == 0;
+	}
+	if (n >= 4 && n < 8) {
+		memcpy(&e, p, 4);
+		memcpy(&f, q, 4);
+		memcpy(&g, p + n - 4, 4);
+		memcpy(&h, q + n - 4, 4);
+		return ((e ^ f) | (g ^ h)) == 0;
+	}
+	if (n < 4)
+		return p[0] == q[0] && p[n / 2] == q[n / 2] &&
+		    p[n - 1] == q[n - 1];
+	return memcmp(p, q, n) == 0;
+}
+
+/*
+ * Returns 1 if the two strings hold the same bytes.  Inline, and the
+ * cheap answers first: the same slice (a record's changes built from
+ * one request share their id), or a first byte that differs (names
  * looked up among a schema's few).
  */
 static inline int
 nbx_str_eq(struct nbx_str a, struct nbx_str b)
 {
 	return a.n == b.n && (a.n == 0 || a.p == b.p ||
-	    (a.p[0] == b.p[0] && memcmp(a.p, b.p, a.n) == 0));
+	    (a.p[0] == b.p[0] && nbx__mem_eq(a.p, b.p, a.n)));
 }
 
 /* 1 if the two changes are to the same record (collection and id). */

@@ -783,3 +783,32 @@ Test(change, fuzz_corpus_replays_cleanly)
 	cr_assert_geq(files, 10, "only %zu corpus files", files);
 	cr_assert_geq(ok, 5, "only %zu corpus files decode", ok);
 }
+
+/*
+ * nbx_str_eq compares up to 16 bytes in overlapping loads: for every
+ * length up to 40 (either side of each load width), equal bytes are
+ * equal and one byte changed anywhere is not.  The strings sit at odd
+ * offsets of separate buffers, so neither a shared pointer nor alignment
+ * answers for the compare.
+ */
+Test(change, str_eq_sees_every_byte_at_every_length)
+{
+	char a[64], b[64];
+
+	for (uint32_t n = 1; n <= 40; n++) {
+		for (uint32_t i = 0; i < 64; i++)
+			a[i] = b[i] = (char)('a' + (i * 7 + n) % 26);
+		struct nbx_str x = { a + 3, n }, y = { b + 3, n };
+
+		cr_assert(nbx_str_eq(x, y), "n %u: equal", n);
+		for (uint32_t i = 0; i < n; i++) {
+			b[3 + i] ^= 0x20;
+			cr_assert(!nbx_str_eq(x, y), "n %u: byte %u differs", n, i);
+			b[3 + i] ^= 0x20;
+		}
+		/* bytes past the end do not count */
+		b[3 + n] ^= 0x20;
+		cr_assert(nbx_str_eq(x, y), "n %u: past the end", n);
+		b[3 + n] ^= 0x20;
+	}
+}
