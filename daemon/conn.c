@@ -19,9 +19,10 @@
 #define WRITE_CHUNK	(256u << 10)	/* plaintext per tls_conn_write */
 #define DUPLICATE	"duplicate connection"
 
+/* A write in flight: the request and the ciphertext it sends. */
 struct wreq {
 	uv_write_t req;
-	char data[];
+	uint8_t *data;		/* from tls_conn_take_buf */
 };
 
 static const char *
@@ -174,8 +175,10 @@ static void
 write_done(uv_write_t *req, int status)
 {
 	struct conn *c = req->data;
+	struct wreq *w = (struct wreq *)req;	/* req is its first member */
 
-	free(req);
+	free(w->data);
+	free(w);
 	if (status < 0 && status != UV_ECANCELED && c->state != CONN_CLOSING) {
 		conn__close(c, uv_strerror(status));
 		return;
@@ -241,21 +244,24 @@ read_backpressure(struct conn *c)
 static int
 send_tls_out(struct conn *c)
 {
-	size_t n = tls_conn_pending_out(c->tls);
 	struct wreq *w;
 	uv_buf_t b;
+	size_t n;
 	int rc;
 
-	if (n == 0 || c->state == CONN_CLOSING)
+	if (tls_conn_pending_out(c->tls) == 0 || c->state == CONN_CLOSING)
 		return 0;
-	if ((w = malloc(sizeof(*w) + n)) == NULL)
+	if ((w = malloc(sizeof(*w))) == NULL)
 		return NBX_ENOMEM;
-	n = tls_conn_take_out(c->tls, w->data, n);
+	if ((n = tls_conn_take_buf(c->tls, &w->data)) == 0) {
+		free(w);
+		return NBX_ENOMEM;
+	}
 	w->req.data = c;
-	b = uv_buf_init(w->data, (unsigned)n);
-	/* the uv_write_t is the first member: freeing it frees the data */
+	b = uv_buf_init((char *)w->data, (unsigned)n);
 	if ((rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1,
 	    write_done)) != 0) {
+		free(w->data);
 		free(w);
 		conn__close(c, uv_strerror(rc));
 		return NBX_EIO;

@@ -1,6 +1,6 @@
 /*
- * tls.c - TLS 1.3 with mutual authentication over memory BIOs.  OpenSSL
- * does the protocol; this file pins down the policy (see tls.h), checks
+ * tls.c - TLS 1.3 with mutual authentication over in-memory queues.
+ * OpenSSL does the protocol; this file pins down the policy (see tls.h), checks
  * the peer's node identity and SPKI pin inside certificate verification,
  * so a wrong peer fails the handshake itself, and translates SSL_get_error
  * and the ERR queue into NBX_* codes with a reason an operator can act on.
@@ -18,6 +18,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 
 #include "nbx_err.h"
 #include "tls.h"
@@ -36,9 +37,22 @@ enum phase {
 	PH_FAILED,	/* final; rc and err say why */
 };
 
+/*
+ * A byte queue, one for each direction of a connection: bytes [off, len)
+ * of p are waiting.  OpenSSL's memory BIO zeroes every stretch it grows
+ * into and the shell then copied its output out again; this queue only
+ * copies in, and hands its whole buffer to the shell (tls_conn_take_buf).
+ */
+struct tls_q {
+	uint8_t *p;
+	size_t off, len, cap;
+	size_t hint;		/* the capacity a fresh buffer starts with */
+	int eof;		/* input: the transport ended */
+};
+
 struct tls_conn {
 	SSL *ssl;
-	BIO *rbio, *wbio;		/* owned by ssl */
+	struct tls_q in, out;		/* ciphertext; the BIOs' data */
 	enum phase phase;
 	int rc;				/* the error, once PH_FAILED */
 	int is_server;
@@ -653,12 +667,149 @@ conn_ssl_error(struct tls_conn *c, int ret)
 	return conn_fail(c, NBX_ETLS, "%s", text);
 }
 
+/* ------------------------------------------------------------------ */
+/* The queues as BIOs                                                  */
+/* ------------------------------------------------------------------ */
+
+#define Q_FIRST		(16u << 10)	/* a fresh queue's first buffer */
+
+static size_t
+q_pending(const struct tls_q *q)
+{
+	return q->len - q->off;
+}
+
+/* Room for n more bytes at the end of q; 0 or -1 (out of memory). */
+static int
+q_room(struct tls_q *q, size_t n)
+{
+	size_t cap;
+	uint8_t *p;
+
+	if (q->off == q->len)
+		q->off = q->len = 0;
+	if (q->cap - q->len >= n)
+		return 0;
+	if (q->off > 0) {
+		memmove(q->p, q->p + q->off, q->len - q->off);
+		q->len -= q->off;
+		q->off = 0;
+		if (q->cap - q->len >= n)
+			return 0;
+	}
+	cap = q->cap ? q->cap : q->hint > Q_FIRST ? q->hint : Q_FIRST;
+	while (cap - q->len < n) {
+		if (cap > SIZE_MAX / 2)
+			return -1;
+		cap *= 2;
+	}
+	if ((p = realloc(q->p, cap)) == NULL)
+		return -1;
+	q->p = p;
+	q->cap = cap;
+	return 0;
+}
+
+static int
+q_bio_write(BIO *b, const char *in, size_t n, size_t *written)
+{
+	struct tls_q *q = BIO_get_data(b);
+
+	BIO_clear_retry_flags(b);
+	*written = 0;
+	if (q_room(q, n) != 0)
+		return 0;		/* no retry flag: an error */
+	memcpy(q->p + q->len, in, n);
+	q->len += n;
+	*written = n;
+	return 1;
+}
+
+static int
+q_bio_read(BIO *b, char *out, size_t cap, size_t *got)
+{
+	struct tls_q *q = BIO_get_data(b);
+	size_t n = q_pending(q);
+
+	BIO_clear_retry_flags(b);
+	*got = 0;
+	if (n == 0) {
+		if (!q->eof)
+			BIO_set_retry_read(b);	/* more may come */
+		return 0;			/* else: end of stream */
+	}
+	n = n < cap ? n : cap;
+	memcpy(out, q->p + q->off, n);
+	q->off += n;
+	*got = n;
+	return 1;
+}
+
+static long
+q_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+	struct tls_q *q = BIO_get_data(b);
+
+	(void)num;
+	(void)ptr;
+	switch (cmd) {
+	case BIO_CTRL_PENDING:
+		return (long)q_pending(q);
+	case BIO_CTRL_EOF:
+		return q->eof && q_pending(q) == 0;
+	case BIO_CTRL_FLUSH:
+		return 1;		/* the shell sends what is queued */
+	default:
+		return 0;
+	}
+}
+
+static int
+q_bio_create(BIO *b)
+{
+	BIO_set_init(b, 1);
+	return 1;
+}
+
+static BIO_METHOD *q_method;
+
+static void
+q_method_make(void)
+{
+	BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() |
+	    BIO_TYPE_SOURCE_SINK, "nbx queue");
+
+	if (m == NULL || !BIO_meth_set_write_ex(m, q_bio_write) ||
+	    !BIO_meth_set_read_ex(m, q_bio_read) ||
+	    !BIO_meth_set_ctrl(m, q_bio_ctrl) ||
+	    !BIO_meth_set_create(m, q_bio_create)) {
+		BIO_meth_free(m);
+		return;
+	}
+	q_method = m;
+}
+
+/* A BIO over q (freed with the SSL that holds it), or NULL. */
+static BIO *
+q_bio(struct tls_q *q)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	BIO *b;
+
+	pthread_once(&once, q_method_make);
+	if (q_method == NULL || (b = BIO_new(q_method)) == NULL)
+		return NULL;
+	BIO_set_data(b, q);
+	return b;
+}
+
 int
 tls_conn_new(struct tls_ctx *ctx, int is_server,
     const char *expected_peer_id, const uint8_t *pin,
     struct tls_conn **out)
 {
 	struct tls_conn *c = NULL;
+	BIO *rbio, *wbio;
 	int rc = NBX_EINVAL;
 
 	if (out == NULL)
@@ -671,13 +822,13 @@ tls_conn_new(struct tls_ctx *ctx, int is_server,
 	rc = NBX_ENOMEM;
 	if ((c = calloc(1, sizeof *c)) == NULL ||
 	    (c->ssl = SSL_new(ctx->ssl)) == NULL ||
-	    (c->rbio = BIO_new(BIO_s_mem())) == NULL)
+	    (rbio = q_bio(&c->in)) == NULL)
 		goto out;
-	if ((c->wbio = BIO_new(BIO_s_mem())) == NULL) {
-		BIO_free(c->rbio);
+	if ((wbio = q_bio(&c->out)) == NULL) {
+		BIO_free(rbio);
 		goto out;
 	}
-	SSL_set_bio(c->ssl, c->rbio, c->wbio);
+	SSL_set_bio(c->ssl, rbio, wbio);
 	SSL_set_app_data(c->ssl, c);
 	c->is_server = is_server != 0;
 	if (expected_peer_id) {
@@ -711,6 +862,8 @@ tls_conn_free(struct tls_conn *conn)
 	if (conn == NULL)
 		return;
 	SSL_free(conn->ssl);	/* frees both BIOs */
+	free(conn->in.p);
+	free(conn->out.p);
 	free(conn->tail);
 	free(conn);
 }
@@ -724,13 +877,12 @@ tls_conn_feed(struct tls_conn *c, const void *in, size_t n)
 		return NBX_EINVAL;
 	if (n == 0)
 		return 0;
-	if (n > TLS_CONN_IN_MAX ||
-	    BIO_ctrl_pending(c->rbio) > TLS_CONN_IN_MAX - n)
+	if (n > TLS_CONN_IN_MAX || q_pending(&c->in) > TLS_CONN_IN_MAX - n)
 		return NBX_ETOOBIG;
-	if (BIO_write(c->rbio, in, (int)n) != (int)n) {
-		ERR_clear_error();
+	if (q_room(&c->in, n) != 0)
 		return NBX_ENOMEM;
-	}
+	memcpy(c->in.p + c->in.len, in, n);
+	c->in.len += n;
 	return 0;
 }
 
@@ -820,7 +972,7 @@ tls_conn_write(struct tls_conn *c, const void *p, size_t n)
 		return NBX_ECLOSED;
 	if (n == 0)
 		return 0;
-	if (BIO_ctrl_pending(c->wbio) > TLS_CONN_OUT_MAX)
+	if (q_pending(&c->out) > TLS_CONN_OUT_MAX)
 		return NBX_EAGAIN;
 	ERR_clear_error();
 	if (SSL_write_ex(c->ssl, p, n, &w) == 1 && w == n)
@@ -831,18 +983,44 @@ tls_conn_write(struct tls_conn *c, const void *p, size_t n)
 size_t
 tls_conn_pending_out(const struct tls_conn *c)
 {
-	return BIO_ctrl_pending(c->wbio);
+	return q_pending(&c->out);
 }
 
 size_t
 tls_conn_take_out(struct tls_conn *c, void *p, size_t cap)
 {
-	int n;
+	size_t n = q_pending(&c->out);
 
 	if (p == NULL || cap == 0)
 		return 0;
-	n = BIO_read(c->wbio, p, cap > INT_MAX ? INT_MAX : (int)cap);
-	return n > 0 ? (size_t)n : 0;
+	n = n < cap ? n : cap;
+	if (n > 0)
+		memcpy(p, c->out.p + c->out.off, n);
+	c->out.off += n;
+	return n;
+}
+
+size_t
+tls_conn_take_buf(struct tls_conn *c, uint8_t **buf)
+{
+	struct tls_q *q = &c->out;
+	size_t n = q_pending(q);
+
+	*buf = NULL;
+	if (n == 0)
+		return 0;
+	if (q->off > 0) {	/* partly taken by tls_conn_take_out: copy */
+		if ((*buf = malloc(n)) == NULL)
+			return 0;
+		memcpy(*buf, q->p + q->off, n);
+		q->off = q->len = 0;
+		return n;
+	}
+	*buf = q->p;
+	q->hint = q->cap;	/* the next buffer starts this large */
+	q->p = NULL;
+	q->off = q->len = q->cap = 0;
+	return n;
 }
 
 int
@@ -904,7 +1082,7 @@ tls_conn_eof(struct tls_conn *c)
 	if (c->eof)
 		return c->eof_rc;
 	c->eof = 1;
-	BIO_set_mem_eof_return(c->rbio, 0);
+	c->in.eof = 1;		/* an empty queue now reads as the end */
 	if (c->phase == PH_HANDSHAKE && !c->closed)
 		(void)tls_conn_handshake(c);
 	if (c->phase == PH_HANDSHAKE)

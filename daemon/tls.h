@@ -190,6 +190,14 @@ size_t tls_conn_pending_out(const struct tls_conn *conn);
 size_t tls_conn_take_out(struct tls_conn *conn, void *p, size_t cap);
 
 /*
+ * Takes all the pending ciphertext at once, without a copy: *buf is a
+ * malloc'd buffer the caller now owns (free it once sent), and the
+ * return its length; 0 with *buf NULL if nothing is pending or memory
+ * ran out copying what tls_conn_take_out left.
+ */
+size_t tls_conn_take_buf(struct tls_conn *conn, uint8_t **buf);
+
+/*
  * Queues close_notify: after draining it, the peer sees a clean end of
  * data.  Later writes fail with NBX_ECLOSED; reading continues until the
  * peer's own close_notify.  Before the handshake completes there is

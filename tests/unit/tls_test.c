@@ -376,6 +376,51 @@ Test(tls, one_mib_both_ways)
 	free(rb);
 }
 
+/*
+ * tls_conn_take_buf hands over all pending ciphertext in a buffer the
+ * caller frees, also after tls_conn_take_out took part of it; the peer
+ * reads every byte in order, and a queue given away fills again.
+ */
+Test(tls, take_buf_gives_the_pending_bytes_away)
+{
+	const size_t n = 300000;
+	uint8_t *a = malloc(n), *got = malloc(n), part[777], *buf;
+	size_t g = 0, len;
+	struct pair p;
+
+	fill(a, n, 3);
+	pair_open(&p, 65536);
+	for (int round = 0; round < 3; round++) {
+		size_t at = g;
+
+		cr_assert_eq(tls_conn_write(p.cl.t, a + at, n / 3), 0);
+		if (round == 1) {	/* part out by copy, the rest given */
+			len = tls_conn_take_out(p.cl.t, part, sizeof part);
+			cr_assert_eq(len, sizeof part);
+			cr_assert_eq(tls_conn_feed(p.sv.t, part, len), 0);
+		}
+		len = tls_conn_take_buf(p.cl.t, &buf);
+		cr_assert_gt(len, n / 3 - (round == 1 ? sizeof part : 0),
+		    "round %d: %zu bytes", round, len);
+		cr_assert_not_null(buf);
+		cr_assert_eq(tls_conn_pending_out(p.cl.t), 0);
+		{
+			uint8_t *none = part;
+
+			cr_assert_eq(tls_conn_take_buf(p.cl.t, &none), 0);
+			cr_assert_null(none, "nothing pending, nothing given");
+		}
+		cr_assert_eq(tls_conn_feed(p.sv.t, buf, len), 0);
+		free(buf);
+		g += read_all(p.sv.t, got + g, n - g, NULL);
+		cr_assert_eq(g, at + n / 3, "round %d", round);
+	}
+	cr_assert_arr_eq(got, a, g);
+	pair_close(&p);
+	free(a);
+	free(got);
+}
+
 Test(tls, many_small_writes)
 {
 	uint8_t out[4096], in[1 << 16];
