@@ -633,6 +633,22 @@ Test(store, drifted_change_is_deferred_not_lost)
 }
 
 /*
+ * The store's LMDB environment opened by hand, as another program would,
+ * with a transaction begun (read-only when flags has MDB_RDONLY).
+ */
+static MDB_txn *
+raw_begin(const char *dir, unsigned flags, MDB_env **env)
+{
+	MDB_txn *txn;
+
+	cr_assert_eq(mdb_env_create(env), 0);
+	cr_assert_eq(mdb_env_set_maxdbs(*env, 16), 0);
+	cr_assert_eq(mdb_env_open(*env, dir, flags, 0600), 0);
+	cr_assert_eq(mdb_txn_begin(*env, NULL, flags & MDB_RDONLY, &txn), 0);
+	return txn;
+}
+
+/*
  * Rewrites a store of the current format into format 1 by hand (values
  * without their seq, a "logidx" from record key to seq, format 1), as an
  * older nbx left it.
@@ -648,10 +664,7 @@ make_format1(const char *dir)
 	uint8_t one[8] = { 0, 0, 0, 0, 0, 0, 0, 1 };
 	int op = MDB_FIRST;
 
-	cr_assert_eq(mdb_env_create(&env), 0);
-	cr_assert_eq(mdb_env_set_maxdbs(env, 16), 0);
-	cr_assert_eq(mdb_env_open(env, dir, 0, 0600), 0);
-	cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	txn = raw_begin(dir, 0, &env);
 	cr_assert_eq(mdb_dbi_open(txn, "records", 0, &rec), 0);
 	cr_assert_eq(mdb_dbi_open(txn, "logidx", 0, &idx), 0);
 	cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
@@ -1014,10 +1027,7 @@ Test(store, disclosure_items_read_back_as_disclosed)
 		msgpack_unpacked u;
 		const msgpack_object *items;
 
-		cr_assert_eq(mdb_env_create(&env), 0);
-		cr_assert_eq(mdb_env_set_maxdbs(env, 16), 0);
-		cr_assert_eq(mdb_env_open(env, dir, MDB_RDONLY, 0600), 0);
-		cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+		txn = raw_begin(dir, MDB_RDONLY, &env);
 		cr_assert_eq(mdb_dbi_open(txn, "audit", 0, &audit), 0);
 		cr_assert_eq(mdb_cursor_open(txn, audit, &cu), 0);
 		cr_assert_eq(mdb_cursor_get(cu, &k, &d, MDB_FIRST), 0);
@@ -1054,10 +1064,7 @@ put_raw_audit(const char *dir, uint64_t aseq, const uint8_t *v, size_t n,
 		kb[i] = (uint8_t)(aseq >> (56 - 8 * i));
 		fb[i] = (uint8_t)(format >> (56 - 8 * i));
 	}
-	cr_assert_eq(mdb_env_create(&env), 0);
-	cr_assert_eq(mdb_env_set_maxdbs(env, 16), 0);
-	cr_assert_eq(mdb_env_open(env, dir, 0, 0600), 0);
-	cr_assert_eq(mdb_txn_begin(env, NULL, 0, &txn), 0);
+	txn = raw_begin(dir, 0, &env);
 	cr_assert_eq(mdb_dbi_open(txn, "audit", 0, &audit), 0);
 	cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
 	cr_assert_eq(mdb_put(txn, audit, &k, &d, 0), 0);
@@ -1107,10 +1114,7 @@ Test(store, format_2_audit_entries_read_after_the_upgrade)
 		MDB_dbi meta;
 		MDB_val fk = { 6, "format" }, fv;
 
-		cr_assert_eq(mdb_env_create(&env), 0);
-		cr_assert_eq(mdb_env_set_maxdbs(env, 16), 0);
-		cr_assert_eq(mdb_env_open(env, dir, MDB_RDONLY, 0600), 0);
-		cr_assert_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+		txn = raw_begin(dir, MDB_RDONLY, &env);
 		cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
 		cr_assert_eq(mdb_get(txn, meta, &fk, &fv), 0);
 		cr_assert_eq(fv.mv_size, 8);
