@@ -20,6 +20,8 @@
 #include "frame.h"
 #include "nbx_err.h"
 
+#define EGRESS_SLACK	(64u << 10)	/* reserved beyond a batch's bytes */
+
 void
 sync__egress_init(struct sync_egress *e)
 {
@@ -288,6 +290,14 @@ sync__egress_batch(struct store *st, const struct policy *pol,
 	b->scanned = 0;
 	b->nchanges = 0;
 	e->frame.len = 0;
+	/*
+	 * A batch ends past b->bytes by at most its last record; room for
+	 * that at once, so a buffer the session gave back small or empty
+	 * (session.c: out_take_frame) is not grown, and copied, step by step.
+	 */
+	if ((rc = nbx_buf_reserve(&e->frame, b->bytes + EGRESS_SLACK)) != 0 &&
+	    rc != NBX_ETOOBIG)
+		goto out;
 	if ((rc = frame_changes_begin(&e->frame, epoch, &fb)) != 0)
 		goto out;
 	if ((rc = store_rtxn_begin(st, &t)) != 0)

@@ -657,6 +657,27 @@ egress_reason(const struct sync_session *s, int rc)
 	}
 }
 
+/*
+ * With nothing else pending, the finished batch becomes the output: the
+ * two buffers trade their memory (each keeps its own max) instead of the
+ * frame being copied, and egress builds the next batch in what was out.
+ */
+static void
+out_take_frame(struct sync_session *s)
+{
+	struct nbx_buf *o = &s->out, *f = &s->eg.frame;
+	uint8_t *p = o->p;
+	size_t cap = o->cap;
+
+	o->p = f->p;
+	o->cap = f->cap;
+	o->len = f->len;
+	s->out_off = 0;
+	f->p = p;
+	f->cap = cap;
+	f->len = 0;
+}
+
 int
 sync_session_pump(struct sync_session *s, uint64_t now_ms)
 {
@@ -696,8 +717,14 @@ sync_session_pump(struct sync_session *s, uint64_t now_ms)
 		}
 		scanned += b.scanned;
 		/* disclosed before queued: the audit never misses a send */
-		if ((rc = queued(s, before, nbx_buf_append(&s->out,
-		    s->eg.frame.p, s->eg.frame.len), now_ms)) != 0)
+		if (pending_len(s) == 0) {
+			out_take_frame(s);
+			before = 0;
+			rc = queued(s, before, 0, now_ms);
+		} else
+			rc = queued(s, before, nbx_buf_append(&s->out,
+			    s->eg.frame.p, s->eg.frame.len), now_ms);
+		if (rc != 0)
 			return session_end(s, rc, TELL_INTERNAL,
 			    "output queue: %s", nbx_strerror(rc));
 		made++;
