@@ -1017,7 +1017,10 @@ tls_conn_take_buf(struct tls_conn *c, uint8_t **buf)
 		return n;
 	}
 	*buf = q->p;
-	q->hint = q->cap;	/* the next buffer starts this large */
+	/* the next buffer starts large enough for as much again: not the
+	 * capacity, which doubling may have left at twice that, and which
+	 * every buffer queued in libuv would then hold */
+	q->hint = n + n / 8;
 	q->p = NULL;
 	q->off = q->len = q->cap = 0;
 	return n;
