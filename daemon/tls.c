@@ -1,9 +1,10 @@
 /*
  * tls.c - TLS 1.3 with mutual authentication over in-memory queues.
- * OpenSSL does the protocol; this file pins down the policy (see tls.h), checks
- * the peer's node identity and SPKI pin inside certificate verification,
- * so a wrong peer fails the handshake itself, and translates SSL_get_error
- * and the ERR queue into NBX_* codes with a reason an operator can act on.
+ * OpenSSL does the protocol; this file pins down the policy (see tls.h),
+ * checks the peer's node identity and SPKI pin inside certificate
+ * verification, so a wrong peer fails the handshake itself, and
+ * translates SSL_get_error and the ERR queue into NBX_* codes with a
+ * reason an operator can act on.
  */
 #include <errno.h>
 #include <limits.h>

@@ -333,7 +333,8 @@ store_audit_next(struct store_rtxn *t, uint64_t after,
 		if (it->via.array.size == 3 && base_origin.n > 0) {
 			/* compact: elem empty, made by base_origin */
 			if (nbx_mp_get_u64(&f[0], &kind) != 0 ||
-			    nbx_mp_get_str(&f[1], NBX_NAME_MAX, &o->field) != 0 ||
+			    nbx_mp_get_str(&f[1], NBX_NAME_MAX,
+			    &o->field) != 0 ||
 			    nbx_mp_get_u64(&f[2], &dh) != 0 ||
 			    dh > UINT64_MAX - base)
 				goto out;

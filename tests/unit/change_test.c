@@ -803,7 +803,8 @@ Test(change, str_eq_sees_every_byte_at_every_length)
 		cr_assert(nbx_str_eq(x, y), "n %u: equal", n);
 		for (uint32_t i = 0; i < n; i++) {
 			b[3 + i] ^= 0x20;
-			cr_assert(!nbx_str_eq(x, y), "n %u: byte %u differs", n, i);
+			cr_assert(!nbx_str_eq(x, y), "n %u: byte %u differs",
+			    n, i);
 			b[3 + i] ^= 0x20;
 		}
 		/* bytes past the end do not count */

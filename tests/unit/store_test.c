@@ -227,7 +227,8 @@ Test(store, log_next_in_one_transaction_equals_each_alone)
 		int ra = log_next_alone(st, afters[i], &want);
 		int rb = store_log_next(t, afters[i], &got, &coll, &id);
 
-		cr_assert_eq(rb, ra, "after %llu: %d, alone %d", (unsigned long long)afters[i], rb, ra);
+		cr_assert_eq(rb, ra, "after %llu: %d, alone %d",
+		    (unsigned long long)afters[i], rb, ra);
 		if (ra == 0) {
 			cr_assert_eq(got, want, "after %llu",
 			    (unsigned long long)afters[i]);
@@ -1006,12 +1007,15 @@ Test(store, disclosure_items_read_back_as_disclosed)
 	cr_assert(nbx_str_eq(e.id, nbx_str_c("ee:1")));
 	cr_assert_eq(e.nitems, 7);
 	for (int i = 0; i < 7; i++) {
-		cr_assert_eq(e.items[i].kind, (uint32_t)c[i].kind, "item %d", i);
-		cr_assert(nbx_str_eq(e.items[i].field, c[i].field), "item %d", i);
+		cr_assert_eq(e.items[i].kind, (uint32_t)c[i].kind, "item %d",
+		    i);
+		cr_assert(nbx_str_eq(e.items[i].field, c[i].field), "item %d",
+		    i);
 		cr_assert(nbx_str_eq(e.items[i].elem, c[i].elem), "item %d", i);
 		cr_assert_not_null(e.items[i].elem.p, "item %d", i);
 		cr_assert_eq(e.items[i].hlc, c[i].hlc, "item %d", i);
-		cr_assert(nbx_str_eq(e.items[i].origin, c[i].origin), "item %d", i);
+		cr_assert(nbx_str_eq(e.items[i].origin, c[i].origin),
+		    "item %d", i);
 	}
 	cr_assert_eq(store_audit_next(t, e.aseq, &e), NBX_ENOTFOUND);
 	store_rtxn_end(t);
@@ -1032,8 +1036,8 @@ Test(store, disclosure_items_read_back_as_disclosed)
 		cr_assert_eq(mdb_cursor_open(txn, audit, &cu), 0);
 		cr_assert_eq(mdb_cursor_get(cu, &k, &d, MDB_FIRST), 0);
 		msgpack_unpacked_init(&u);
-		cr_assert_eq(msgpack_unpack_next(&u, d.mv_data, d.mv_size, NULL),
-		    MSGPACK_UNPACK_SUCCESS);
+		cr_assert_eq(msgpack_unpack_next(&u, d.mv_data, d.mv_size,
+		    NULL), MSGPACK_UNPACK_SUCCESS);
 		cr_assert_eq(u.data.via.array.size, 7);
 		cr_assert_eq(u.data.via.array.ptr[5].via.u64, h, "the oldest");
 		items = &u.data.via.array.ptr[4];
