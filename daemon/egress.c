@@ -65,6 +65,22 @@ field_may_go(const struct pol_coll *pc, const struct crdt_record *r,
 	return policy_may_send(f, &c->aud, &r->aud, peer) == 1;
 }
 
+/*
+ * v || disclosed, where disclosed may be unknown: then *ask is set when
+ * the answer would depend on it.
+ */
+static unsigned char
+or_disclosed(int v, int disclosed, int *ask)
+{
+	if (v)
+		return 1;
+	if (disclosed == EGRESS_DISCLOSED_UNKNOWN) {
+		*ask = 1;
+		return 0;
+	}
+	return disclosed != 0;
+}
+
 size_t
 sync__egress_filter(const struct policy *pol, const struct crdt_record *r,
     const struct change *chs, size_t n, int disclosed, struct nbx_str peer,
@@ -72,7 +88,7 @@ sync__egress_filter(const struct policy *pol, const struct crdt_record *r,
 {
 	const struct pol_coll *pc = policy_coll(pol, r->coll);
 	size_t count = 0;
-	int data = 0;
+	int data = 0, ask = 0;
 
 	if (n > 0)
 		memset(keep, 0, n);
@@ -88,11 +104,13 @@ sync__egress_filter(const struct policy *pol, const struct crdt_record *r,
 			data |= keep[i];
 			break;
 		case CHANGE_AUDIENCE:
-			keep[i] = nbx_audience_has(&r->aud, peer) || disclosed;
+			keep[i] = or_disclosed(nbx_audience_has(&r->aud, peer),
+			    disclosed, &ask);
 			data |= keep[i];
 			break;
 		case CHANGE_ERASE:
-			keep[i] = disclosed || coll_has_region(pc);
+			keep[i] = or_disclosed(coll_has_region(pc), disclosed,
+			    &ask);
 			break;
 		case CHANGE_RECEIPT:
 			/*
@@ -100,9 +118,10 @@ sync__egress_filter(const struct policy *pol, const struct crdt_record *r,
 			 * the record, and back to its creator, so the eraser
 			 * learns about nodes it reached through relays.
 			 */
-			keep[i] = disclosed || coll_has_region(pc) ||
+			keep[i] = or_disclosed(coll_has_region(pc) ||
 			    nbx_audience_has(&r->aud, peer) ||
-			    nbx_str_eq(nbx_id_creator(r->id), peer);
+			    nbx_str_eq(nbx_id_creator(r->id), peer), disclosed,
+			    &ask);
 			break;
 		case CHANGE_STATE:
 			break;		/* decided below, once data is known */
@@ -110,10 +129,10 @@ sync__egress_filter(const struct policy *pol, const struct crdt_record *r,
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (chs[i].kind == CHANGE_STATE)
-			keep[i] = data || disclosed;
+			keep[i] = or_disclosed(data, disclosed, &ask);
 		count += keep[i];
 	}
-	return count;
+	return ask ? EGRESS_ASK : count;
 }
 
 /* ------------------------------------------------------------------ */
@@ -184,8 +203,8 @@ add_record(struct store_rtxn *t, const struct policy *pol,
 	struct crdt_record r;
 	struct collect k = { e, 0 };
 	struct frame_batch save = *fb;
-	size_t len = e->frame.len;
-	int disclosed, rc;
+	size_t len = e->frame.len, go;
+	int rc;
 
 	rc = store_record_get(t, coll, id, &r);
 	if (rc == NBX_ENOTFOUND) {
@@ -196,9 +215,13 @@ add_record(struct store_rtxn *t, const struct policy *pol,
 		goto out;
 	if ((rc = crdt_record_changes(&r, collect_one, &k)) != 0)
 		goto out;
-	disclosed = store_disclosed(t, coll, id, peer);
-	if (sync__egress_filter(pol, &r, e->rec, k.n, disclosed, peer,
-	    e->keep) == 0)
+	/* the disclosure index only when a verdict hangs on it */
+	go = sync__egress_filter(pol, &r, e->rec, k.n,
+	    EGRESS_DISCLOSED_UNKNOWN, peer, e->keep);
+	if (go == EGRESS_ASK)
+		go = sync__egress_filter(pol, &r, e->rec, k.n,
+		    store_disclosed(t, coll, id, peer), peer, e->keep);
+	if (go == 0)
 		goto out;
 	for (size_t i = 0; i < k.n; i++) {
 		/* the peer made it, so the peer has it (store.h: resync) */

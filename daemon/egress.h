@@ -58,7 +58,11 @@ int sync__egress_batch(struct store *st, const struct policy *pol,
  * The egress filter for one record r and peer P: sets keep[i] to 1 for
  * each of chs[0..n) (the changes crdt_record_changes gave for r) that may
  * go to P, 0 otherwise, and returns how many may.  `disclosed` says
- * whether P was ever sent any part of r (store_disclosed).
+ * whether P was ever sent any part of r (store_disclosed), or is
+ * EGRESS_DISCLOSED_UNKNOWN: then, if some verdict depends on it, the
+ * filter returns EGRESS_ASK (keep[] undefined) and must be called again
+ * with the answer; if none does, the verdicts stand for either answer,
+ * and the store need not be asked.
  *   FIELD/ELEM: a known field of the right kind whose value policy_may_send
  *               permits (never a local field);
  *   AUDIENCE:   P is in r's audience, or was disclosed r before (that is
@@ -68,6 +72,9 @@ int sync__egress_batch(struct store *st, const struct policy *pol,
  *               (every peer may then hold part of it).
  * A record of a collection the policy does not know sends nothing.
  */
+#define EGRESS_DISCLOSED_UNKNOWN	(-1)
+#define EGRESS_ASK			((size_t)-1)
+
 size_t sync__egress_filter(const struct policy *pol,
     const struct crdt_record *r, const struct change *chs, size_t n,
     int disclosed, struct nbx_str peer, unsigned char *keep);

@@ -164,6 +164,100 @@ Test(egress, erase_of_a_private_collection_goes_only_where_disclosed)
 	policy_free(pp);
 }
 
+/*
+ * With `disclosed` unknown, the filter either asks for it or gives the
+ * verdicts that both answers give.  Random records of both schemas (a
+ * collection with region fields and one without): audiences with and
+ * without the peer, local, region and audience fields, deletes, erases
+ * and receipts, for four peers.
+ */
+Test(egress, unknown_disclosed_asks_or_agrees_with_both_property)
+{
+	unsigned seed = test_seed();
+	uint64_t rs = seed ? seed : 1;
+	struct policy *pp = NULL;
+	const char *peers[] = { "lv", "fi", "ee", "lt" };
+	char err[256];
+	size_t asked = 0, agreed = 0;
+
+	printf("property egress_unknown_disclosed: seed=%u (replay with "
+	    "NBX_SEED=%u)\n", seed, seed);
+	cr_assert_eq(policy_load_string(PRIVATE_SCHEMA, "private", &pp, err,
+	    sizeof(err)), 0, "%s", err);
+	for (int round = 0; round < 400; round++) {
+		int priv = test_xorshift(&rs) % 3 == 0;
+		const struct policy *po = priv ? pp : pol;
+		struct change cs[6];
+		struct nbx_audience aud;
+		size_t n = 0;
+		struct filt f;
+
+		memset(&aud, 0, sizeof(aud));
+		aud.hlc = HLC_MAKE(T0, 1);
+		aud.origin = nbx_str_c("ee");
+		aud.ids[aud.n++] = nbx_str_c("ee");
+		if (test_xorshift(&rs) % 2)
+			aud.ids[aud.n++] = nbx_str_c("lv");
+		if (test_xorshift(&rs) % 2) {
+			cs[n] = stamped(test_change(CHANGE_AUDIENCE, "ee:1",
+			    NULL), 1);
+			cs[n++].aud = aud;
+		}
+		if (test_xorshift(&rs) % 2) {
+			cs[n] = stamped(test_change(CHANGE_STATE, "ee:1",
+			    NULL), 2);
+			cs[n].val.t = NBX_V_INT;
+			cs[n++].val.i = (int64_t)(test_xorshift(&rs) % 2);
+		}
+		if (!priv && test_xorshift(&rs) % 2)
+			cs[n++] = stamped(test_str("ee:1", "name", "n"), 3);
+		if (test_xorshift(&rs) % 2)
+			cs[n++] = stamped(test_str("ee:1", "note", "x"), 4);
+		if (test_xorshift(&rs) % 2) {
+			cs[n] = stamped(test_str("ee:1", "secret", "s"), 5);
+			cs[n++].aud = aud;
+		}
+		if (test_xorshift(&rs) % 4 == 0)
+			cs[n++] = stamped(test_change(CHANGE_ERASE, "ee:1", NULL),
+			    6);
+		if (n == 0)
+			continue;
+		filt_build(&f, priv ? "p" : "t", cs, n);
+		for (size_t q = 0; q < 4; q++) {
+			struct nbx_str peer = nbx_str_c(peers[q]);
+			unsigned char k0[16], k1[16];
+			size_t u, a, b;
+
+			u = sync__egress_filter(po, &f.r, f.chs, f.n,
+			    EGRESS_DISCLOSED_UNKNOWN, peer, f.keep);
+			a = sync__egress_filter(po, &f.r, f.chs, f.n, 0, peer,
+			    k0);
+			b = sync__egress_filter(po, &f.r, f.chs, f.n, 1, peer,
+			    k1);
+			cr_assert_neq(a, EGRESS_ASK, "seed %u", seed);
+			cr_assert_neq(b, EGRESS_ASK, "seed %u", seed);
+			if (u == EGRESS_ASK) {
+				asked++;
+				continue;
+			}
+			/* no question asked: both answers give these verdicts */
+			cr_assert_eq(u, a, "seed %u round %d peer %s", seed,
+			    round, peers[q]);
+			cr_assert_eq(u, b, "seed %u round %d peer %s", seed,
+			    round, peers[q]);
+			cr_assert_arr_eq(f.keep, k0, f.n, "seed %u round %d",
+			    seed, round);
+			cr_assert_arr_eq(f.keep, k1, f.n, "seed %u round %d",
+			    seed, round);
+			agreed++;
+		}
+		crdt_record_fini(&f.r);
+	}
+	cr_assert_gt(asked, 0, "seed %u: never asked", seed);
+	cr_assert_gt(agreed, 0, "seed %u: always asked", seed);
+	policy_free(pp);
+}
+
 Test(egress, field_of_the_wrong_kind_is_not_sent)
 {
 	struct filt f;
