@@ -258,7 +258,7 @@ pump_all(struct node *n)
 			    c->state == CONN_ESTABLISHED)
 				conn__flush(c);
 	}
-	n->pump_rr = first + 1 < i ? first + 1 : 0;	/* i: the sessions */
+	n->pump_rr = first + 1 < i ? first + 1 : 0;	/* i: the conns */
 	n->pumping = 0;
 }
 

@@ -719,8 +719,7 @@ sync_session_pump(struct sync_session *s, uint64_t now_ms)
 		/* disclosed before queued: the audit never misses a send */
 		if (pending_len(s) == 0) {
 			out_take_frame(s);
-			before = 0;
-			rc = queued(s, before, 0, now_ms);
+			rc = queued(s, 0, 0, now_ms);	/* out holds it alone */
 		} else
 			rc = queued(s, before, nbx_buf_append(&s->out,
 			    s->eg.frame.p, s->eg.frame.len), now_ms);

@@ -144,10 +144,8 @@ upgrade(struct store *st, MDB_txn *txn, const char *dir)
 	size_t cap = 0;
 	int rc, op = MDB_FIRST;
 
-	if (st->format >= 2) {
-		rc = MDB_NOTFOUND;	/* the records are as they should be */
-		goto done;
-	}
+	if (st->format >= 2)
+		goto done;	/* the records are as they should be */
 	if ((rc = mdb_cursor_open(txn, st->dbi[DB_RECORDS], &cu)) != 0)
 		goto out;
 	while ((rc = mdb_cursor_get(cu, &k, &d, op)) == 0) {

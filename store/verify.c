@@ -366,7 +366,7 @@ store_pair_digests(struct store *st, const struct policy *pol,
 	nbx_buf_init(&x.kept[1], NBX_CHANGE_MAX + 4);
 	for (size_t i = 0; i < npeers; i++)
 		x.pairs[i].peer = peers[i];	/* all in group 0 */
-	if (rc == 0 && npeers > 0) {
+	if (npeers > 0) {
 		x.ngrps = 1;
 		if ((x.grps[0].md = EVP_MD_CTX_new()) == NULL ||
 		    EVP_DigestInit_ex(x.grps[0].md, EVP_sha256(), NULL) != 1)
