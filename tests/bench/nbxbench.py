@@ -126,18 +126,29 @@ class Ctl:
         self.buf = b""
 
     def call(self, req, timeout=600):
+        return self.calls([req], timeout)[0]
+
+    def calls(self, reqs, timeout=600):
+        """The requests sent at once, their replies read in order: nbxd
+        answers a connection's requests in turn, those that arrived
+        together in one turn of its loop."""
         self.s.settimeout(timeout)
-        self.s.sendall(json.dumps(req, separators=(",", ":")).encode() + b"\n")
-        while b"\n" not in self.buf:
-            d = self.s.recv(1 << 20)
-            if not d:
-                raise ConnectionError("nbxd closed the control connection")
-            self.buf += d
-        line, self.buf = self.buf.split(b"\n", 1)
-        rep = json.loads(line)
-        if not rep.get("ok"):
-            raise RuntimeError("nbxd: %s" % rep.get("error", rep))
-        return rep
+        self.s.sendall(b"".join(json.dumps(r, separators=(",", ":")).encode()
+                                + b"\n" for r in reqs))
+        reps = []
+        while len(reps) < len(reqs):
+            while b"\n" not in self.buf:
+                d = self.s.recv(1 << 20)
+                if not d:
+                    raise ConnectionError("nbxd closed the control "
+                                          "connection")
+                self.buf += d
+            line, self.buf = self.buf.split(b"\n", 1)
+            rep = json.loads(line)
+            if not rep.get("ok"):
+                raise RuntimeError("nbxd: %s" % rep.get("error", rep))
+            reps.append(rep)
+        return reps
 
     def close(self):
         self.s.close()
@@ -615,7 +626,10 @@ def cmd_heal(argv):
     in1 = sum(at_records[n] for n in names)
     # every pair, both ends: equal digests.  A round asks every node for
     # its digest with each peer (the nodes in parallel, one thread each,
-    # as operators would run `nbxctl verify` on each node); a round that
+    # as operators would run `nbxctl verify` on each node; a node's
+    # requests sent at once: asked one after another, each waited for a
+    # turn of a loop busy with the streams, ~0.1 s, and the round took
+    # 0.7-1.1 s of the heal's 2.0-2.9 s); a round that
     # finds a pair apart starts over.  The time is the end of the first
     # round in which every pair agreed.
     pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
@@ -625,10 +639,11 @@ def cmd_heal(argv):
 
         def one(a):
             try:
-                for b in names:
-                    if b != a:
-                        got[(a, b)] = ctls[a].call(
-                            {"cmd": "verify", "peer": b})["digest"]
+                peers = [b for b in names if b != a]
+                reps = ctls[a].calls([{"cmd": "verify", "peer": b}
+                                      for b in peers])
+                for b, rep in zip(peers, reps):
+                    got[(a, b)] = rep["digest"]
             except Exception as e:
                 errs.append("%s: %s" % (a, e))
         ths = [threading.Thread(target=one, args=(a,)) for a in names]

@@ -349,7 +349,8 @@ in_sync() {
 # (`status`, each node polled every 10 ms by a thread of its own), and
 # every pair's `verify` digests equal
 # on both ends (the end of the first round of verify calls over all pairs,
-# the nodes asked in parallel, that finds them all equal).  The bench
+# the nodes asked in parallel, each node's calls for its peers sent at once,
+# that finds them all equal).  The bench
 # config's reconnect backoff (100 ms doubling to 1 s, jitter x0.5-1.5)
 # applies.  Checked afterwards: every node holds exactly every record, and
 # no notes of another node's records.
@@ -702,7 +703,8 @@ convergence (6): nbx only (PostgreSQL has no multi-master merge).  Cross
   first sight of each), and the
   end of the first round of \`verify\` on both ends of every pair that
   found every pair equal (every node asked for its digest with each peer,
-  the nodes in parallel).  verify round: that round's own time, and a
+  the nodes in parallel, each node's requests sent at once on its control
+  connection, as \`nbxctl verify\` run for every peer at once would).  verify round: that round's own time, and a
   second one once the nodes are quiet.  From the heal until each node
   held every record: the changes all nodes received (status changes_in;
   per record delivered, i.e. per node x writes per side), the CPU time
