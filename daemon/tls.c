@@ -988,20 +988,6 @@ tls_conn_pending_out(const struct tls_conn *c)
 }
 
 size_t
-tls_conn_take_out(struct tls_conn *c, void *p, size_t cap)
-{
-	size_t n = q_pending(&c->out);
-
-	if (p == NULL || cap == 0)
-		return 0;
-	n = n < cap ? n : cap;
-	if (n > 0)
-		memcpy(p, c->out.p + c->out.off, n);
-	c->out.off += n;
-	return n;
-}
-
-size_t
 tls_conn_take_buf(struct tls_conn *c, uint8_t **buf)
 {
 	struct tls_q *q = &c->out;
@@ -1010,13 +996,6 @@ tls_conn_take_buf(struct tls_conn *c, uint8_t **buf)
 	*buf = NULL;
 	if (n == 0)
 		return 0;
-	if (q->off > 0) {	/* partly taken by tls_conn_take_out: copy */
-		if ((*buf = malloc(n)) == NULL)
-			return 0;
-		memcpy(*buf, q->p + q->off, n);
-		q->off = q->len = 0;
-		return n;
-	}
 	*buf = q->p;
 	/* the next buffer starts large enough for as much again: not the
 	 * capacity, which doubling may have left at twice that, and which

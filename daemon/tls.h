@@ -3,7 +3,7 @@
  *
  * A tls_conn never touches a socket: the shell feeds it the ciphertext it
  * received (tls_conn_feed) and drains the ciphertext it must send
- * (tls_conn_pending_out / tls_conn_take_out).  Two connections can thus
+ * (tls_conn_pending_out / tls_conn_take_buf).  Two connections can thus
  * run a whole handshake and exchange in memory, in one test process.
  *
  * Policy (DESIGN.md, "Transport security"), enforced here and not
@@ -186,14 +186,10 @@ int tls_conn_write(struct tls_conn *conn, const void *p, size_t n);
 /* Bytes of ciphertext waiting to be sent to the peer. */
 size_t tls_conn_pending_out(const struct tls_conn *conn);
 
-/* Moves up to `cap` bytes of pending ciphertext to p; returns how many. */
-size_t tls_conn_take_out(struct tls_conn *conn, void *p, size_t cap);
-
 /*
  * Takes all the pending ciphertext at once, without a copy: *buf is a
  * malloc'd buffer the caller now owns (free it once sent), and the
- * return its length; 0 with *buf NULL if nothing is pending or memory
- * ran out copying what tls_conn_take_out left.
+ * return its length; 0 with *buf NULL if nothing is pending.
  */
 size_t tls_conn_take_buf(struct tls_conn *conn, uint8_t **buf);
 

@@ -92,12 +92,12 @@ rogue_show(struct nbx_str s)
 void
 rogue_flush(struct rogue *r)
 {
-	uint8_t buf[ROGUE_IO_CHUNK];
+	uint8_t *buf;
 	size_t n, off;
 	ssize_t k;
 
-	while (r->tls &&
-	    (n = tls_conn_take_out(r->tls, buf, sizeof(buf))) > 0) {
+	while (!r->closed && r->tls &&
+	    (n = tls_conn_take_buf(r->tls, &buf)) > 0) {
 		for (off = 0; off < n && !r->closed; off += (size_t)k) {
 			k = send(r->fd, buf + off, n - off, MSG_NOSIGNAL);
 			if (k < 0 && errno == EINTR) {
@@ -109,9 +109,10 @@ rogue_flush(struct rogue *r)
 				    "the connection)", k < 0 ?
 				    strerror(errno) : "0 bytes");
 				r->closed = 1;
-				return;
+				break;
 			}
 		}
+		free(buf);
 	}
 }
 
