@@ -693,7 +693,10 @@ def cmd_heal(argv):
                       "cpu_quiet_s": round(cpu_quiet, 2),
                       "status_max_ms": {n: round(v * 1000, 1)
                                         for n, v in sorted(slow1.items())},
-                      "records": recs}))
+                      "records": recs,
+                      "by_node": {n: [round(first[n][0], 3),
+                                      round(first[n][1], 3)]
+                                  for n in names}}))
 
 
 # ------------------------------------------------------------------
