@@ -1,0 +1,93 @@
+#!/bin/sh
+# Both ends dial at once.  ee and lv reach each other only through
+# flakyproxy, link "el", first cut (each dials, is refused, and dials
+# again every 150-450 ms), then holding every chunk 400 ms: each TLS
+# handshake then takes over 800 ms, so both nodes' dials are in flight
+# together and both complete, two connections for one pair.  One session
+# per pair is kept (conn.c, established): the dial of the smaller id,
+# ee's, at both ends.  Checked: the duplicate was seen and resolved
+# (nbxd -v logs it), each node keeps ee's connection and no other, it
+# stays up, and writes on either side reach the other.  Which end meets
+# both connections alive depends on the timing of the two dials: often
+# only ee does (lv's own is closed before ee's reaches it), so a rule
+# that kept the larger id's dial fails here, one in which each end kept
+# its own dial may not.
+. "$(dirname "$0")/lib.sh"
+
+BACKOFF_MIN_MS=300
+BACKOFF_MAX_MS=300
+DEAD_MS=10000
+export BACKOFF_MIN_MS BACKOFF_MAX_MS DEAD_MS
+# peer_field NODE PEER FIELD: a field of PEER in NODE's status
+peer_field() {
+	ctl "$1" status --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+p = next((p for p in d["peers"] if p["id"] == sys.argv[1]), {})
+print(p.get(sys.argv[2], "none"))' "$2" "$3"
+}
+is_up() { [ "$(peer_field "$1" "$2" state)" = up ]; }
+# last_link NODE PEER: "to" or "from", the last connection NODE logged
+last_link() {
+	sed -n "s/.*\[$2\] connected (\([a-z]*\) .*/\1/p" "$T/$1/nbxd.log" |
+	    tail -n 1
+}
+links() { grep -c "\[$2\] connected (" "$T/$1/nbxd.log"; }
+
+nbx_ca
+nbx_node ee 1
+nbx_node lv 2
+nbx_proxy_start --route ee.lv:el:"$(port_of lv)" --route lv.ee:el:"$(port_of ee)"
+nbx_peer_via ee lv "$(proxy_port ee.lv)"
+nbx_peer_via lv ee "$(proxy_port lv.ee)"
+proxy_ctl set el cut >/dev/null || fail "proxy: cut"
+# debug logging: the duplicate's resolution is a debug line
+printf '#!/bin/sh\np=$1\nshift\nexec "$p" -v "$@"\n' >"$T/verbose"
+chmod +x "$T/verbose"
+NBXD_WRAP=$T/verbose nbx_start ee
+NBXD_WRAP=$T/verbose nbx_start lv
+sleep 1
+grep -q "connection failed" "$T/ee/nbxd.log" ||
+    fail "ee did not dial lv while the link was cut"
+grep -q "connection failed" "$T/lv/nbxd.log" ||
+    fail "lv did not dial ee while the link was cut"
+proxy_ctl set el delay 400 >/dev/null || fail "proxy: delay"
+wait_until 30 "ee sees lv up" is_up ee lv
+wait_until 30 "lv sees ee up" is_up lv ee
+dup_seen() {
+	grep -q "duplicate connection dropped\|connection replaced" \
+	    "$T/ee/nbxd.log" "$T/lv/nbxd.log"
+}
+wait_until 30 "a duplicate connection resolved (nbxd -v)" dup_seen
+# lv logs ee's dial once its end of that handshake is done
+kept_at_lv() { [ "$(last_link lv ee)" = from ]; }
+wait_until 30 "lv up on ee's dial" kept_at_lv
+ok "both dialled at once: two connections, one dropped as a duplicate"
+
+# settled: ee's dial at both ends, up, and nothing more for 3 s
+since_ee=$(peer_field ee lv since)
+since_lv=$(peer_field lv ee since)
+n_ee=$(links ee lv)
+n_lv=$(links lv ee)
+sleep 3
+is_up ee lv || fail "ee: lv no longer up"
+is_up lv ee || fail "lv: ee no longer up"
+[ "$(last_link ee lv)" = to ] ||
+    fail "ee kept lv's dial (its last connection: $(last_link ee lv)), not its own"
+[ "$(last_link lv ee)" = from ] ||
+    fail "lv kept its own dial (its last connection: $(last_link lv ee)), not ee's"
+[ "$(links ee lv)" = "$n_ee" ] && [ "$(links lv ee)" = "$n_lv" ] ||
+    fail "connections still coming: ee $n_ee -> $(links ee lv), lv $n_lv -> $(links lv ee)"
+[ "$(peer_field ee lv since)" = "$since_ee" ] &&
+    [ "$(peer_field lv ee since)" = "$since_lv" ] ||
+    fail "a session was replaced after the duplicate was resolved"
+ok "one session kept, ee's dial at both ends, stable for 3 s"
+
+ctl ee put case ee:d1 --audience ee,lv pseudonym=P status=accepted >/dev/null ||
+    fail "put on ee"
+wait_until 30 "lv gets ee's write" has_field lv case ee:d1 status accepted
+ctl lv put case ee:d1 status=declined >/dev/null || fail "put on lv"
+wait_until 30 "ee gets lv's write" has_field ee case ee:d1 status declined
+ok "writes cross both ways over the kept session"
+nbx_stop lv
+nbx_stop ee
