@@ -152,10 +152,7 @@ conn__close(struct conn *c, const char *why)
 {
 	if (c->state == CONN_CLOSING)
 		return;
-	if (strcmp(why, DUPLICATE) == 0)	/* normal: both dialled at once */
-		log_msg(LOG_DEBUG, conn_name(c), "connection replaced by the "
-		    "one both sides keep after dialling each other at once");
-	else if (c->state == CONN_ESTABLISHED)
+	if (c->state == CONN_ESTABLISHED)
 		log_msg(LOG_INFO, conn_name(c), "disconnected: %s", why);
 	else
 		log_msg(LOG_WARN, conn_name(c), "connection failed: %s", why);
@@ -366,6 +363,31 @@ conn__shutdown(struct conn *c)
 		uv_close((uv_handle_t *)&c->tcp, conn_closed);
 }
 
+/*
+ * Drops c, the pair's second connection after both ends dialled at once:
+ * with close_notify, then the socket shut down, so that the other end,
+ * which may have started a session on it, sees its peer end it cleanly
+ * rather than a truncated stream.  What c's session still had queued is
+ * not sent: the session that stays starts from the peer's cursor.
+ */
+static void
+drop_duplicate(struct conn *c)
+{
+	log_msg(LOG_DEBUG, conn_name(c), "connection replaced by the one both "
+	    "sides keep after dialling each other at once");
+	tls_conn_shutdown(c->tls);
+	if (send_tls_out(c) != 0)
+		return;		/* closed */
+	c->state = CONN_CLOSING;
+	c->closing_ms = log_now_ms();
+	peer_detach(c, DUPLICATE);
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	c->shutdown_req.data = c;
+	if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp,
+	    shutdown_done) != 0)
+		uv_close((uv_handle_t *)&c->tcp, conn_closed);
+}
+
 /* An inbound peer's key against its configured pin, in constant time. */
 static int
 pin_matches(const struct tls_conn *t, const uint8_t pin[32])
@@ -431,11 +453,12 @@ established(struct conn *c)
 			log_msg(LOG_DEBUG, p->id, "duplicate connection dropped");
 			if (p->dialing == c)
 				p->dialing = NULL;
+			snprintf(c->addr, sizeof(c->addr), "%s", p->id);
 			c->peer = NULL;
-			conn__close(c, DUPLICATE);
+			drop_duplicate(c);
 			return;
 		}
-		conn__close(p->active, DUPLICATE);
+		drop_duplicate(p->active);
 	}
 	if (p->dialing == c)
 		p->dialing = NULL;

@@ -7,7 +7,9 @@
 # per pair is kept (conn.c, established): the dial of the smaller id,
 # ee's, at both ends.  Checked: the duplicate was seen and resolved
 # (nbxd -v logs it), each node keeps ee's connection and no other, it
-# stays up, and writes on either side reach the other.  Which end meets
+# stays up, the connection dropped ends with close_notify (the end that
+# had started a session on it must not see a truncated stream), and
+# writes on either side reach the other.  Which end meets
 # both connections alive depends on the timing of the two dials: often
 # only ee does (lv's own is closed before ee's reaches it), so a rule
 # that kept the larger id's dial fails here, one in which each end kept
@@ -82,6 +84,12 @@ is_up lv ee || fail "lv: ee no longer up"
     [ "$(peer_field lv ee since)" = "$since_lv" ] ||
     fail "a session was replaced after the duplicate was resolved"
 ok "one session kept, ee's dial at both ends, stable for 3 s"
+# the connection dropped was closed with close_notify: the end that had
+# started a session on it saw its peer end it, not a truncated stream
+if grep -h "without close_notify" "$T/ee/nbxd.log" "$T/lv/nbxd.log" >"$T/cut"; then
+	fail "a duplicate was dropped without close_notify: $(head -n 2 "$T/cut")"
+fi
+ok "the duplicate was ended with close_notify"
 
 ctl ee put case ee:d1 --audience ee,lv pseudonym=P status=accepted >/dev/null ||
     fail "put on ee"
