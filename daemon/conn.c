@@ -332,6 +332,24 @@ shutdown_done(uv_shutdown_t *req, int status)
 }
 
 /*
+ * The end of a graceful close, once close_notify was handed to libuv:
+ * the socket is shut down after the writes before it, then closed
+ * (conn__tick gives up after CONN_CLOSE_MS).
+ */
+static void
+shutdown_after_notify(struct conn *c, const char *why)
+{
+	c->state = CONN_CLOSING;
+	c->closing_ms = log_now_ms();
+	peer_detach(c, why);
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	c->shutdown_req.data = c;
+	if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp,
+	    shutdown_done) != 0)
+		uv_close((uv_handle_t *)&c->tcp, conn_closed);
+}
+
+/*
  * Graceful close: what the session queued (an ERROR, say) and TLS
  * close_notify go out first, then the socket is shut down and closed.
  */
@@ -353,14 +371,7 @@ conn__shutdown(struct conn *c)
 	tls_conn_shutdown(c->tls);
 	send_tls_out(c);
 	log_msg(LOG_INFO, conn_name(c), "closing (close_notify sent)");
-	c->state = CONN_CLOSING;
-	c->closing_ms = log_now_ms();
-	peer_detach(c, "closed by us");
-	uv_read_stop((uv_stream_t *)&c->tcp);
-	c->shutdown_req.data = c;
-	if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp,
-	    shutdown_done) != 0)
-		uv_close((uv_handle_t *)&c->tcp, conn_closed);
+	shutdown_after_notify(c, "closed by us");
 }
 
 /*
@@ -377,15 +388,9 @@ drop_duplicate(struct conn *c)
 	    "sides keep after dialling each other at once");
 	tls_conn_shutdown(c->tls);
 	if (send_tls_out(c) != 0)
-		return;		/* closed */
-	c->state = CONN_CLOSING;
-	c->closing_ms = log_now_ms();
-	peer_detach(c, DUPLICATE);
-	uv_read_stop((uv_stream_t *)&c->tcp);
-	c->shutdown_req.data = c;
-	if (uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp,
-	    shutdown_done) != 0)
-		uv_close((uv_handle_t *)&c->tcp, conn_closed);
+		conn__close(c, DUPLICATE);	/* at once (if not closed yet) */
+	else
+		shutdown_after_notify(c, DUPLICATE);
 }
 
 /* An inbound peer's key against its configured pin, in constant time. */
