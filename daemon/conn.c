@@ -378,8 +378,9 @@ conn__shutdown(struct conn *c)
  * Drops c, the pair's second connection after both ends dialled at once:
  * with close_notify, then the socket shut down, so that the other end,
  * which may have started a session on it, sees its peer end it cleanly
- * rather than a truncated stream.  What c's session still had queued is
- * not sent: the session that stays starts from the peer's cursor.
+ * rather than a truncated stream.  What c's session had not yet handed
+ * to TLS is not sent (what libuv holds still goes, before the shutdown):
+ * the session that stays starts from the peer's cursor.
  */
 static void
 drop_duplicate(struct conn *c)

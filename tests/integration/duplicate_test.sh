@@ -57,7 +57,7 @@ proxy_ctl set el delay 400 >/dev/null || fail "proxy: delay"
 wait_until 30 "ee sees lv up" is_up ee lv
 wait_until 30 "lv sees ee up" is_up lv ee
 dup_seen() {
-	grep -q "duplicate connection dropped\|connection replaced" \
+	grep -q -E "duplicate connection dropped|connection replaced" \
 	    "$T/ee/nbxd.log" "$T/lv/nbxd.log"
 }
 wait_until 30 "a duplicate connection resolved (nbxd -v)" dup_seen
