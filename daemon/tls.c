@@ -711,6 +711,17 @@ q_room(struct tls_q *q, size_t n)
 	return 0;
 }
 
+/* Appends p[0..n) to q; 0 or -1 (out of memory). */
+static int
+q_put(struct tls_q *q, const void *p, size_t n)
+{
+	if (q_room(q, n) != 0)
+		return -1;
+	memcpy(q->p + q->len, p, n);
+	q->len += n;
+	return 0;
+}
+
 static int
 q_bio_write(BIO *b, const char *in, size_t n, size_t *written)
 {
@@ -718,10 +729,8 @@ q_bio_write(BIO *b, const char *in, size_t n, size_t *written)
 
 	BIO_clear_retry_flags(b);
 	*written = 0;
-	if (q_room(q, n) != 0)
+	if (q_put(q, in, n) != 0)
 		return 0;		/* no retry flag: an error */
-	memcpy(q->p + q->len, in, n);
-	q->len += n;
 	*written = n;
 	return 1;
 }
@@ -880,11 +889,7 @@ tls_conn_feed(struct tls_conn *c, const void *in, size_t n)
 		return 0;
 	if (n > TLS_CONN_IN_MAX || q_pending(&c->in) > TLS_CONN_IN_MAX - n)
 		return NBX_ETOOBIG;
-	if (q_room(&c->in, n) != 0)
-		return NBX_ENOMEM;
-	memcpy(c->in.p + c->in.len, in, n);
-	c->in.len += n;
-	return 0;
+	return q_put(&c->in, in, n) != 0 ? NBX_ENOMEM : 0;
 }
 
 /* Final checks once OpenSSL reports the handshake complete. */
