@@ -250,10 +250,7 @@ send_tls_out(struct conn *c)
 		return 0;
 	if ((w = malloc(sizeof(*w))) == NULL)
 		return NBX_ENOMEM;
-	if ((n = tls_conn_take_buf(c->tls, &w->data)) == 0) {
-		free(w);
-		return NBX_ENOMEM;
-	}
+	n = tls_conn_take_buf(c->tls, &w->data);	/* > 0: pending above */
 	w->req.data = c;
 	b = uv_buf_init((char *)w->data, (unsigned)n);
 	if ((rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1,
