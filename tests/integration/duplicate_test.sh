@@ -20,15 +20,6 @@ BACKOFF_MIN_MS=300
 BACKOFF_MAX_MS=300
 DEAD_MS=10000
 export BACKOFF_MIN_MS BACKOFF_MAX_MS DEAD_MS
-# peer_field NODE PEER FIELD: a field of PEER in NODE's status
-peer_field() {
-	ctl "$1" status --json | python3 -c '
-import json, sys
-d = json.load(sys.stdin)
-p = next((p for p in d["peers"] if p["id"] == sys.argv[1]), {})
-print(p.get(sys.argv[2], "none"))' "$2" "$3"
-}
-is_up() { [ "$(peer_field "$1" "$2" state)" = up ]; }
 # last_link NODE PEER: "to" or "from", the last connection NODE logged
 last_link() {
 	sed -n "s/.*\[$2\] connected (\([a-z]*\) .*/\1/p" "$T/$1/nbxd.log" |

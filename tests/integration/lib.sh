@@ -216,3 +216,15 @@ has_field() { [ "$(field "$1" "$2" "$3" "$4")" = "$5" ]; }
 
 # count NAME COLL: records nbxq counts
 count() { q "$1" count "$2"; }
+
+# peer_field NODE PEER FIELD: a field of PEER in NODE's status ("none"
+# if NODE has no such peer or field); is_up / is_down NODE PEER
+peer_field() {
+	ctl "$1" status --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+p = next((p for p in d["peers"] if p["id"] == sys.argv[1]), {})
+print(p.get(sys.argv[2], "none"))' "$2" "$3"
+}
+is_up() { [ "$(peer_field "$1" "$2" state)" = up ]; }
+is_down() { [ "$(peer_field "$1" "$2" state)" = down ]; }

@@ -14,15 +14,6 @@ BACKOFF_MIN_MS=20000
 BACKOFF_MAX_MS=20000
 export BACKOFF_MIN_MS BACKOFF_MAX_MS
 ms() { echo $(($(date +%s%N) / 1000000)); }
-# peer_state NODE PEER: "up" or "down" as NODE's status says
-peer_state() {
-	ctl "$1" status --json | python3 -c '
-import json, sys
-d = json.load(sys.stdin)
-print(next((p["state"] for p in d["peers"] if p["id"] == sys.argv[1]), "none"))' "$2"
-}
-is_up() { [ "$(peer_state "$1" "$2")" = up ]; }
-is_down() { [ "$(peer_state "$1" "$2")" = down ]; }
 
 nbx_ca
 nbx_node ee 1
