@@ -56,10 +56,13 @@ struct ctl_client {
 	int closed;		/* handle closed; freed when nwork is 0 */
 	int paused;		/* reading stopped until replies drain */
 	int full;		/* reading stopped until the queue drains */
+	int drain_due;		/* parsed requests to handle at the check */
 };
 
 struct ctl_server {
 	uv_pipe_t pipe;
+	uv_check_t check;	/* handles what parse_done found parsed */
+	int handles;		/* open; the server is freed at 0 */
 	char path[108];
 	ctl_handler_fn *fn;
 	void *arg;
@@ -336,6 +339,41 @@ parse_next(struct ctl_client *c)
 	}
 }
 
+/* The check phase: the clients whose parses finished are handled. */
+static void
+on_check(uv_check_t *h)
+{
+	struct ctl_server *s = h->data;
+	struct ctl_client *c, *next;
+
+	uv_check_stop(h);
+	for (c = s->clients; c != NULL && !s->stopping; c = next) {
+		next = c->next;
+		if (c->drain_due) {
+			c->drain_due = 0;
+			drain(c);
+		}
+	}
+}
+
+/*
+ * A finished parse is handled in this turn's check phase, not at once:
+ * the turn's reads come first, so that the request after it is read,
+ * and its parse started, before the loop spends its time applying this
+ * one.  (Handled at once, the next request's bytes often waited in the
+ * socket until that apply was over, and the parse with them.)
+ */
+static void
+drain_soon(struct ctl_client *c)
+{
+	if (c->srv == NULL || c->closing) {
+		drain(c);
+		return;
+	}
+	c->drain_due = 1;
+	uv_check_start(&c->srv->check, on_check);
+}
+
 static void
 parse_done(uv_work_t *w, int status)
 {
@@ -353,7 +391,7 @@ parse_done(uv_work_t *w, int status)
 		client_free(c);
 	else {
 		parse_next(c);	/* the next parse runs while this one is applied */
-		drain(c);
+		drain_soon(c);
 	}
 }
 
@@ -513,6 +551,15 @@ socket_alive(const char *path)
 	return ok;
 }
 
+static void
+server_closed(uv_handle_t *h)
+{
+	struct ctl_server *s = h->data;
+
+	if (--s->handles == 0)
+		free(s);
+}
+
 int
 ctl_server_start(uv_loop_t *loop, const char *path, ctl_handler_fn *fn,
     void *arg, struct ctl_server **out, char *err, size_t errlen)
@@ -547,6 +594,9 @@ ctl_server_start(uv_loop_t *loop, const char *path, ctl_handler_fn *fn,
 	s->arg = arg;
 	uv_pipe_init(loop, &s->pipe, 0);
 	s->pipe.data = s;
+	uv_check_init(loop, &s->check);
+	s->check.data = s;
+	s->handles = 2;
 	old = umask(0177);	/* the socket is born 0600 */
 	rc = uv_pipe_bind(&s->pipe, path);
 	umask(old);
@@ -557,18 +607,14 @@ ctl_server_start(uv_loop_t *loop, const char *path, ctl_handler_fn *fn,
 	if (rc != 0) {
 		snprintf(err, errlen, "%s: cannot listen: %s", path,
 		    uv_strerror(rc));
-		uv_close((uv_handle_t *)&s->pipe, (uv_close_cb)free);
+		uv_close((uv_handle_t *)&s->pipe, server_closed);
+		uv_close((uv_handle_t *)&s->check, server_closed);
 		return NBX_EIO;
 	}
 	*out = s;
 	return 0;
 }
 
-static void
-server_closed(uv_handle_t *h)
-{
-	free(h->data);
-}
 
 void
 ctl_server_stop(struct ctl_server *s)
@@ -585,4 +631,5 @@ ctl_server_stop(struct ctl_server *s)
 	}
 	(void)unlink(s->path);
 	uv_close((uv_handle_t *)&s->pipe, server_closed);
+	uv_close((uv_handle_t *)&s->check, server_closed);
 }

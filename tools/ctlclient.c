@@ -1,5 +1,6 @@
 /* ctlclient.c - JSON-lines client of nbxd's control socket. */
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +73,14 @@ ctl_client_close(struct ctl_client *c)
 	close(c->fd);
 	free(c->buf);
 	free(c);
+}
+
+void
+ctl_client_send_room(struct ctl_client *c, size_t bytes)
+{
+	int sz = bytes > INT_MAX / 2 ? INT_MAX / 2 : (int)bytes;
+
+	(void)setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
 }
 
 int

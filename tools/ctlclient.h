@@ -27,6 +27,15 @@ void ctl_client_close(struct ctl_client *c);
 int ctl_client_call(struct ctl_client *c, json_t *req, json_t **reply,
     int timeout_ms, char *err, size_t errlen);
 
+/*
+ * Lets up to `bytes` of sent requests wait in the socket for nbxd to read
+ * (SO_SNDBUF; the kernel caps it at net.core.wmem_max).  A client that
+ * streams requests larger than the default room (about 200 KiB) then
+ * hands each one over whole, and nbxd starts parsing the next while it
+ * applies one.  Best effort: a refusal leaves the default.
+ */
+void ctl_client_send_room(struct ctl_client *c, size_t bytes);
+
 /* Sends one request without waiting (for streaming writes). */
 int ctl_client_send(struct ctl_client *c, json_t *req, char *err,
     size_t errlen);

@@ -295,6 +295,8 @@ import_stream(struct ctl_client *c, FILE *f, const char *name, int tty,
 	ssize_t len;
 	int rc = 0;
 
+	/* the requests in flight wait in the socket, not here */
+	ctl_client_send_room(c, (size_t)IMPORT_DEPTH * IMPORT_BYTES);
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	t0 = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 	for (;;) {
