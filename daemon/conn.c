@@ -147,6 +147,19 @@ peer_detach(struct conn *c, const char *why)
 	snprintf(c->addr, sizeof(c->addr), "%s", p->id);
 }
 
+/* Closes c, logged by the caller. */
+static void
+conn_end(struct conn *c, const char *why)
+{
+	c->state = CONN_CLOSING;
+	if (c->resolving) {	/* the lookup finishes on its own */
+		c->resolving->data = NULL;
+		c->resolving = NULL;
+	}
+	peer_detach(c, why);
+	uv_close((uv_handle_t *)&c->tcp, conn_closed);
+}
+
 void
 conn__close(struct conn *c, const char *why)
 {
@@ -156,13 +169,7 @@ conn__close(struct conn *c, const char *why)
 		log_msg(LOG_INFO, conn_name(c), "disconnected: %s", why);
 	else
 		log_msg(LOG_WARN, conn_name(c), "connection failed: %s", why);
-	c->state = CONN_CLOSING;
-	if (c->resolving) {	/* the lookup finishes on its own */
-		c->resolving->data = NULL;
-		c->resolving = NULL;
-	}
-	peer_detach(c, why);
-	uv_close((uv_handle_t *)&c->tcp, conn_closed);
+	conn_end(c, why);
 }
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
@@ -391,6 +398,29 @@ drop_duplicate(struct conn *c)
 		shutdown_after_notify(c, DUPLICATE);
 }
 
+/*
+ * Gives up d, our dial to its peer still in its handshake, because the
+ * peer's dial to us has just finished its own: d, once up, would make a
+ * duplicate of the session that is starting, and under the rule of
+ * established() it would often be the one kept, the starting session
+ * dropped after streaming for a while.  d is not established at the
+ * peer either (a TLS 1.3 server finishes after its client), so the peer
+ * never holds two connections; it keeps its dial, as we do.  Nothing
+ * failed: the backoff and last error stay as they were.
+ */
+static void
+drop_dial(struct conn *d)
+{
+	struct peer *p = d->peer;
+
+	log_msg(LOG_DEBUG, p->id, "own dial given up: the peer's dial to us "
+	    "finished its handshake first");
+	p->dialing = NULL;
+	d->peer = NULL;
+	snprintf(d->addr, sizeof(d->addr), "%s", p->id);
+	conn_end(d, NULL);
+}
+
 /* An inbound peer's key against its configured pin, in constant time. */
 static int
 pin_matches(const struct tls_conn *t, const uint8_t pin[32])
@@ -465,6 +495,8 @@ established(struct conn *c)
 	}
 	if (p->dialing == c)
 		p->dialing = NULL;
+	else if (p->dialing != NULL && !c->outbound)
+		drop_dial(p->dialing);
 	so = n->sopts;
 	so.on_reject = log_reject;
 	so.reject_arg = c;
@@ -540,7 +572,14 @@ on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 	if (c->state == CONN_CLOSING)
 		return;
 	if (nread < 0) {
-		if (nread == UV_EOF && c->tls && tls_conn_eof(c->tls) == 0)
+		if (nread == UV_EOF && c->state == CONN_HANDSHAKE &&
+		    !c->outbound) {
+			/* a client that gave up its dial (drop_dial), or a
+			   probe of the port: nothing of ours was at stake */
+			log_msg(LOG_INFO, conn_name(c), "closed by the client "
+			    "during the TLS handshake");
+			conn_end(c, "closed during the TLS handshake");
+		} else if (nread == UV_EOF && c->tls && tls_conn_eof(c->tls) == 0)
 			conn__close(c, "peer closed the connection");
 		else if (nread == UV_EOF)
 			conn__close(c, "connection ended without close_notify "

@@ -1,9 +1,13 @@
 #!/bin/sh
 # Both ends dial at once.  ee and lv reach each other only through
 # flakyproxy, link "el", first cut (each dials, is refused, and dials
-# again every 150-450 ms), then holding every chunk 400 ms: each TLS
-# handshake then takes over 800 ms, so both nodes' dials are in flight
-# together and both complete, two connections for one pair.  One session
+# again every 150-450 ms), then holding every chunk 1 s: a TLS handshake
+# then takes 2 s at the client and 3 s at the server, so both nodes'
+# dials are in flight together and both complete, two connections for
+# one pair.  (Neither end gives its dial up, drop_dial: for that the
+# other's dial would have to finish at its server end before this one
+# finishes at its client end, 1 s more than the dials can be apart;
+# dialrace_test covers it.)  One session
 # per pair is kept (conn.c, established): the dial of the smaller id,
 # ee's, at both ends.  Checked: the duplicate was seen and resolved
 # (nbxd -v logs it), each node keeps ee's connection and no other, it
@@ -44,7 +48,7 @@ grep -q "connection failed" "$T/ee/nbxd.log" ||
     fail "ee did not dial lv while the link was cut"
 grep -q "connection failed" "$T/lv/nbxd.log" ||
     fail "lv did not dial ee while the link was cut"
-proxy_ctl set el delay 400 >/dev/null || fail "proxy: delay"
+proxy_ctl set el delay 1000 >/dev/null || fail "proxy: delay"
 wait_until 30 "ee sees lv up" is_up ee lv
 wait_until 30 "lv sees ee up" is_up lv ee
 dup_seen() {
