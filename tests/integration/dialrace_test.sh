@@ -17,12 +17,6 @@ BACKOFF_MIN_MS=300
 BACKOFF_MAX_MS=300
 DEAD_MS=10000
 export BACKOFF_MIN_MS BACKOFF_MAX_MS DEAD_MS
-# last_link NODE PEER: "to" or "from", the last connection NODE logged
-last_link() {
-	sed -n "s/.*\[$2\] connected (\([a-z]*\) .*/\1/p" "$T/$1/nbxd.log" |
-	    tail -n 1
-}
-links() { grep -c "\[$2\] connected (" "$T/$1/nbxd.log"; }
 # open_to PORT: TCP connections established to 127.0.0.1:PORT
 open_to() { ss -Htn state established "( dport = :$1 )" | wc -l; }
 gave_up() { grep -q "\[$2\] own dial given up" "$T/$1/nbxd.log"; }
@@ -36,10 +30,8 @@ nbx_peer_via ee lv "$(proxy_port ee.lv)"
 nbx_peer_via lv ee "$(proxy_port lv.ee)"
 proxy_ctl set el,le cut >/dev/null || fail "proxy: cut"
 # debug logging: giving a dial up is a debug line
-printf '#!/bin/sh\np=$1\nshift\nexec "$p" -v "$@"\n' >"$T/verbose"
-chmod +x "$T/verbose"
-NBXD_WRAP=$T/verbose nbx_start ee
-NBXD_WRAP=$T/verbose nbx_start lv
+nbx_start_verbose ee
+nbx_start_verbose lv
 sleep 1
 grep -q "connection failed" "$T/ee/nbxd.log" ||
     fail "ee did not dial lv while the links were cut"
@@ -66,8 +58,8 @@ race() {
 
 	since_s=$(peer_field "$slow" "$fast" since)
 	since_f=$(peer_field "$fast" "$slow" since)
-	n_s=$(links "$slow" "$fast")
-	n_f=$(links "$fast" "$slow")
+	n_s=$(link_count "$slow" "$fast")
+	n_f=$(link_count "$fast" "$slow")
 	proxy_ctl set "$3" pass >/dev/null || fail "proxy: pass"
 	sleep 3
 	is_up "$slow" "$fast" || fail "$slow: $fast no longer up"
@@ -76,9 +68,9 @@ race() {
 	    fail "$slow's last connection to $fast: $(last_link "$slow" "$fast"), not $fast's dial"
 	[ "$(last_link "$fast" "$slow")" = to ] ||
 	    fail "$fast's last connection to $slow: $(last_link "$fast" "$slow"), not its own dial"
-	[ "$(links "$slow" "$fast")" = "$n_s" ] &&
-	    [ "$(links "$fast" "$slow")" = "$n_f" ] ||
-	    fail "connections still coming: $slow $n_s -> $(links "$slow" "$fast"), $fast $n_f -> $(links "$fast" "$slow")"
+	[ "$(link_count "$slow" "$fast")" = "$n_s" ] &&
+	    [ "$(link_count "$fast" "$slow")" = "$n_f" ] ||
+	    fail "connections still coming: $slow $n_s -> $(link_count "$slow" "$fast"), $fast $n_f -> $(link_count "$fast" "$slow")"
 	[ "$(peer_field "$slow" "$fast" since)" = "$since_s" ] &&
 	    [ "$(peer_field "$fast" "$slow" since)" = "$since_f" ] ||
 	    fail "the session was replaced"
@@ -90,11 +82,7 @@ race() {
 }
 
 race ee lv el le
-ctl ee put case ee:r1 --audience ee,lv pseudonym=P status=accepted >/dev/null ||
-    fail "put on ee"
-wait_until 30 "lv gets ee's write" has_field lv case ee:r1 status accepted
-ctl lv put case ee:r1 status=declined >/dev/null || fail "put on lv"
-wait_until 30 "ee gets lv's write" has_field ee case ee:r1 status declined
+writes_cross ee lv r1
 ok "writes cross both ways over lv's dial"
 
 # the other way round: the session cut, then lv's dial hangs
@@ -102,8 +90,7 @@ proxy_ctl set el,le cut >/dev/null || fail "proxy: cut"
 wait_until 30 "ee sees lv down" is_down ee lv
 wait_until 30 "lv sees ee down" is_down lv ee
 race lv ee le el
-ctl lv put case ee:r1 status=accepted >/dev/null || fail "put on lv"
-wait_until 30 "ee gets lv's write" has_field ee case ee:r1 status accepted
-ok "writes cross over ee's dial"
+writes_cross ee lv r2
+ok "writes cross both ways over ee's dial"
 nbx_stop lv
 nbx_stop ee

@@ -24,12 +24,6 @@ BACKOFF_MIN_MS=300
 BACKOFF_MAX_MS=300
 DEAD_MS=10000
 export BACKOFF_MIN_MS BACKOFF_MAX_MS DEAD_MS
-# last_link NODE PEER: "to" or "from", the last connection NODE logged
-last_link() {
-	sed -n "s/.*\[$2\] connected (\([a-z]*\) .*/\1/p" "$T/$1/nbxd.log" |
-	    tail -n 1
-}
-links() { grep -c "\[$2\] connected (" "$T/$1/nbxd.log"; }
 
 nbx_ca
 nbx_node ee 1
@@ -39,10 +33,8 @@ nbx_peer_via ee lv "$(proxy_port ee.lv)"
 nbx_peer_via lv ee "$(proxy_port lv.ee)"
 proxy_ctl set el cut >/dev/null || fail "proxy: cut"
 # debug logging: the duplicate's resolution is a debug line
-printf '#!/bin/sh\np=$1\nshift\nexec "$p" -v "$@"\n' >"$T/verbose"
-chmod +x "$T/verbose"
-NBXD_WRAP=$T/verbose nbx_start ee
-NBXD_WRAP=$T/verbose nbx_start lv
+nbx_start_verbose ee
+nbx_start_verbose lv
 sleep 1
 grep -q "connection failed" "$T/ee/nbxd.log" ||
     fail "ee did not dial lv while the link was cut"
@@ -64,8 +56,8 @@ ok "both dialled at once: two connections, one dropped as a duplicate"
 # settled: ee's dial at both ends, up, and nothing more for 3 s
 since_ee=$(peer_field ee lv since)
 since_lv=$(peer_field lv ee since)
-n_ee=$(links ee lv)
-n_lv=$(links lv ee)
+n_ee=$(link_count ee lv)
+n_lv=$(link_count lv ee)
 sleep 3
 is_up ee lv || fail "ee: lv no longer up"
 is_up lv ee || fail "lv: ee no longer up"
@@ -73,8 +65,8 @@ is_up lv ee || fail "lv: ee no longer up"
     fail "ee kept lv's dial (its last connection: $(last_link ee lv)), not its own"
 [ "$(last_link lv ee)" = from ] ||
     fail "lv kept its own dial (its last connection: $(last_link lv ee)), not ee's"
-[ "$(links ee lv)" = "$n_ee" ] && [ "$(links lv ee)" = "$n_lv" ] ||
-    fail "connections still coming: ee $n_ee -> $(links ee lv), lv $n_lv -> $(links lv ee)"
+[ "$(link_count ee lv)" = "$n_ee" ] && [ "$(link_count lv ee)" = "$n_lv" ] ||
+    fail "connections still coming: ee $n_ee -> $(link_count ee lv), lv $n_lv -> $(link_count lv ee)"
 [ "$(peer_field ee lv since)" = "$since_ee" ] &&
     [ "$(peer_field lv ee since)" = "$since_lv" ] ||
     fail "a session was replaced after the duplicate was resolved"
@@ -86,11 +78,7 @@ if grep -h "without close_notify" "$T/ee/nbxd.log" "$T/lv/nbxd.log" >"$T/cut"; t
 fi
 ok "the duplicate was ended with close_notify"
 
-ctl ee put case ee:d1 --audience ee,lv pseudonym=P status=accepted >/dev/null ||
-    fail "put on ee"
-wait_until 30 "lv gets ee's write" has_field lv case ee:d1 status accepted
-ctl lv put case ee:d1 status=declined >/dev/null || fail "put on lv"
-wait_until 30 "ee gets lv's write" has_field ee case ee:d1 status declined
+writes_cross ee lv d1
 ok "writes cross both ways over the kept session"
 nbx_stop lv
 nbx_stop ee

@@ -228,3 +228,27 @@ print(p.get(sys.argv[2], "none"))' "$2" "$3"
 }
 is_up() { [ "$(peer_field "$1" "$2" state)" = up ]; }
 is_down() { [ "$(peer_field "$1" "$2" state)" = down ]; }
+# last_link NODE PEER: "to" or "from", NODE's last logged connection
+# with PEER; link_count NODE PEER: how many NODE logged
+last_link() {
+	sed -n "s/.*\[$2\] connected (\([a-z]*\) .*/\1/p" "$T/$1/nbxd.log" |
+	    tail -n 1
+}
+link_count() { grep -c "\[$2\] connected (" "$T/$1/nbxd.log"; }
+
+# writes_cross A B ID: case A:ID written on A (audience A, B) reaches B,
+# and B's change of its status reaches A
+writes_cross() {
+	ctl "$1" put case "$1:$3" --audience "$1,$2" pseudonym=P \
+	    status=accepted >/dev/null || fail "put on $1"
+	wait_until 30 "$2 gets $1's write" has_field "$2" case "$1:$3" status accepted
+	ctl "$2" put case "$1:$3" status=declined >/dev/null || fail "put on $2"
+	wait_until 30 "$1 gets $2's write" has_field "$1" case "$1:$3" status declined
+}
+
+# nbx_start_verbose NAME: nbx_start with nbxd -v (debug lines logged)
+nbx_start_verbose() {
+	printf '#!/bin/sh\np=$1\nshift\nexec "$p" -v "$@"\n' >"$T/verbose"
+	chmod +x "$T/verbose"
+	NBXD_WRAP=$T/verbose nbx_start "$1"
+}
