@@ -3,7 +3,9 @@
  * connection buffers bytes up to CTL_LINE_MAX and hands every complete line
  * to the handler.  A large line (a bulk import) is parsed on libuv's
  * thread pool, so that the loop applies one request while the next is
- * parsed; requests are still handled, and answered, in the order they
+ * parsed (a finished parse is applied in the turn's check phase, after
+ * the turn's reads have queued, and started parsing, the request after
+ * it); requests are still handled, and answered, in the order they
  * came.  One parse runs at a time per client: the loop, which applies,
  * is the pipeline's slowest stage, and more parses than cores would take
  * its CPU.  A queued request's JSON tree lives in an arena of its own
@@ -614,7 +616,6 @@ ctl_server_start(uv_loop_t *loop, const char *path, ctl_handler_fn *fn,
 	*out = s;
 	return 0;
 }
-
 
 void
 ctl_server_stop(struct ctl_server *s)
