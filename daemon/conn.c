@@ -112,6 +112,23 @@ peers_redial_soon(struct node *n, const struct peer *up)
 			    (CONN_REDIAL_MS + 1);
 }
 
+/*
+ * Unties c from its peer and nothing more: no longer its dial, its name
+ * kept for the log lines of its close.  The peer's session, schedule and
+ * last error are the caller's (peer_detach, or a connection dropped
+ * because another one serves the pair).
+ */
+static void
+peer_unlink(struct conn *c)
+{
+	struct peer *p = c->peer;
+
+	if (p->dialing == c)
+		p->dialing = NULL;
+	c->peer = NULL;
+	snprintf(c->addr, sizeof(c->addr), "%s", p->id);
+}
+
 /* Detaches c from its peer, keeping the peer's counters and schedule. */
 static void
 peer_detach(struct conn *c, const char *why)
@@ -136,15 +153,11 @@ peer_detach(struct conn *c, const char *why)
 		p->active = NULL;
 		p->since_ms = log_now_ms();
 	}
-	if (p->dialing == c)
-		p->dialing = NULL;
+	peer_unlink(c);
 	if (why && (was_up || c->outbound))
 		snprintf(p->last_error, sizeof(p->last_error), "%s", why);
 	if (!p->active && !p->dialing)
 		peer_backoff(c->node, p, stable);
-	c->peer = NULL;
-	/* keep the name for the log line of the close callback */
-	snprintf(c->addr, sizeof(c->addr), "%s", p->id);
 }
 
 /* Closes c, logged by the caller. */
@@ -411,13 +424,9 @@ drop_duplicate(struct conn *c)
 static void
 drop_dial(struct conn *d)
 {
-	struct peer *p = d->peer;
-
-	log_msg(LOG_DEBUG, p->id, "own dial given up: the peer's dial to us "
-	    "finished its handshake first");
-	p->dialing = NULL;
-	d->peer = NULL;
-	snprintf(d->addr, sizeof(d->addr), "%s", p->id);
+	log_msg(LOG_DEBUG, d->peer->id, "own dial given up: the peer's dial "
+	    "to us finished its handshake first");
+	peer_unlink(d);
 	conn_end(d, NULL);
 }
 
@@ -484,10 +493,7 @@ established(struct conn *c)
 		keep_outbound = strcmp(n->cfg.id, p->id) < 0;
 		if (c->outbound != keep_outbound) {
 			log_msg(LOG_DEBUG, p->id, "duplicate connection dropped");
-			if (p->dialing == c)
-				p->dialing = NULL;
-			snprintf(c->addr, sizeof(c->addr), "%s", p->id);
-			c->peer = NULL;
+			peer_unlink(c);
 			drop_duplicate(c);
 			return;
 		}
