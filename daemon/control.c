@@ -368,10 +368,8 @@ on_check(uv_check_t *h)
 static void
 drain_soon(struct ctl_client *c)
 {
-	if (c->srv == NULL || c->closing) {
-		drain(c);
-		return;
-	}
+	if (c->closing)
+		return;		/* drain would not handle it either */
 	c->drain_due = 1;
 	uv_check_start(&c->srv->check, on_check);
 }
