@@ -335,21 +335,82 @@ set_changes(struct write_batch *b, const struct change *proto,
 	return 0;
 }
 
+/* A field of a write: its name and its JSON value. */
+struct named {
+	const char *name;
+	json_t *v;
+};
+
+/* Insertion sort by name: a write has a few fields, often in order. */
+static void
+named_sort(struct named *a, size_t n)
+{
+	for (size_t i = 1; i < n; i++) {
+		struct named x = a[i];
+		const unsigned char *p = (const unsigned char *)x.name;
+		size_t j = i;
+
+		for (; j > 0; j--) {
+			const unsigned char *q = (const unsigned char *)
+			    a[j - 1].name;
+
+			if (q[0] < p[0] || (q[0] == p[0] &&
+			    strcmp((const char *)q, (const char *)p) <= 0))
+				break;
+			a[j] = a[j - 1];
+		}
+		a[j] = x;
+	}
+}
+
+/*
+ * The fields of a write in name order, the order of a record's registers
+ * (crdt.c), so that the merge appends each one past the last instead of
+ * searching and moving the ones after it.  In `room` when they fit, else
+ * in *heap (free it).  NULL when out of memory.
+ */
+static struct named *
+fields_sorted(json_t *fields, struct named *room, size_t nroom,
+    struct named **heap, size_t *n)
+{
+	struct named *a = room;
+	const char *name;
+	json_t *v;
+	size_t i = 0;
+
+	*heap = NULL;
+	*n = json_object_size(fields);
+	if (*n > nroom && (a = *heap = calloc(*n, sizeof(*a))) == NULL)
+		return NULL;
+	json_object_foreach(fields, name, v) {
+		a[i].name = name;
+		a[i++].v = v;
+	}
+	named_sort(a, i);
+	*n = i;
+	return a;
+}
+
 static int
 add_fields(struct write_batch *b, const struct pol_coll *pc,
     const struct change *proto, json_t *fields, struct store *st,
     char *err, size_t errlen)
 {
-	const char *coll = pc->name, *name;
+	const char *coll = pc->name;
 	struct store_rtxn *t = NULL;
 	struct crdt_record cur;
+	struct named room[32], *heap, *all;
+	size_t n;
 	int have = 0, rc = 0;
-	json_t *v;
 
 	if (!json_is_object(fields))
 		return nbx_errf(err, errlen, NBX_EINVAL,
 		    "\"fields\" must be an object of field: value");
-	json_object_foreach(fields, name, v) {
+	if ((all = fields_sorted(fields, room, 32, &heap, &n)) == NULL)
+		return NBX_ENOMEM;
+	for (size_t k = 0; k < n; k++) {
+		const char *name = all[k].name;
+		json_t *v = all[k].v;
 		const struct pol_field *f = policy_field(pc, nbx_str_c(name));
 		struct change *c;
 
@@ -409,6 +470,7 @@ out:
 	if (have)
 		crdt_record_fini(&cur);
 	store_rtxn_end(t);
+	free(heap);
 	return rc;
 }
 

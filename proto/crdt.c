@@ -119,6 +119,26 @@ key2_search(const void *base, size_t n, size_t size, struct nbx_str a,
 	size_t lo = 0, hi = n;
 
 	*found = 0;
+	/*
+	 * Keys mostly come in order (a record's changes as a peer sends them,
+	 * an import's fields as writes.c sorts them), so the last key is
+	 * looked at first: a key past it is appended without a search.
+	 */
+	if (n > 0) {
+		const struct nbx_str *k = (const struct nbx_str *)(const void *)
+		    ((const char *)base + (n - 1) * size);
+		int c = nbx_str_cmp(k[0], a);
+
+		if (c == 0)
+			c = nbx_str_cmp(k[1], b);
+		if (c < 0)
+			return n;
+		if (c == 0) {
+			*found = 1;
+			return n - 1;
+		}
+		hi = n - 1;
+	}
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 		const struct nbx_str *k = (const struct nbx_str *)(const void *)

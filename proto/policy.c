@@ -388,6 +388,34 @@ field_finish(struct load *L)
  * A "[collection]" or "[collection.field]" header: closes the previous
  * section and opens a new collection or field.
  */
+/* A field name's first slot in the index. */
+static unsigned
+field_slot(struct nbx_str s)
+{
+	const unsigned char *p = (const unsigned char *)s.p;
+
+	if (s.n == 0)
+		return 0;
+	return (s.n * 31u + p[0] * 17u + p[s.n / 2] * 5u + p[s.n - 1]) &
+	    (POL_FIELD_SLOTS - 1);
+}
+
+/* Enters the collection's last field in its index, while there is room. */
+static void
+field_index_add(struct pol_coll *c)
+{
+	const struct pol_field *f = &c->fields[c->nfields - 1];
+	unsigned h = field_slot((struct nbx_str){ f->name, f->name_len });
+
+	if (c->nfields > POL_FIELD_SLOTS / 2) {
+		memset(c->slot, 0, sizeof(c->slot));	/* full: searched */
+		return;
+	}
+	while (c->slot[h] != 0)
+		h = (h + 1) & (POL_FIELD_SLOTS - 1);
+	c->slot[h] = (uint8_t)c->nfields;
+}
+
 static void
 on_section(struct nbx_ini *ini, const char *sect)
 {
@@ -451,6 +479,7 @@ on_section(struct nbx_ini *ini, const char *sect)
 		f->line = ini->line;
 		f->share = SHARE_LOCAL;		/* the safe defaults */
 		f->writers = WRITERS_ORIGIN;
+		field_index_add(c);
 		L->coll = c;
 		L->field = f;
 	}
@@ -635,6 +664,17 @@ policy_field(const struct pol_coll *c, struct nbx_str name)
 {
 	if (c == NULL)
 		return NULL;
+	if (c->nfields <= POL_FIELD_SLOTS / 2) {
+		for (unsigned h = field_slot(name); c->slot[h] != 0;
+		    h = (h + 1) & (POL_FIELD_SLOTS - 1)) {
+			const struct pol_field *f = &c->fields[c->slot[h] - 1];
+
+			if (nbx_str_eq((struct nbx_str){ f->name, f->name_len },
+			    name))
+				return f;
+		}
+		return NULL;
+	}
 	for (size_t i = 0; i < c->nfields; i++)
 		if (nbx_str_eq((struct nbx_str){ c->fields[i].name,
 		    c->fields[i].name_len }, name))

@@ -71,11 +71,17 @@ struct pol_field {
 	int line;		/* line of the field's section header */
 };
 
+/* Slots of a collection's field index: a power of two. */
+#define POL_FIELD_SLOTS 128
+
 struct pol_coll {
 	char name[NBX_NAME_MAX + 1];
 	uint32_t name_len;	/* strlen(name), for lookups */
 	struct pol_field *fields;
 	size_t nfields;
+	/* the fields by a hash of their name (open addressing): index + 1,
+	   0 for a free slot; unused (all 0) past POL_FIELD_SLOTS / 2 fields */
+	uint8_t slot[POL_FIELD_SLOTS];
 	int has_audience_fields;	/* any field with share = audience */
 	uint32_t retain_days;	/* erase records unchanged this long; 0 never */
 	int line;

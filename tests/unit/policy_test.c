@@ -1232,6 +1232,61 @@ Test(loading, defaults)
 	policy_free(p);
 }
 
+/*
+ * Field lookup goes through a hash index while a collection has at most
+ * POL_FIELD_SLOTS / 2 fields and a plain search past that: either way
+ * every field is found under its own name, and near misses (a prefix, an
+ * extension, another last or middle letter, the same length) are not.
+ */
+static void
+lookup_every_field(size_t nfields)
+{
+	char *text = malloc(nfields * 64 + 16), name[40], miss[48];
+	size_t off = 0;
+	struct policy *p = NULL;
+	char err[256];
+	const struct pol_coll *c;
+	const struct pol_field *f;
+
+	cr_assert_not_null(text);
+	off += (size_t)sprintf(text + off, "[c]\n");
+	for (size_t i = 0; i < nfields; i++)
+		off += (size_t)sprintf(text + off, "[c.f%zu_x%zu]\ntype = int\n",
+		    i, i % 7);
+	cr_assert_eq(policy_load_string(text, "many.conf", &p, err,
+	    sizeof(err)), 0, "%s", err);
+	free(text);
+	c = policy_coll(p, NBX_STR("c"));
+	cr_assert_eq(c->nfields, nfields);
+	for (size_t i = 0; i < nfields; i++) {
+		snprintf(name, sizeof(name), "f%zu_x%zu", i, i % 7);
+		f = policy_field(c, nbx_str_c(name));
+		cr_assert_not_null(f, "%zu fields: %s not found", nfields, name);
+		cr_assert_eq(f, &c->fields[i], "%s found as %s", name, f->name);
+		snprintf(miss, sizeof(miss), "%sy", name);
+		cr_assert_null(policy_field(c, nbx_str_c(miss)), "%s", miss);
+		miss[strlen(name) - 1] = 0;
+		cr_assert_null(policy_field(c, nbx_str_c(miss)), "%s", miss);
+		snprintf(miss, sizeof(miss), "%s", name);
+		miss[strlen(miss) - 1] = miss[strlen(miss) - 1] == '9' ? '8' :
+		    '9';
+		cr_assert_null(policy_field(c, nbx_str_c(miss)), "%s", miss);
+		miss[0] = 'g';
+		cr_assert_null(policy_field(c, nbx_str_c(miss)), "%s", miss);
+	}
+	cr_assert_null(policy_field(c, NBX_STR("")));
+	policy_free(p);
+}
+
+Test(loading, field_lookup_in_small_and_large_collections)
+{
+	lookup_every_field(1);
+	lookup_every_field(15);
+	lookup_every_field(POL_FIELD_SLOTS / 2);
+	lookup_every_field(POL_FIELD_SLOTS / 2 + 1);
+	lookup_every_field(300);
+}
+
 /* inih calls nothing for a section without keys, and cuts section names
    at 49 bytes; neither may lose a collection or rename a field. */
 Test(loading, empty_and_long_sections)

@@ -139,3 +139,89 @@ Test(writes, reserve_for_an_import_counts_fields_state_and_audience)
 	cr_assert_eq(b.n, 0);
 	json_decref(ws);
 }
+
+/* The FIELD and ELEM changes of b from `from` on: field names ascending. */
+static void
+assert_fields_in_name_order(size_t from)
+{
+	const struct change *last = NULL;
+
+	for (size_t i = from; i < b.n; i++) {
+		const struct change *c = &b.chs[i];
+
+		if (c->kind != CHANGE_FIELD && c->kind != CHANGE_ELEM)
+			continue;
+		if (last != NULL)
+			cr_assert_leq(nbx_str_cmp(last->field, c->field), 0,
+			    "change %zu: %.*s after %.*s", i, (int)c->field.n,
+			    c->field.p, (int)last->field.n, last->field.p);
+		last = c;
+	}
+}
+
+/*
+ * A write's fields become changes in name order, the order a record
+ * keeps its registers in, whatever order the JSON object has them in;
+ * the same fields in another order make the same changes.
+ */
+Test(writes, fields_in_name_order_whatever_the_json_order)
+{
+	char err[256];
+	size_t n;
+
+	cr_assert_eq(build("{\"collection\":\"t\",\"id\":\"a\",\"fields\":"
+	    "{\"tags\":[\"x\",\"y\"],\"name\":\"n\",\"count\":5}}", err,
+	    sizeof(err)), 0, "%s", err);
+	n = b.n;
+	cr_assert_eq(n, 5);
+	assert_fields_in_name_order(0);
+	cr_assert(nbx_str_eq(b.chs[1].field, NBX_STR("count")));
+	cr_assert(nbx_str_eq(b.chs[2].field, NBX_STR("name")));
+	cr_assert_eq(build("{\"collection\":\"t\",\"id\":\"a\",\"fields\":"
+	    "{\"count\":5,\"name\":\"n\",\"tags\":[\"x\",\"y\"]}}", err,
+	    sizeof(err)), 0, "%s", err);
+	cr_assert_eq(b.n, 2 * n);
+	for (size_t i = 0; i < n; i++) {
+		const struct change *x = &b.chs[i], *y = &b.chs[n + i];
+
+		cr_assert_eq(x->kind, y->kind, "change %zu", i);
+		cr_assert(nbx_str_eq(x->field, y->field), "change %zu", i);
+		cr_assert(nbx_str_eq(x->elem, y->elem), "change %zu", i);
+		cr_assert_eq(x->val.t, y->val.t, "change %zu", i);
+		cr_assert_eq(x->val.i, y->val.i, "change %zu", i);
+		cr_assert(nbx_str_eq(x->val.s, y->val.s), "change %zu", i);
+	}
+}
+
+/* More fields than writes.c sorts in place: sorted all the same. */
+Test(writes, many_fields_in_name_order)
+{
+	char schema[4096], json[4096], err[256];
+	struct policy *many = NULL;
+	json_t *w;
+	int off = snprintf(schema, sizeof(schema), "[m]\n");
+	int joff = snprintf(json, sizeof(json),
+	    "{\"collection\":\"m\",\"id\":\"r\",\"fields\":{");
+
+	for (int i = 0; i < 40; i++)
+		off += snprintf(schema + off, sizeof(schema) - (size_t)off,
+		    "[m.f%02d]\ntype = int\nshare = region\n", (i * 7) % 40);
+	for (int i = 39; i >= 0; i--)
+		joff += snprintf(json + joff, sizeof(json) - (size_t)joff,
+		    "%s\"f%02d\":%d", i == 39 ? "" : ",", i, i);
+	snprintf(json + joff, sizeof(json) - (size_t)joff, "}}");
+	cr_assert_eq(policy_load_string(schema, "m.conf", &many, err,
+	    sizeof(err)), 0, "%s", err);
+	w = json_loads(json, 0, NULL);
+	cr_assert_not_null(w);
+	cr_assert_eq(write_batch_build(&b, WRITE_PUT, many, NULL, "ee", w, err,
+	    sizeof(err)), 0, "%s", err);
+	cr_assert_eq(b.n, 41);
+	assert_fields_in_name_order(0);
+	for (size_t i = 1; i < b.n; i++)
+		cr_assert_eq(b.chs[i].val.i, (int64_t)i - 1, "change %zu", i);
+	json_array_append_new(held, w);
+	write_batch_fini(&b);
+	memset(&b, 0, sizeof(b));
+	policy_free(many);
+}
