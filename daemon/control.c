@@ -8,8 +8,11 @@
  * it); requests are still handled, and answered, in the order they
  * came.  One parse runs at a time per client: the loop, which applies,
  * is the pipeline's slowest stage, and more parses than cores would take
- * its CPU.  A queued request's JSON tree lives in an arena of its own
- * (jarena.h), dropped in one go once the request is answered.
+ * its CPU.  Only a large import with nothing before it to apply is cut
+ * in two (jsplit.h) and its halves parsed at once, so that a writer who
+ * sends one request at a time waits for about half a parse.  A queued
+ * request's JSON tree lives in an arena of its own (jarena.h), dropped in
+ * one go once the request is answered.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -25,24 +28,42 @@
 
 #include "control.h"
 #include "jarena.h"
+#include "jsplit.h"
 #include "log.h"
 #include "nbx_err.h"
 
 #define CTL_PARSE_AWAY	(64u << 10)	/* lines this long: parsed off loop */
+#define CTL_CUT_MIN	(64u << 10)	/* ... and may be cut in two */
 #define CTL_QUEUE_MAX	4		/* requests waiting per client */
+
+/* The second half of a request cut in two (jsplit.h): its array's tail. */
+struct ctl_half {
+	uv_work_t work;
+	char *text;
+	size_t n;
+	json_t *val;
+	json_error_t je;
+	struct jarena *arena;	/* val's values live here */
+};
 
 /* A request waiting its turn, parsed or being parsed. */
 struct ctl_req {
 	uv_work_t work;
 	struct ctl_client *c;
 	struct ctl_req *next;
-	char *line;
+	char *line;		/* when cut: the first half */
 	size_t n;
 	json_t *req;		/* NULL: not JSON, see je */
 	struct jarena *arena;	/* req's values live here */
 	json_error_t je;
 	int parsed;
 	int started;		/* its parse is on the thread pool */
+	/* cut in two, the halves parsed at once: the line as it came */
+	char *whole;
+	size_t whole_n;
+	struct ctl_half half;
+	unsigned pending;	/* its parses still on the thread pool */
+	int uncut;		/* the cut halves were refused: parse it whole */
 };
 
 struct ctl_client {
@@ -131,7 +152,10 @@ ctl_error(int code, const char *fmt, ...)
 static void
 req_free(struct ctl_req *r)
 {
+	jarena_drop_tree(r->half.arena, r->half.val);
 	jarena_drop_tree(r->arena, r->req);
+	free(r->half.text);
+	free(r->whole);
 	free(r->line);
 	free(r);
 }
@@ -303,26 +327,140 @@ parse_away(uv_work_t *w)
 	atomic_fetch_add(&parsed_waiting, 1);
 }
 
+/* The second half of a cut request, on the thread pool. */
+static void
+half_away(uv_work_t *w)
+{
+	struct ctl_req *r = w->data;
+
+	jarena_enter(r->half.arena);
+	r->half.val = json_loadb(r->half.text, r->half.n, 0, &r->half.je);
+	jarena_leave();
+	atomic_fetch_add(&parsed_waiting, 1);
+}
+
+/*
+ * Cuts r in two (jsplit.h) when it is a large import first in line: no
+ * request before it waits, parsed, for the loop, which would apply that
+ * one while this one parses and so keep the second core busy.  Its
+ * halves are then parsed at once, one per thread, and a request sent on
+ * its own (a live writer's) is answered in about half the parse time.
+ * 0 when it is not cut.
+ */
+static int
+cut(struct ctl_client *c, struct ctl_req *r)
+{
+	struct jsplit sp;
+	char *first, *second;
+
+	if (r != c->head || r->uncut || r->n < CTL_CUT_MIN ||
+	    !jsplit_find(r->line, r->n, "writes", &sp))
+		return 0;
+	first = malloc(r->n - (sp.close - sp.cut));
+	second = malloc(sp.close - sp.cut + 1);
+	if (first == NULL || second == NULL ||
+	    (r->half.arena = jarena_new()) == NULL) {
+		free(first);
+		free(second);
+		return 0;
+	}
+	jsplit_pieces(r->line, r->n, &sp, first, second);
+	r->whole = r->line;
+	r->whole_n = r->n;
+	r->line = first;
+	r->n -= sp.close - sp.cut;
+	r->half.text = second;
+	r->half.n = sp.close - sp.cut + 1;
+	r->half.work.data = r;
+	return 1;
+}
+
+/* Undoes the cut of r: it is parsed whole, as it came. */
+static void
+uncut(struct ctl_req *r)
+{
+	jarena_drop_tree(r->half.arena, r->half.val);
+	jarena_drop_tree(r->arena, r->req);
+	free(r->half.text);
+	free(r->line);
+	memset(&r->half, 0, sizeof(r->half));
+	r->req = NULL;
+	r->arena = jarena_new();	/* NULL: parsed with malloc */
+	r->line = r->whole;
+	r->n = r->whole_n;
+	r->whole = NULL;
+	r->uncut = 1;
+}
+
+/*
+ * The halves of a cut request, parsed: the first one's "writes" gets the
+ * second's elements, in the first's arena (the second's arena lives as
+ * long as the request).  -1 if either half is not JSON, or the first is
+ * not an object with that array: the line is then parsed whole, so the
+ * reply is what it always was.
+ */
+static int
+join(struct ctl_req *r)
+{
+	json_t *w = json_object_get(r->req, "writes");
+	int rc;
+
+	if (r->req == NULL || r->half.val == NULL || !json_is_array(w) ||
+	    !json_is_array(r->half.val))
+		return -1;
+	jarena_enter(r->arena);
+	rc = json_array_extend(w, r->half.val);
+	jarena_leave();
+	return rc == 0 ? 0 : -1;
+}
+
 static void parse_done(uv_work_t *w, int status);
+
+/*
+ * One of r's parses is over (on the loop).  Returns 1 when r is parsed;
+ * 0 while a half is still on the thread pool, or when its halves were
+ * refused and r waits to be parsed whole.
+ */
+static int
+parse_over(struct ctl_req *r)
+{
+	if (--r->pending > 0)
+		return 0;
+	if (r->whole != NULL && join(r) != 0) {
+		log_msg(LOG_DEBUG, NULL, "control: the halves of a request of "
+		    "%zu bytes are not JSON: parsed whole for the reply",
+		    r->whole_n);
+		uncut(r);
+		r->started = 0;
+		return 0;
+	}
+	r->parsed = 1;
+	free(r->line);
+	free(r->whole);
+	free(r->half.text);
+	r->line = r->whole = r->half.text = NULL;
+	return 1;
+}
 
 /* Parses r on the loop (a small line, or the thread pool refused). */
 static void
 parse_here(struct ctl_client *c, struct ctl_req *r)
 {
 	parse_work(&r->work);
-	r->parsed = 1;
-	free(r->line);
-	r->line = NULL;
-	drain(c);
+	r->pending++;
+	if (parse_over(r))
+		drain(c);
 }
 
 /*
  * Starts the parse of the oldest waiting request on the thread pool, one
- * at a time; parses here when the pool refuses.
+ * at a time (or its two halves at once); parses here when the pool
+ * refuses.
  */
 static void
 parse_next(struct ctl_client *c)
 {
+	uv_loop_t *loop = c->pipe.loop;
 	struct ctl_req *r;
 
 	while (c->nwork == 0 && !c->closing) {
@@ -331,10 +469,28 @@ parse_next(struct ctl_client *c)
 			;
 		if (r == NULL)
 			return;
-		if (uv_queue_work(c->pipe.loop, &r->work, parse_away,
-		    parse_done) == 0) {
-			r->started = 1;
+		r->started = 1;
+		if (cut(c, r)) {
+			if (uv_queue_work(loop, &r->half.work, half_away,
+			    parse_done) == 0) {
+				r->pending++;
+				c->nwork++;
+				log_msg(LOG_DEBUG, NULL, "control: a request of "
+				    "%zu bytes parsed in two halves at once",
+				    r->whole_n);
+			} else {
+				uncut(r);
+			}
+		}
+		if (uv_queue_work(loop, &r->work, parse_away, parse_done) == 0) {
+			r->pending++;
 			c->nwork++;
+			return;
+		}
+		if (r->pending > 0) {
+			/* its second half is on the pool: the first here, and
+			   the two joined when that one is over */
+			parse_work(&r->work);
 			return;
 		}
 		parse_here(c, r);
@@ -374,25 +530,26 @@ drain_soon(struct ctl_client *c)
 	uv_check_start(&c->srv->check, on_check);
 }
 
+/* A parse of r on the thread pool is over: all of r, or one half. */
 static void
 parse_done(uv_work_t *w, int status)
 {
 	struct ctl_req *r = w->data;
 	struct ctl_client *c = r->c;
+	int parsed;
 
-	/* a cancelled parse leaves req NULL, and was never counted */
+	/* a cancelled parse leaves its tree NULL, and was never counted */
 	if (status == 0)
 		atomic_fetch_sub(&parsed_waiting, 1);
-	r->parsed = 1;
-	free(r->line);
-	r->line = NULL;
 	c->nwork--;
-	if (c->closed)
+	if (c->closed) {
 		client_free(c);
-	else {
-		parse_next(c);	/* the next parse runs while this one is applied */
-		drain_soon(c);
+		return;
 	}
+	parsed = parse_over(r);
+	parse_next(c);	/* the next parse runs while this one is applied */
+	if (parsed)
+		drain_soon(c);
 }
 
 static void

@@ -31,6 +31,7 @@
 #include "../fuzz/control_fuzz.c"
 #include "../fuzz/frame_fuzz.c"
 #include "../fuzz/import_fuzz.c"
+#include "../fuzz/jsplit_fuzz.c"
 #include "../fuzz/schema_fuzz.c"
 #include "../fuzz/session_fuzz.c"
 
@@ -209,4 +210,9 @@ Test(fuzz_replay, import)
 Test(fuzz_replay, control)
 {
 	cr_assert_gt(replay("control_fuzz", nbx_fuzz_control), 0);
+}
+
+Test(fuzz_replay, jsplit)
+{
+	cr_assert_gt(replay("jsplit_fuzz", nbx_fuzz_jsplit), 0);
 }
