@@ -86,6 +86,24 @@ Test(mpwrite, uints_match_msgpack_c)
 	}
 }
 
+/* Every short length, each byte different: the copy of mpwrite_str. */
+Test(mpwrite, short_strings_byte_for_byte)
+{
+	char text[48];
+
+	for (size_t i = 0; i < sizeof(text); i++)
+		text[i] = (char)('A' + i);
+	for (uint32_t n = 0; n <= 40; n++) {
+		struct nbx_str s = { n ? text + 3 : NULL, n };
+		struct pair p;
+
+		pair_init(&p);
+		nbx_mp_pack_str(&p.pk, s);
+		mpwrite_str(&p.w, s);
+		pair_check(&p, "short str", n);
+	}
+}
+
 Test(mpwrite, strings_and_arrays_match_msgpack_c)
 {
 	static char text[70000];
