@@ -149,14 +149,25 @@ ctl_error(int code, const char *fmt, ...)
 	    code, "reason", nbx_strerror(code));
 }
 
+/* Drops what r's parse made or used: its trees and the texts parsed. */
 static void
-req_free(struct ctl_req *r)
+req_unparse(struct ctl_req *r)
 {
 	jarena_drop_tree(r->half.arena, r->half.val);
 	jarena_drop_tree(r->arena, r->req);
 	free(r->half.text);
-	free(r->whole);
 	free(r->line);
+	memset(&r->half, 0, sizeof(r->half));
+	r->req = NULL;
+	r->arena = NULL;
+	r->line = NULL;
+}
+
+static void
+req_free(struct ctl_req *r)
+{
+	req_unparse(r);
+	free(r->whole);
 	free(r);
 }
 
@@ -379,12 +390,7 @@ cut(struct ctl_client *c, struct ctl_req *r)
 static void
 uncut(struct ctl_req *r)
 {
-	jarena_drop_tree(r->half.arena, r->half.val);
-	jarena_drop_tree(r->arena, r->req);
-	free(r->half.text);
-	free(r->line);
-	memset(&r->half, 0, sizeof(r->half));
-	r->req = NULL;
+	req_unparse(r);
 	r->arena = jarena_new();	/* NULL: parsed with malloc */
 	r->line = r->whole;
 	r->n = r->whole_n;

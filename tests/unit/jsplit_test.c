@@ -91,8 +91,8 @@ Test(jsplit, lines_that_are_never_cut)
 		"{\"writes\":[ ,1]}",
 		"{\"writes\":[1, ]}",
 		"{\"a\":{\"writes\":[1,2]}}",		/* not at the top */
-		"{\"writes\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]"
-		    "]]]]]]]]]]]]]]]],2]}",		/* too deep */
+		("{\"writes\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]"
+		    "]]]]]]]]]]]]]]]],2]}"),		/* too deep */
 	};
 
 	for (size_t i = 0; i < sizeof(never) / sizeof(never[0]); i++) {
