@@ -367,6 +367,15 @@ Test(crdt_prop, pure_merge_is_order_independent)
 		cr_assert_eq(ea.len, eb.len, "seed %u iteration %d", seed, it);
 		cr_assert_eq(memcmp(ea.p, eb.p, ea.len), 0, "seed %u iteration %d",
 		    seed, it);
+		/* what is stored reads back as the same state */
+		crdt_record_fini(&b);
+		crdt_record_init(&b, nbx_str_c("t"), nbx_str_c("r1:a"));
+		cr_assert_eq(crdt_record_decode(ea.p, ea.len, &b), 0,
+		    "seed %u iteration %d: decode", seed, it);
+		eb.len = 0;
+		crdt_record_encode(&b, &eb);
+		cr_assert(eb.len == ea.len && memcmp(ea.p, eb.p, ea.len) == 0,
+		    "seed %u iteration %d: decode and encode again", seed, it);
 		nbx_buf_fini(&ea);
 		nbx_buf_fini(&eb);
 		crdt_record_fini(&a);

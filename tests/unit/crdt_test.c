@@ -281,6 +281,179 @@ Test(crdt, encode_decode_round_trip)
 	crdt_record_fini(&r);
 }
 
+/*
+ * The record of the format tests: versions near its state version (by
+ * its origin, at or after it) and not (older, another origin, unset), an
+ * audience, a set element and a receipt.
+ */
+static struct crdt_record
+mixed_record(void)
+{
+	struct crdt_record r = rec();
+	struct change c;
+
+	merge(&r, simple(CHANGE_STATE, REC_LIVE, 100, "ee"));
+	merge(&r, audience(101, "ee,lv"));
+	merge(&r, field("city", "Riga", 102, "ee"));
+	c = field("age", "", 99, "ee");
+	c.val.t = NBX_V_INT;
+	c.val.i = 41;
+	merge(&r, c);
+	merge(&r, scoped("status", "accepted", 5000000000u, "lv", 101, "ee,lv"));
+	c = field("languages", "", 103, "ee");
+	c.kind = CHANGE_ELEM;
+	c.elem = nbx_str_c("ru");
+	c.val.t = NBX_V_BOOL;
+	c.val.i = 1;
+	merge(&r, c);
+	c = simple(CHANGE_RECEIPT, 0, 104, "ee");
+	c.field = nbx_str_c("revoke");
+	c.elem = nbx_str_c("lt");
+	c.val.t = NBX_V_INT;
+	c.val.i = RECEIPT_PENDING;
+	merge(&r, c);
+	return r;
+}
+
+/* mixed_record() as format 1 wrote it (every version [hlc, origin]) */
+static const uint8_t MIXED_FORMAT1[] = {
+	0x9a, 0x01, 0xc2, 0x92, 0x00, 0xa0, 0x00, 0x92, 0x64, 0xa2, 0x65, 0x65,
+	0x92, 0x65, 0xa2, 0x65, 0x65, 0x92, 0xa2, 0x65, 0x65, 0xa2, 0x6c, 0x76,
+	0x92, 0x00, 0xa0, 0x94, 0x97, 0xa3, 0x61, 0x67, 0x65, 0xa0, 0x02, 0x29,
+	0x92, 0x63, 0xa2, 0x65, 0x65, 0x92, 0x00, 0xa0, 0x90, 0x97, 0xa4, 0x63,
+	0x69, 0x74, 0x79, 0xa0, 0x02, 0xa4, 0x52, 0x69, 0x67, 0x61, 0x92, 0x66,
+	0xa2, 0x65, 0x65, 0x92, 0x00, 0xa0, 0x90, 0x97, 0xa9, 0x6c, 0x61, 0x6e,
+	0x67, 0x75, 0x61, 0x67, 0x65, 0x73, 0xa2, 0x72, 0x75, 0x06, 0xc3, 0x92,
+	0x67, 0xa2, 0x65, 0x65, 0x92, 0x00, 0xa0, 0x90, 0x97, 0xa6, 0x73, 0x74,
+	0x61, 0x74, 0x75, 0x73, 0xa0, 0x03, 0xa8, 0x61, 0x63, 0x63, 0x65, 0x70,
+	0x74, 0x65, 0x64, 0x92, 0xcf, 0x00, 0x00, 0x00, 0x01, 0x2a, 0x05, 0xf2,
+	0x00, 0xa2, 0x6c, 0x76, 0x92, 0x65, 0xa2, 0x65, 0x65, 0x92, 0xa2, 0x65,
+	0x65, 0xa2, 0x6c, 0x76, 0x91, 0x94, 0xa6, 0x72, 0x65, 0x76, 0x6f, 0x6b,
+	0x65, 0xa2, 0x6c, 0x74, 0x01, 0x92, 0x68, 0xa2, 0x65, 0x65
+};
+
+/* Stores written before format 2 read as the state they held. */
+Test(crdt, format_1_records_are_still_read)
+{
+	struct crdt_record r = mixed_record(), d = rec();
+	struct nbx_buf want, got;
+
+	nbx_buf_init(&want, 1 << 20);
+	nbx_buf_init(&got, 1 << 20);
+	cr_assert_eq(crdt_record_decode(MIXED_FORMAT1, sizeof(MIXED_FORMAT1),
+	    &d), 0);
+	cr_assert_eq(d.nregs, 4);
+	cr_assert_eq(d.nrcpt, 1);
+	cr_assert_eq(crdt_record_encode(&r, &want), 0);
+	cr_assert_eq(crdt_record_encode(&d, &got), 0);
+	cr_assert_eq(got.len, want.len);
+	cr_assert_eq(memcmp(got.p, want.p, want.len), 0);
+	/* format 2 is smaller: the versions near the state are one int */
+	cr_assert_lt(want.len, sizeof(MIXED_FORMAT1));
+	nbx_buf_fini(&want);
+	nbx_buf_fini(&got);
+	crdt_record_fini(&d);
+	crdt_record_fini(&r);
+}
+
+/* an hlc: 48 bits of milliseconds, a 16-bit counter */
+#define HLC(ms, n)	((uint64_t)(ms) << 16 | (uint64_t)(n))
+
+/* occurrences of the msgpack string s in b */
+static int
+str_count(const struct nbx_buf *b, const char *s)
+{
+	size_t n = strlen(s);
+	int k = 0;
+
+	for (size_t i = 0; i + n + 1 <= b->len; i++)
+		k += b->p[i] == (0xa0 | n) && memcmp(b->p + i + 1, s, n) == 0;
+	return k;
+}
+
+/*
+ * A record one node wrote at once names that node once, in its state
+ * version; every other version is its distance from it.  A version of
+ * another node, or one older than the state, is written in full.
+ */
+Test(crdt, versions_near_the_state_are_written_as_ints)
+{
+	static const char *const names[] = { "a", "b", "c", "d", "e", "f",
+	    "g", "h" };
+	struct crdt_record r = rec(), d = rec();
+	struct nbx_buf b, again;
+
+	nbx_buf_init(&b, 1 << 20);
+	nbx_buf_init(&again, 1 << 20);
+	merge(&r, simple(CHANGE_STATE, REC_LIVE, HLC(1000, 0), "ee"));
+	for (int i = 0; i < 8; i++)
+		merge(&r, field(names[i], "v", HLC(1000, i + 1),
+		    "ee"));
+	cr_assert_eq(crdt_record_encode(&r, &b), 0);
+	cr_assert_eq(str_count(&b, "ee"), 1);
+	merge(&r, field("z", "v", HLC(1000, 50), "lv"));
+	merge(&r, field("y", "v", HLC(999, 0), "ee"));
+	b.len = 0;
+	cr_assert_eq(crdt_record_encode(&r, &b), 0);
+	cr_assert_eq(str_count(&b, "ee"), 2);
+	cr_assert_eq(str_count(&b, "lv"), 1);
+	cr_assert_eq(crdt_record_decode(b.p, b.len, &d), 0);
+	cr_assert_eq(d.nregs, 10);
+	for (size_t i = 0; i < r.nregs; i++) {
+		cr_assert_eq(d.regs[i].ver.hlc, r.regs[i].ver.hlc);
+		cr_assert(nbx_str_eq(d.regs[i].ver.origin, r.regs[i].ver.origin));
+	}
+	cr_assert_eq(crdt_record_encode(&d, &again), 0);
+	cr_assert_eq(again.len, b.len);
+	cr_assert_eq(memcmp(again.p, b.p, b.len), 0);
+	nbx_buf_fini(&b);
+	nbx_buf_fini(&again);
+	crdt_record_fini(&d);
+	crdt_record_fini(&r);
+}
+
+static int
+decode_bytes(const uint8_t *p, size_t n)
+{
+	struct crdt_record d = rec();
+	int rc = crdt_record_decode(p, n, &d);
+
+	crdt_record_fini(&d);
+	return rc;
+}
+
+/* An int version needs a state version to be near, and must fit. */
+Test(crdt, near_versions_are_checked)
+{
+	/* [2, false, [0,""], live, [10,"ee"], 1, [], [0,""], [], []] */
+	static const uint8_t ok[] = { 0x9a, 0x02, 0xc2, 0x92, 0x00, 0xa0,
+	    0x00, 0x92, 0x0a, 0xa2, 0x65, 0x65, 0x01, 0x90, 0x92, 0x00, 0xa0,
+	    0x90, 0x90 };
+	/* the state version unset: nothing to be near */
+	static const uint8_t unset[] = { 0x9a, 0x02, 0xc2, 0x92, 0x00, 0xa0,
+	    0x00, 0x92, 0x00, 0xa0, 0x01, 0x90, 0x92, 0x00, 0xa0, 0x90, 0x90 };
+	/* the state version's hlc the largest: hlc + 1 overflows */
+	static const uint8_t over[] = { 0x9a, 0x02, 0xc2, 0x92, 0x00, 0xa0,
+	    0x00, 0x92, 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+	    0xa2, 0x65, 0x65, 0x01, 0x90, 0x92, 0x00, 0xa0, 0x90, 0x90 };
+	/* format 1 has no int versions; format 3 does not exist */
+	uint8_t f1[sizeof(ok)], f3[sizeof(ok)];
+	struct crdt_record d = rec();
+
+	memcpy(f1, ok, sizeof(ok));
+	f1[1] = 0x01;
+	memcpy(f3, ok, sizeof(ok));
+	f3[1] = 0x03;
+	cr_assert_eq(crdt_record_decode(ok, sizeof(ok), &d), 0);
+	cr_assert_eq(d.aud.hlc, 11);
+	cr_assert(nbx_str_eq(d.aud.origin, nbx_str_c("ee")));
+	crdt_record_fini(&d);
+	cr_assert_eq(decode_bytes(unset, sizeof(unset)), NBX_EMALFORMED);
+	cr_assert_eq(decode_bytes(over, sizeof(over)), NBX_EMALFORMED);
+	cr_assert_eq(decode_bytes(f1, sizeof(f1)), NBX_EMALFORMED);
+	cr_assert_eq(decode_bytes(f3, sizeof(f3)), NBX_EMALFORMED);
+}
+
 static int
 collect(void *arg, const struct change *c)
 {
