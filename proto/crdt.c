@@ -438,13 +438,14 @@ crdt_record_restamp(struct crdt_record *r, struct nbx_str self)
  * Registers are kept sorted and id lists normalised, so equal states
  * encode to equal bytes.
  *
- * Format 2: a version after the state version that the state version's
- * origin made at or after it is written as one int, the distance of its
- * hlc from the state version's (put_near).  A record written at once by
- * one node (an import, a peer's record received whole) has a few clock
- * ticks between its versions: 1 byte for the 13 of [hlc, origin], about
- * a quarter of a stored record.  Format 1 (every version in full) is
- * still read.
+ * Format 2: an unset version (0, "") is nil, and a version after the
+ * state version that the state version's origin made at or after it is
+ * one int, the distance of its hlc from the state version's (put_near).
+ * A record written at once by one node (an import, a peer's record
+ * received whole) has a few clock ticks between its versions: 1 byte for
+ * the 13 of [hlc, origin], and 1 for the 3 of each unset one, about a
+ * third of a stored record.  Format 1 (every version in full) is still
+ * read.
  */
 #define REC_ARITY 10
 #define REG_ARITY 7
@@ -452,6 +453,10 @@ crdt_record_restamp(struct crdt_record *r, struct nbx_str self)
 static void
 put_ver(struct mpwrite *w, struct crdt_ver v)
 {
+	if (v.hlc == 0 && v.origin.n == 0) {
+		mpwrite_nil(w);		/* unset */
+		return;
+	}
 	mpwrite_array(w, 2);
 	mpwrite_uint(w, v.hlc);
 	mpwrite_str(w, v.origin);
@@ -546,11 +551,17 @@ get_str(struct mpread *m, uint32_t max, struct nbx_str *s)
 	return 0;
 }
 
+/* A version: [hlc, origin], or (format 2: f2 set) nil for an unset one. */
 static int
-get_ver(struct mpread *m, struct crdt_ver *v)
+get_ver(struct mpread *m, int f2, struct crdt_ver *v)
 {
 	uint32_t n;
 
+	if (f2 && mpread_nil(m)) {
+		v->hlc = 0;
+		v->origin = (struct nbx_str){ "", 0 };
+		return 0;
+	}
 	if (mpread_array(m, &n) != 0 || n != 2 ||
 	    mpread_u64(m, &v->hlc) != 0 ||
 	    get_str(m, NBX_ID_MAX, &v->origin) != 0)
@@ -568,7 +579,7 @@ get_near(struct mpread *m, const struct crdt_ver *base, struct crdt_ver *v)
 	uint64_t d;
 
 	if (base == NULL || mpread_u64(m, &d) != 0)
-		return get_ver(m, v);
+		return get_ver(m, base != NULL, v);
 	if (base->origin.n == 0 || d > UINT64_MAX - base->hlc)
 		return NBX_EMALFORMED;
 	v->hlc = base->hlc + d;
@@ -682,10 +693,10 @@ crdt_record_decode(const void *buf, size_t len, struct crdt_record *r)
 	if (mpread_array(&m, &n) != 0 || n != REC_ARITY ||
 	    mpread_u64(&m, &fmt) != 0 || (fmt != 1 && fmt != 2) ||
 	    mpread_bool(&m, &r->erased) != 0 ||
-	    get_ver(&m, &r->erase) != 0 ||
+	    get_ver(&m, fmt == 2, &r->erase) != 0 ||
 	    mpread_i64(&m, &state) != 0 ||
 	    (state != REC_LIVE && state != REC_DELETED) ||
-	    get_ver(&m, &r->state_ver) != 0)
+	    get_ver(&m, fmt == 2, &r->state_ver) != 0)
 		goto out;
 	base = fmt == 1 ? NULL : &r->state_ver;
 	if (get_aud(&m, base, &r->aud) != 0 ||

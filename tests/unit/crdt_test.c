@@ -422,7 +422,10 @@ decode_bytes(const uint8_t *p, size_t n)
 	return rc;
 }
 
-/* An int version needs a state version to be near, and must fit. */
+/*
+ * An int version needs a state version to be near, and must fit; nil is
+ * an unset version, in format 2 only.
+ */
 Test(crdt, near_versions_are_checked)
 {
 	/* [2, false, [0,""], live, [10,"ee"], 1, [], [0,""], [], []] */
@@ -436,18 +439,31 @@ Test(crdt, near_versions_are_checked)
 	static const uint8_t over[] = { 0x9a, 0x02, 0xc2, 0x92, 0x00, 0xa0,
 	    0x00, 0x92, 0xcf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
 	    0xa2, 0x65, 0x65, 0x01, 0x90, 0x92, 0x00, 0xa0, 0x90, 0x90 };
-	/* format 1 has no int versions; format 3 does not exist */
-	uint8_t f1[sizeof(ok)], f3[sizeof(ok)];
+	/* as written: the unset versions nil */
+	static const uint8_t canon[] = { 0x9a, 0x02, 0xc2, 0xc0, 0x00, 0x92,
+	    0x0a, 0xa2, 0x65, 0x65, 0x01, 0x90, 0xc0, 0x90, 0x90 };
+	/* format 1 has no int or nil versions; format 3 does not exist */
+	uint8_t f1[sizeof(ok)], f3[sizeof(ok)], c1[sizeof(canon)];
 	struct crdt_record d = rec();
+	struct nbx_buf b;
 
 	memcpy(f1, ok, sizeof(ok));
 	f1[1] = 0x01;
 	memcpy(f3, ok, sizeof(ok));
 	f3[1] = 0x03;
+	memcpy(c1, canon, sizeof(canon));
+	c1[1] = 0x01;
 	cr_assert_eq(crdt_record_decode(ok, sizeof(ok), &d), 0);
 	cr_assert_eq(d.aud.hlc, 11);
 	cr_assert(nbx_str_eq(d.aud.origin, nbx_str_c("ee")));
+	nbx_buf_init(&b, 1 << 20);
+	cr_assert_eq(crdt_record_encode(&d, &b), 0);
+	cr_assert_eq(b.len, sizeof(canon));
+	cr_assert_eq(memcmp(b.p, canon, sizeof(canon)), 0);
+	nbx_buf_fini(&b);
 	crdt_record_fini(&d);
+	cr_assert_eq(decode_bytes(canon, sizeof(canon)), 0);
+	cr_assert_eq(decode_bytes(c1, sizeof(c1)), NBX_EMALFORMED);
 	cr_assert_eq(decode_bytes(unset, sizeof(unset)), NBX_EMALFORMED);
 	cr_assert_eq(decode_bytes(over, sizeof(over)), NBX_EMALFORMED);
 	cr_assert_eq(decode_bytes(f1, sizeof(f1)), NBX_EMALFORMED);
