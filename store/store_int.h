@@ -20,8 +20,12 @@
  * 3: audit entries may also take their compact shape (audit.c); those of
  * format 2 are read as they are, so 2 -> 3 only moves the number, and an
  * older nbx refuses the store instead of misreading its audit.
+ * 4: records may be in the crdt's record format 2 (crdt.c: versions near
+ * the state version as ints, unset ones nil); those written before are
+ * read as they are, so 3 -> 4 only moves the number, and an older nbx
+ * refuses the store instead of finding its new records corrupt.
  */
-#define STORE_FORMAT	3
+#define STORE_FORMAT	4
 #define STORE_SEQ_BYTES	8
 #define MAP_MAX		(UINT64_C(1) << 40)	/* 1 TiB: stop growing */
 #define KEY_MAX		(NBX_NAME_MAX + 1 + NBX_RECID_MAX)

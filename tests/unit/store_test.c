@@ -1122,10 +1122,74 @@ Test(store, format_2_audit_entries_read_after_the_upgrade)
 		cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
 		cr_assert_eq(mdb_get(txn, meta, &fk, &fv), 0);
 		cr_assert_eq(fv.mv_size, 8);
-		cr_assert_eq(((uint8_t *)fv.mv_data)[7], 3, "upgraded to 3");
+		cr_assert_eq(((uint8_t *)fv.mv_data)[7], 4, "upgraded to 4");
 		mdb_txn_abort(txn);
 		mdb_env_close(env);
 	}
+	test_rmdir(dir);
+}
+
+/* The store's format number as nbx reads it, or as it sets it. */
+static uint64_t
+raw_format(const char *dir, const uint64_t *set)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi meta;
+	uint8_t fb[8];
+	MDB_val fk = { 6, "format" }, fv = { 8, fb };
+	uint64_t f = 0;
+
+	txn = raw_begin(dir, set ? 0 : MDB_RDONLY, &env);
+	cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+	if (set) {
+		for (int i = 0; i < 8; i++)
+			fb[i] = (uint8_t)(*set >> (56 - 8 * i));
+		cr_assert_eq(mdb_put(txn, meta, &fk, &fv, 0), 0);
+		cr_assert_eq(mdb_txn_commit(txn), 0);
+		f = *set;
+	} else {
+		cr_assert_eq(mdb_get(txn, meta, &fk, &fv), 0);
+		cr_assert_eq(fv.mv_size, 8);
+		for (int i = 0; i < 8; i++)
+			f = f << 8 | ((uint8_t *)fv.mv_data)[i];
+		mdb_txn_abort(txn);
+	}
+	mdb_env_close(env);
+	return f;
+}
+
+/*
+ * A format 3 store opens as format 4 with its records as they were (a
+ * record of the crdt's format 1 reads as before: crdt_test); one a newer
+ * nbx wrote is refused, naming its format.
+ */
+Test(store, format_3_opens_as_4_and_a_newer_store_is_refused)
+{
+	char *dir = test_tmpdir();
+	struct store *st = open_store(dir, "ee", 0);
+	struct policy *pol = test_policy();
+	struct change c = test_str("ee:1", "name", "before");
+	struct store_outcome out;
+	struct store_opts o = { .node_id = "ee" };
+	uint64_t three = 3, five = 5;
+	char err[256];
+
+	cr_assert_eq(raw_format(dir, NULL), 4);
+	cr_assert_eq(store_apply(st, pol, &c, 1, (struct nbx_str){ 0 }, NULL,
+	    NOW, 0, &out), 0);
+	store_close(st);
+	raw_format(dir, &three);
+	st = open_store(dir, "ee", 0);
+	cr_assert_str_eq(get_name(st, "ee:1"), "before");
+	store_close(st);
+	cr_assert_eq(raw_format(dir, NULL), 4);
+	raw_format(dir, &five);
+	st = NULL;
+	cr_assert_eq(store_open(dir, &o, &st, err, sizeof(err)), NBX_ESTORE);
+	cr_assert_null(st);
+	cr_assert(strstr(err, "store format 5") != NULL, "%s", err);
+	policy_free(pol);
 	test_rmdir(dir);
 }
 
