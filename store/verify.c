@@ -406,7 +406,7 @@ store_pair_digest(struct store *st, const struct policy *pol,
     struct nbx_str peer, uint8_t out[32], uint64_t *records,
     uint64_t *changes)
 {
-	struct store_digest d;
+	struct store_digest d = { 0 };	/* zeros also when it fails early */
 	int rc = store_pair_digests(st, pol, &peer, 1, &d);
 
 	memcpy(out, d.digest, 32);
