@@ -55,6 +55,19 @@ scoped(const char *f, const char *v, uint64_t hlc, const char *origin,
 	return c;
 }
 
+/* element e of set field f, present */
+static struct change
+elem(const char *f, const char *e, uint64_t hlc, const char *origin)
+{
+	struct change c = field(f, "", hlc, origin);
+
+	c.kind = CHANGE_ELEM;
+	c.elem = nbx_str_c(e);
+	c.val.t = NBX_V_BOOL;
+	c.val.i = 1;
+	return c;
+}
+
 static struct change
 audience(uint64_t hlc, const char *ids)
 {
@@ -117,6 +130,19 @@ rec(void)
 
 	crdt_record_init(&r, nbx_str_c("case"), nbx_str_c("ee:1"));
 	return r;
+}
+
+/* r's canonical encoding is exactly the n bytes at want */
+static void
+assert_encodes_as(const struct crdt_record *r, const void *want, size_t n)
+{
+	struct nbx_buf b;
+
+	nbx_buf_init(&b, 1 << 20);
+	cr_assert_eq(crdt_record_encode(r, &b), 0);
+	cr_assert_eq(b.len, n);
+	cr_assert_eq(memcmp(b.p, want, n), 0);
+	nbx_buf_fini(&b);
 }
 
 Test(crdt, last_writer_wins_with_origin_tiebreak)
@@ -243,29 +269,20 @@ Test(crdt, restamp_moves_values_to_new_audience)
 Test(crdt, encode_decode_round_trip)
 {
 	struct crdt_record r = rec(), d;
-	struct change e;
-	struct nbx_buf b1, b2;
+	struct nbx_buf b1;
 
 	merge(&r, field("city", "Riga", 10, "ee"));
 	merge(&r, scoped("status", "referred", 20, "ee", 10, "lv,ee"));
 	merge(&r, simple(CHANGE_STATE, REC_DELETED, 21, "ee"));
-	e = field("languages", "", 22, "ee");
-	e.kind = CHANGE_ELEM;
-	e.elem = nbx_str_c("lv");
-	e.val.t = NBX_V_BOOL;
-	e.val.i = 1;
-	merge(&r, e);
+	merge(&r, elem("languages", "lv", 22, "ee"));
 	nbx_buf_init(&b1, 1 << 20);
-	nbx_buf_init(&b2, 1 << 20);
 	cr_assert_eq(crdt_record_encode(&r, &b1), 0);
 	crdt_record_init(&d, r.coll, r.id);
 	cr_assert_eq(crdt_record_decode(b1.p, b1.len, &d), 0);
 	cr_assert_eq(d.nregs, 3);
 	cr_assert_eq(d.state, REC_DELETED);
 	cr_assert_str_eq(value_of(&d, "city"), "Riga");
-	cr_assert_eq(crdt_record_encode(&d, &b2), 0);
-	cr_assert_eq(b1.len, b2.len);
-	cr_assert_eq(memcmp(b1.p, b2.p, b1.len), 0);
+	assert_encodes_as(&d, b1.p, b1.len);
 	/* every truncation of a stored record is refused, never half-read */
 	for (size_t n = 0; n < b1.len; n++) {
 		struct crdt_record t;
@@ -276,7 +293,6 @@ Test(crdt, encode_decode_round_trip)
 		crdt_record_fini(&t);
 	}
 	nbx_buf_fini(&b1);
-	nbx_buf_fini(&b2);
 	crdt_record_fini(&d);
 	crdt_record_fini(&r);
 }
@@ -300,12 +316,7 @@ mixed_record(void)
 	c.val.i = 41;
 	merge(&r, c);
 	merge(&r, scoped("status", "accepted", 5000000000u, "lv", 101, "ee,lv"));
-	c = field("languages", "", 103, "ee");
-	c.kind = CHANGE_ELEM;
-	c.elem = nbx_str_c("ru");
-	c.val.t = NBX_V_BOOL;
-	c.val.i = 1;
-	merge(&r, c);
+	merge(&r, elem("languages", "ru", 103, "ee"));
 	c = simple(CHANGE_RECEIPT, 0, 104, "ee");
 	c.field = nbx_str_c("revoke");
 	c.elem = nbx_str_c("lt");
@@ -336,22 +347,18 @@ static const uint8_t MIXED_FORMAT1[] = {
 Test(crdt, format_1_records_are_still_read)
 {
 	struct crdt_record r = mixed_record(), d = rec();
-	struct nbx_buf want, got;
+	struct nbx_buf want;
 
 	nbx_buf_init(&want, 1 << 20);
-	nbx_buf_init(&got, 1 << 20);
 	cr_assert_eq(crdt_record_decode(MIXED_FORMAT1, sizeof(MIXED_FORMAT1),
 	    &d), 0);
 	cr_assert_eq(d.nregs, 4);
 	cr_assert_eq(d.nrcpt, 1);
 	cr_assert_eq(crdt_record_encode(&r, &want), 0);
-	cr_assert_eq(crdt_record_encode(&d, &got), 0);
-	cr_assert_eq(got.len, want.len);
-	cr_assert_eq(memcmp(got.p, want.p, want.len), 0);
+	assert_encodes_as(&d, want.p, want.len);
 	/* format 2 is smaller: the versions near the state are one int */
 	cr_assert_lt(want.len, sizeof(MIXED_FORMAT1));
 	nbx_buf_fini(&want);
-	nbx_buf_fini(&got);
 	crdt_record_fini(&d);
 	crdt_record_fini(&r);
 }
@@ -381,10 +388,9 @@ Test(crdt, versions_near_the_state_are_written_as_ints)
 	static const char *const names[] = { "a", "b", "c", "d", "e", "f",
 	    "g", "h" };
 	struct crdt_record r = rec(), d = rec();
-	struct nbx_buf b, again;
+	struct nbx_buf b;
 
 	nbx_buf_init(&b, 1 << 20);
-	nbx_buf_init(&again, 1 << 20);
 	merge(&r, simple(CHANGE_STATE, REC_LIVE, HLC(1000, 0), "ee"));
 	for (int i = 0; i < 8; i++)
 		merge(&r, field(names[i], "v", HLC(1000, i + 1),
@@ -403,11 +409,8 @@ Test(crdt, versions_near_the_state_are_written_as_ints)
 		cr_assert_eq(d.regs[i].ver.hlc, r.regs[i].ver.hlc);
 		cr_assert(nbx_str_eq(d.regs[i].ver.origin, r.regs[i].ver.origin));
 	}
-	cr_assert_eq(crdt_record_encode(&d, &again), 0);
-	cr_assert_eq(again.len, b.len);
-	cr_assert_eq(memcmp(again.p, b.p, b.len), 0);
+	assert_encodes_as(&d, b.p, b.len);
 	nbx_buf_fini(&b);
-	nbx_buf_fini(&again);
 	crdt_record_fini(&d);
 	crdt_record_fini(&r);
 }
@@ -445,7 +448,6 @@ Test(crdt, near_versions_are_checked)
 	/* format 1 has no int or nil versions; format 3 does not exist */
 	uint8_t f1[sizeof(ok)], f3[sizeof(ok)], c1[sizeof(canon)];
 	struct crdt_record d = rec();
-	struct nbx_buf b;
 
 	memcpy(f1, ok, sizeof(ok));
 	f1[1] = 0x01;
@@ -456,11 +458,7 @@ Test(crdt, near_versions_are_checked)
 	cr_assert_eq(crdt_record_decode(ok, sizeof(ok), &d), 0);
 	cr_assert_eq(d.aud.hlc, 11);
 	cr_assert(nbx_str_eq(d.aud.origin, nbx_str_c("ee")));
-	nbx_buf_init(&b, 1 << 20);
-	cr_assert_eq(crdt_record_encode(&d, &b), 0);
-	cr_assert_eq(b.len, sizeof(canon));
-	cr_assert_eq(memcmp(b.p, canon, sizeof(canon)), 0);
-	nbx_buf_fini(&b);
+	assert_encodes_as(&d, canon, sizeof(canon));
 	crdt_record_fini(&d);
 	cr_assert_eq(decode_bytes(canon, sizeof(canon)), 0);
 	cr_assert_eq(decode_bytes(c1, sizeof(c1)), NBX_EMALFORMED);
@@ -482,7 +480,7 @@ collect(void *arg, const struct change *c)
 Test(crdt, changes_rebuild_the_record)
 {
 	struct crdt_record r = rec(), d = rec();
-	struct nbx_buf b1, b2;
+	struct nbx_buf b1;
 
 	merge(&r, field("city", "Riga", 10, "ee"));
 	merge(&r, audience(11, "ee,lv"));
@@ -490,13 +488,9 @@ Test(crdt, changes_rebuild_the_record)
 	merge(&r, simple(CHANGE_STATE, REC_LIVE, 21, "ee"));
 	cr_assert_eq(crdt_record_changes(&r, collect, &d), 0);
 	nbx_buf_init(&b1, 1 << 20);
-	nbx_buf_init(&b2, 1 << 20);
-	crdt_record_encode(&r, &b1);
-	crdt_record_encode(&d, &b2);
-	cr_assert_eq(b1.len, b2.len);
-	cr_assert_eq(memcmp(b1.p, b2.p, b1.len), 0);
+	cr_assert_eq(crdt_record_encode(&r, &b1), 0);
+	assert_encodes_as(&d, b1.p, b1.len);
 	nbx_buf_fini(&b1);
-	nbx_buf_fini(&b2);
 	crdt_record_fini(&d);
 	crdt_record_fini(&r);
 }
@@ -515,7 +509,7 @@ Test(crdt, reset_record_is_empty_and_keeps_its_memory)
 	    "consent_date", "return_date", "status", "year_of_birth",
 	    "needs_escort" };
 	struct crdt_record big = rec(), small = rec(), r = rec(), fresh;
-	struct nbx_buf bb, bs, out;
+	struct nbx_buf bb, bs;
 	struct crdt_reg *mem;
 	size_t cap;
 
@@ -525,7 +519,6 @@ Test(crdt, reset_record_is_empty_and_keeps_its_memory)
 	merge(&small, field("city", "Riga", 10, "ee"));
 	nbx_buf_init(&bb, 1 << 20);
 	nbx_buf_init(&bs, 1 << 20);
-	nbx_buf_init(&out, 1 << 20);
 	cr_assert_eq(crdt_record_encode(&big, &bb), 0);
 	cr_assert_eq(crdt_record_encode(&small, &bs), 0);
 
@@ -546,29 +539,21 @@ Test(crdt, reset_record_is_empty_and_keeps_its_memory)
 	/* the smaller record decodes into the kept array, byte for byte */
 	cr_assert_eq(crdt_record_decode(bs.p, bs.len, &r), 0);
 	cr_assert_eq(r.regs, mem);
-	cr_assert_eq(crdt_record_encode(&r, &out), 0);
-	cr_assert_eq(out.len, bs.len);
-	cr_assert_eq(memcmp(out.p, bs.p, bs.len), 0);
+	assert_encodes_as(&r, bs.p, bs.len);
 
 	/* and the larger again, after a reset, as into a fresh record */
 	crdt_record_reset(&r, nbx_str_c("case"), nbx_str_c("ee:1"));
 	cr_assert_eq(crdt_record_decode(bb.p, bb.len, &r), 0);
 	crdt_record_init(&fresh, nbx_str_c("case"), nbx_str_c("ee:1"));
 	cr_assert_eq(crdt_record_decode(bb.p, bb.len, &fresh), 0);
-	out.len = 0;
-	cr_assert_eq(crdt_record_encode(&r, &out), 0);
-	cr_assert_eq(out.len, bb.len);
-	cr_assert_eq(memcmp(out.p, bb.p, bb.len), 0);
+	assert_encodes_as(&r, bb.p, bb.len);
 	cr_assert_eq(r.nregs, fresh.nregs);
 	cr_assert_eq(r.state, REC_DELETED);
 
 	/* a merge into a reset record starts from nothing */
 	crdt_record_reset(&r, nbx_str_c("case"), nbx_str_c("ee:1"));
 	merge(&r, field("city", "Riga", 10, "ee"));
-	out.len = 0;
-	cr_assert_eq(crdt_record_encode(&r, &out), 0);
-	cr_assert_eq(out.len, bs.len);
-	cr_assert_eq(memcmp(out.p, bs.p, bs.len), 0);
+	assert_encodes_as(&r, bs.p, bs.len);
 
 	crdt_record_fini(&fresh);
 	crdt_record_fini(&r);
@@ -576,5 +561,4 @@ Test(crdt, reset_record_is_empty_and_keeps_its_memory)
 	crdt_record_fini(&small);
 	nbx_buf_fini(&bb);
 	nbx_buf_fini(&bs);
-	nbx_buf_fini(&out);
 }
