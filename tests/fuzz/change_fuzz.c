@@ -34,13 +34,6 @@ static const struct mpscan_limits change_wide = {
 /* A violated property aborts, which libFuzzer reports as a crash. */
 #define check(cond)	fz_check((cond), #cond)
 
-static int
-change_inside(struct nbx_str s, const uint8_t *p, size_t n)
-{
-	return s.n == 0 || ((const uint8_t *)s.p >= p &&
-	    (const uint8_t *)s.p + s.n <= p + n);
-}
-
 static void
 change_scan_vs_msgpack(const uint8_t *data, size_t size)
 {
@@ -94,15 +87,15 @@ nbx_fuzz_change(const uint8_t *data, size_t size)
 		return 0;
 	}
 	check(used >= 1 && used <= size && used <= NBX_CHANGE_MAX);
-	check(change_inside(a.coll, data, used) &&
-	    change_inside(a.id, data, used) &&
-	    change_inside(a.origin, data, used) &&
-	    change_inside(a.field, data, used) &&
-	    change_inside(a.elem, data, used) &&
-	    change_inside(a.val.s, data, used) &&
-	    change_inside(a.aud.origin, data, used));
+	check(fz_inside(a.coll, data, used) &&
+	    fz_inside(a.id, data, used) &&
+	    fz_inside(a.origin, data, used) &&
+	    fz_inside(a.field, data, used) &&
+	    fz_inside(a.elem, data, used) &&
+	    fz_inside(a.val.s, data, used) &&
+	    fz_inside(a.aud.origin, data, used));
 	for (uint32_t i = 0; i < a.aud.n; i++)
-		check(change_inside(a.aud.ids[i], data, used));
+		check(fz_inside(a.aud.ids[i], data, used));
 
 	nbx_buf_init(&e1, NBX_CHANGE_MAX);
 	nbx_buf_init(&e2, NBX_CHANGE_MAX);

@@ -74,6 +74,14 @@ fz_check(int cond, const char *what)
 	}
 }
 
+/* s is empty, or lies inside p[0..n) (a string borrowed from an input) */
+static inline int
+fz_inside(struct nbx_str s, const uint8_t *p, size_t n)
+{
+	return s.n == 0 || ((const uint8_t *)s.p >= p &&
+	    (const uint8_t *)s.p + s.n <= p + n);
+}
+
 static inline int
 fz_rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {

@@ -13,6 +13,9 @@
  *   import_fuzz   import lines for every collection, sets as arrays and
  *                 comma strings, wrong types, audiences
  *   control_fuzz  control requests: put, delete, erase, import, others
+ *   record_fuzz   stored records: each record of lv's batch merged after
+ *                 a state version (format 2, with int and nil versions),
+ *                 and one record in format 1
  *
  * Usage: seedgen CORPUS_DIR (run from the repository root: it reads
  * conf/).  Every file is named seed-*; the output is the same on every
@@ -28,6 +31,7 @@
 
 #include "fuzz_common.h"
 
+#include "crdt.h"
 #include "frame.h"
 #include "hlc.h"
 #include "session.h"
@@ -219,6 +223,56 @@ gen_change(void)
 		snprintf(name, sizeof(name), "lv-%02zu", i);
 		put_file("change_fuzz", name, b.p, b.len);
 		nbx_buf_fini(&b);
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Stored records                                                      */
+/* ------------------------------------------------------------------ */
+
+static void
+gen_record(void)
+{
+	/* [1, false, [0,""], live, [100,"ee"], [0,""], [], [0,""],
+	   [["city", "", 2, "Riga", [101,"ee"], [0,""], []]], []] */
+	static const uint8_t format1[] = { 0x9a, 0x01, 0xc2, 0x92, 0x00,
+	    0xa0, 0x00, 0x92, 0x64, 0xa2, 'e', 'e', 0x92, 0x00, 0xa0, 0x90,
+	    0x92, 0x00, 0xa0, 0x91, 0x97, 0xa4, 'c', 'i', 't', 'y', 0xa0,
+	    0x02, 0xa4, 'R', 'i', 'g', 'a', 0x92, 0x65, 0xa2, 'e', 'e', 0x92,
+	    0x00, 0xa0, 0x90, 0x90 };
+	struct change c[32], st;
+	size_t n = lv_batch(c), nrec = 0;
+	struct crdt_record r;
+	struct nbx_buf b;
+	char name[32];
+	int changed;
+
+	put_file("record_fuzz", "format1", format1, sizeof(format1));
+	for (size_t i = 0; i < n; i++) {
+		int first = 1;
+
+		for (size_t j = 0; j < i; j++)
+			if (change_same_record(&c[j], &c[i]))
+				first = 0;
+		if (!first)
+			continue;
+		crdt_record_init(&r, c[i].coll, c[i].id);
+		st = ch(CHANGE_STATE, "", "", NULL, T_HLC(1),
+		    nbx_str_eq(nbx_id_creator(c[i].id), nbx_str_c("ee")) ?
+		    "ee" : "lv");
+		st.val.t = NBX_V_INT;
+		st.val.i = REC_LIVE;
+		(void)crdt_record_merge(&r, &st, nbx_str_c("ee"), &changed);
+		for (size_t j = i; j < n; j++)
+			if (change_same_record(&c[j], &c[i]))
+				(void)crdt_record_merge(&r, &c[j],
+				    nbx_str_c("ee"), &changed);
+		nbx_buf_init(&b, SIZE_MAX);
+		ok(crdt_record_encode(&r, &b), "crdt_record_encode");
+		snprintf(name, sizeof(name), "rec-%02zu", nrec++);
+		put_file("record_fuzz", name, b.p, b.len);
+		nbx_buf_fini(&b);
+		crdt_record_fini(&r);
 	}
 }
 
@@ -629,6 +683,7 @@ main(int argc, char **argv)
 	}
 	outdir = argv[1];
 	gen_change();
+	gen_record();
 	gen_frame();
 	gen_session();
 	gen_schema_config();

@@ -32,6 +32,7 @@
 #include "../fuzz/frame_fuzz.c"
 #include "../fuzz/import_fuzz.c"
 #include "../fuzz/jsplit_fuzz.c"
+#include "../fuzz/record_fuzz.c"
 #include "../fuzz/schema_fuzz.c"
 #include "../fuzz/session_fuzz.c"
 
@@ -215,4 +216,9 @@ Test(fuzz_replay, control)
 Test(fuzz_replay, jsplit)
 {
 	cr_assert_gt(replay("jsplit_fuzz", nbx_fuzz_jsplit), 0);
+}
+
+Test(fuzz_replay, record)
+{
+	cr_assert_gt(replay("record_fuzz", nbx_fuzz_record), 0);
 }
