@@ -1052,6 +1052,36 @@ Test(store, disclosure_items_read_back_as_disclosed)
 	test_rmdir(dir);
 }
 
+/* The store's format number as nbx reads it, or as it sets it. */
+static uint64_t
+raw_format(const char *dir, const uint64_t *set)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi meta;
+	uint8_t fb[8];
+	MDB_val fk = { 6, "format" }, fv = { 8, fb };
+	uint64_t f = 0;
+
+	txn = raw_begin(dir, set ? 0 : MDB_RDONLY, &env);
+	cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
+	if (set) {
+		for (int i = 0; i < 8; i++)
+			fb[i] = (uint8_t)(*set >> (56 - 8 * i));
+		cr_assert_eq(mdb_put(txn, meta, &fk, &fv, 0), 0);
+		cr_assert_eq(mdb_txn_commit(txn), 0);
+		f = *set;
+	} else {
+		cr_assert_eq(mdb_get(txn, meta, &fk, &fv), 0);
+		cr_assert_eq(fv.mv_size, 8);
+		for (int i = 0; i < 8; i++)
+			f = f << 8 | ((uint8_t *)fv.mv_data)[i];
+		mdb_txn_abort(txn);
+	}
+	mdb_env_close(env);
+	return f;
+}
+
 /* Puts one raw audit entry (msgpack bytes) at aseq, and the format. */
 static void
 put_raw_audit(const char *dir, uint64_t aseq, const uint8_t *v, size_t n,
@@ -1059,22 +1089,18 @@ put_raw_audit(const char *dir, uint64_t aseq, const uint8_t *v, size_t n,
 {
 	MDB_env *env;
 	MDB_txn *txn;
-	MDB_dbi audit, meta;
-	uint8_t kb[8], fb[8];
-	MDB_val k = { 8, kb }, d = { n, (void *)v }, fk = { 6, "format" },
-	    fv = { 8, fb };
+	MDB_dbi audit;
+	uint8_t kb[8];
+	MDB_val k = { 8, kb }, d = { n, (void *)v };
 
-	for (int i = 0; i < 8; i++) {
+	for (int i = 0; i < 8; i++)
 		kb[i] = (uint8_t)(aseq >> (56 - 8 * i));
-		fb[i] = (uint8_t)(format >> (56 - 8 * i));
-	}
 	txn = raw_begin(dir, 0, &env);
 	cr_assert_eq(mdb_dbi_open(txn, "audit", 0, &audit), 0);
-	cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
 	cr_assert_eq(mdb_put(txn, audit, &k, &d, 0), 0);
-	cr_assert_eq(mdb_put(txn, meta, &fk, &fv, 0), 0);
 	cr_assert_eq(mdb_txn_commit(txn), 0);
 	mdb_env_close(env);
+	raw_format(dir, &format);
 }
 
 /*
@@ -1112,51 +1138,8 @@ Test(store, format_2_audit_entries_read_after_the_upgrade)
 	cr_assert_eq(store_audit_next(t, 1, &e), NBX_EMALFORMED);
 	store_rtxn_end(t);
 	store_close(st);
-	{
-		MDB_env *env;
-		MDB_txn *txn;
-		MDB_dbi meta;
-		MDB_val fk = { 6, "format" }, fv;
-
-		txn = raw_begin(dir, MDB_RDONLY, &env);
-		cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
-		cr_assert_eq(mdb_get(txn, meta, &fk, &fv), 0);
-		cr_assert_eq(fv.mv_size, 8);
-		cr_assert_eq(((uint8_t *)fv.mv_data)[7], 4, "upgraded to 4");
-		mdb_txn_abort(txn);
-		mdb_env_close(env);
-	}
+	cr_assert_eq(raw_format(dir, NULL), 4, "upgraded to 4");
 	test_rmdir(dir);
-}
-
-/* The store's format number as nbx reads it, or as it sets it. */
-static uint64_t
-raw_format(const char *dir, const uint64_t *set)
-{
-	MDB_env *env;
-	MDB_txn *txn;
-	MDB_dbi meta;
-	uint8_t fb[8];
-	MDB_val fk = { 6, "format" }, fv = { 8, fb };
-	uint64_t f = 0;
-
-	txn = raw_begin(dir, set ? 0 : MDB_RDONLY, &env);
-	cr_assert_eq(mdb_dbi_open(txn, "meta", 0, &meta), 0);
-	if (set) {
-		for (int i = 0; i < 8; i++)
-			fb[i] = (uint8_t)(*set >> (56 - 8 * i));
-		cr_assert_eq(mdb_put(txn, meta, &fk, &fv, 0), 0);
-		cr_assert_eq(mdb_txn_commit(txn), 0);
-		f = *set;
-	} else {
-		cr_assert_eq(mdb_get(txn, meta, &fk, &fv), 0);
-		cr_assert_eq(fv.mv_size, 8);
-		for (int i = 0; i < 8; i++)
-			f = f << 8 | ((uint8_t *)fv.mv_data)[i];
-		mdb_txn_abort(txn);
-	}
-	mdb_env_close(env);
-	return f;
 }
 
 /*
