@@ -39,6 +39,10 @@ struct apply_rec {
 struct apply {
 	struct store *st;
 	MDB_txn *txn;
+	/* records and log, kept open for the batch: a cursor already on the
+	   right leaf finds the next key without descending the tree, and
+	   the changes of a batch mostly come in key (and seq) order */
+	MDB_cursor *recs, *log;
 	const struct policy *pol;
 	struct nbx_str self, peer;
 	unsigned flags;
@@ -87,7 +91,7 @@ rec_flush(struct apply *a)
 		return rc;
 	d.mv_size = a->enc.len;
 	d.mv_data = a->enc.p;
-	if ((rc = mdb_put(a->txn, a->st->dbi[DB_RECORDS], &k, &d, 0)) != 0)
+	if ((rc = mdb_cursor_put(a->recs, &k, &d, 0)) != 0)
 		return store__mdb_code(a->st, rc, "put record");
 	a->st->records_written = 1;	/* store_generation moves */
 	if (ar->old_seq != 0 && ar->old_seq != ar->seq) {
@@ -104,8 +108,7 @@ rec_flush(struct apply *a)
 		author.n = 0;
 	store__hint_set(a->st, ar->seq, author);
 	note_sender_has(a, ar->seq);
-	if ((rc = mdb_put(a->txn, a->st->dbi[DB_LOG], &sk, &k,
-	    MDB_APPEND)) != 0)
+	if ((rc = mdb_cursor_put(a->log, &sk, &k, MDB_APPEND)) != 0)
 		return store__mdb_code(a->st, rc, "put log");
 	ar->old_seq = ar->seq;
 	ar->dirty = 0;
@@ -142,7 +145,7 @@ rec_load(struct apply *a, struct nbx_str coll, struct nbx_str id)
 	crdt_record_reset(&ar->rec, coll, id);
 	ar->old_seq = 0;
 	ar->sender_has = 0;
-	rc = mdb_get(a->txn, a->st->dbi[DB_RECORDS], &k, &d);
+	rc = mdb_cursor_get(a->recs, &k, &d, MDB_SET);
 	if (rc == 0) {
 		const uint8_t *enc;
 		size_t len;
@@ -815,6 +818,10 @@ apply_batch(MDB_txn *txn, void *arg)
 	a->r.loaded = a->r.dirty = 0;
 	memset(&a->memo, 0, sizeof(a->memo));
 	a->txn = txn;
+	/* closed by the transaction's end (a write transaction's are) */
+	if ((rc = mdb_cursor_open(txn, st->dbi[DB_RECORDS], &a->recs)) != 0 ||
+	    (rc = mdb_cursor_open(txn, st->dbi[DB_LOG], &a->log)) != 0)
+		return store__mdb_code(st, rc, "cursor");
 	if (x->src != NULL)
 		x->src->rewind(x->src->arg);
 	x->nrec = x->run_at = 0;

@@ -31,6 +31,7 @@ struct disclose_args {
 	struct nbx_buf b;	/* one audit entry */
 	struct change *rec;	/* the current record's changes */
 	size_t nrec, rec_cap;
+	MDB_cursor *audit, *disclosed;	/* disclose_txn's, for one attempt */
 };
 
 /* The oldest hlc among x->rec's versions made by the first one's origin. */
@@ -48,7 +49,7 @@ base_hlc(const struct disclose_args *x)
 
 /* The audit entry and "disclosed" key of the record in x->rec. */
 static int
-put_entry(MDB_txn *txn, struct disclose_args *x, uint64_t aseq)
+put_entry(struct disclose_args *x, uint64_t aseq)
 {
 	struct store *st = x->st;
 	const struct change *c0 = &x->rec[0];
@@ -92,7 +93,7 @@ put_entry(MDB_txn *txn, struct disclose_args *x, uint64_t aseq)
 	store__be64_put(kb, aseq);
 	d.mv_size = x->b.len;
 	d.mv_data = x->b.p;
-	if ((rc = mdb_put(txn, st->dbi[DB_AUDIT], &k, &d, MDB_APPEND)) != 0)
+	if ((rc = mdb_cursor_put(x->audit, &k, &d, MDB_APPEND)) != 0)
 		return store__mdb_code(st, rc, "put audit");
 	klen = store__rec_key(key, c0->coll, c0->id);
 	key[klen++] = 0;
@@ -103,7 +104,7 @@ put_entry(MDB_txn *txn, struct disclose_args *x, uint64_t aseq)
 	store__be64_put(tb, x->now_ms);
 	d.mv_size = 8;
 	d.mv_data = tb;
-	if ((rc = mdb_put(txn, st->dbi[DB_DISCLOSED], &k, &d, 0)) != 0)
+	if ((rc = mdb_cursor_put(x->disclosed, &k, &d, 0)) != 0)
 		return store__mdb_code(st, rc, "put disclosed");
 	return 0;
 }
@@ -118,17 +119,18 @@ static int
 disclose_txn(MDB_txn *txn, void *arg)
 {
 	struct disclose_args *x = arg;
-	MDB_cursor *cu;
 	MDB_val k, d;
 	uint64_t aseq = 1;
 	struct change *c;
 	int rc;
 
-	if ((rc = mdb_cursor_open(txn, x->st->dbi[DB_AUDIT], &cu)) != 0)
+	/* closed by the transaction's end */
+	if ((rc = mdb_cursor_open(txn, x->st->dbi[DB_AUDIT], &x->audit)) != 0 ||
+	    (rc = mdb_cursor_open(txn, x->st->dbi[DB_DISCLOSED],
+	    &x->disclosed)) != 0)
 		return store__mdb_code(x->st, rc, "cursor");
-	if (mdb_cursor_get(cu, &k, &d, MDB_LAST) == 0 && k.mv_size == 8)
+	if (mdb_cursor_get(x->audit, &k, &d, MDB_LAST) == 0 && k.mv_size == 8)
 		aseq = store__be64_get(k.mv_data) + 1;
-	mdb_cursor_close(cu);
 	x->src->rewind(x->src->arg);	/* a retry after the map grew */
 	x->nrec = 0;
 	for (;;) {
@@ -141,7 +143,7 @@ disclose_txn(MDB_txn *txn, void *arg)
 		if (c->coll.n > NBX_NAME_MAX || c->id.n > NBX_RECID_MAX)
 			return NBX_EINVAL;
 		if (x->nrec > 0 && !change_same_record(c, &x->rec[0])) {
-			if ((rc = put_entry(txn, x, aseq++)) != 0)
+			if ((rc = put_entry(x, aseq++)) != 0)
 				return rc;
 			change_copy(&x->rec[0], c);
 			x->nrec = 0;
@@ -150,14 +152,14 @@ disclose_txn(MDB_txn *txn, void *arg)
 	}
 	if (rc != 0)
 		return rc;
-	return x->nrec > 0 ? put_entry(txn, x, aseq) : 0;
+	return x->nrec > 0 ? put_entry(x, aseq) : 0;
 }
 
 int
 store_disclose_from(struct store *st, struct nbx_str peer,
     const struct store_change_src *src, uint64_t now_ms)
 {
-	struct disclose_args x = { st, peer, src, now_ms, { 0 }, NULL, 0, 0 };
+	struct disclose_args x = { st, peer, src, now_ms, { 0 }, NULL, 0, 0, NULL, NULL };
 	int rc;
 
 	if (peer.n == 0 || peer.n > NBX_ID_MAX)

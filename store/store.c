@@ -693,6 +693,8 @@ store_rtxn_end(struct store_rtxn *t)
 		return;
 	if (t->log != NULL)
 		mdb_cursor_close(t->log);
+	if (t->recs != NULL)
+		mdb_cursor_close(t->recs);
 	mdb_txn_abort(t->txn);
 	t->st->rtxns--;
 	free(t);
@@ -725,7 +727,12 @@ store_record_get(struct store_rtxn *t, struct nbx_str coll, struct nbx_str id,
 		return NBX_ENOTFOUND;
 	k.mv_size = store__rec_key(key, coll, id);
 	k.mv_data = key;
-	if ((rc = mdb_get(t->txn, t->st->dbi[DB_RECORDS], &k, &d)) != 0)
+	if (t->recs == NULL &&
+	    (rc = mdb_cursor_open(t->txn, t->st->dbi[DB_RECORDS], &t->recs)) != 0) {
+		t->recs = NULL;
+		return store__mdb_code(t->st, rc, "cursor");
+	}
+	if ((rc = mdb_cursor_get(t->recs, &k, &d, MDB_SET)) != 0)
 		return store__mdb_code(t->st, rc, "get record");
 	/* coll and id stay the caller's; everything else borrows from the txn */
 	return record_decode(t->st, &d, r);

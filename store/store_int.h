@@ -75,6 +75,10 @@ struct store_rtxn {
 	MDB_txn *txn;
 	MDB_cursor *log;	/* store_log_next's, opened on first use */
 	uint64_t log_at;	/* the seq it stands on, 0 if none */
+	MDB_cursor *recs;	/* store_record_get's, opened on first use:
+				   a scan of the log reads records mostly in
+				   key order, which a cursor finds on the
+				   leaf it stands on */
 };
 
 /* Records a message for store_last_error and returns code. */
