@@ -974,7 +974,6 @@ store_retry_deferred(struct store *st, const struct policy *pol,
 	}
 	while (ndue < 1000 && mdb_cursor_get(cu, &k, &d, op) == 0) {
 		msgpack_unpacked u;
-		size_t off = 0;
 		struct nbx_str peer;
 		struct change c;
 		size_t used;
@@ -982,8 +981,7 @@ store_retry_deferred(struct store *st, const struct policy *pol,
 
 		op = MDB_NEXT;
 		msgpack_unpacked_init(&u);
-		if (k.mv_size == 8 && msgpack_unpack_next(&u, d.mv_data,
-		    d.mv_size, &off) == MSGPACK_UNPACK_SUCCESS &&
+		if (k.mv_size == 8 && store__unpack(&u, &d) == 0 &&
 		    u.data.type == MSGPACK_OBJECT_ARRAY &&
 		    u.data.via.array.size == 2 &&
 		    (e = u.data.via.array.ptr)[1].type == MSGPACK_OBJECT_BIN &&

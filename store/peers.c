@@ -91,7 +91,6 @@ store_peer_next(struct store_rtxn *t, struct nbx_str after,
 	MDB_val k, d;
 	msgpack_unpacked u;
 	const msgpack_object *e;
-	size_t off = 0;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -113,8 +112,7 @@ store_peer_next(struct store_rtxn *t, struct nbx_str after,
 	out->id.n = (uint32_t)k.mv_size;
 	msgpack_unpacked_init(&u);
 	rc = NBX_EMALFORMED;
-	if (msgpack_unpack_next(&u, d.mv_data, d.mv_size, &off) !=
-	    MSGPACK_UNPACK_SUCCESS || u.data.type != MSGPACK_OBJECT_ARRAY ||
+	if (store__unpack(&u, &d) != 0 || u.data.type != MSGPACK_OBJECT_ARRAY ||
 	    u.data.via.array.size != 2)
 		goto out;
 	e = u.data.via.array.ptr;

@@ -20,6 +20,7 @@
 
 #include "hlc.h"
 #include "mpbuf.h"
+#include "mpscan.h"
 #include "nbx_err.h"
 #include "store.h"
 #include "store_int.h"
@@ -695,9 +696,26 @@ store_rtxn_end(struct store_rtxn *t)
 		mdb_cursor_close(t->log);
 	if (t->recs != NULL)
 		mdb_cursor_close(t->recs);
+	store__audit_at_free(t->audit_at);
 	mdb_txn_abort(t->txn);
 	t->st->rtxns--;
 	free(t);
+}
+
+int
+store__unpack(msgpack_unpacked *u, const MDB_val *d)
+{
+	/* every count backed by bytes: msgpack-c reserves what a header
+	   declares, and a damaged value may declare anything */
+	const struct mpscan_limits lim = { 8, UINT32_MAX, UINT32_MAX,
+	    UINT32_MAX, d->mv_size };
+	size_t size, off = 0;
+
+	if (mpscan_object(d->mv_data, d->mv_size, &lim, &size) != 0 ||
+	    msgpack_unpack_next(u, d->mv_data, d->mv_size, &off) !=
+	    MSGPACK_UNPACK_SUCCESS)
+		return NBX_EMALFORMED;
+	return 0;
 }
 
 /* Decodes a records value (store__rec_val) into r. */
@@ -896,7 +914,6 @@ store_quarantine_next(struct store_rtxn *t, uint64_t after,
 	MDB_val k = { 8, kb }, d;
 	msgpack_unpacked u;
 	const msgpack_object *e;
-	size_t off = 0;
 	int64_t reason;
 	uint64_t kind;
 	int rc;
@@ -914,8 +931,7 @@ store_quarantine_next(struct store_rtxn *t, uint64_t after,
 	out->qseq = store__be64_get(k.mv_data);
 	msgpack_unpacked_init(&u);
 	rc = NBX_EMALFORMED;
-	if (msgpack_unpack_next(&u, d.mv_data, d.mv_size, &off) !=
-	    MSGPACK_UNPACK_SUCCESS || u.data.type != MSGPACK_OBJECT_ARRAY ||
+	if (store__unpack(&u, &d) != 0 || u.data.type != MSGPACK_OBJECT_ARRAY ||
 	    u.data.via.array.size != 9)
 		goto out;
 	e = u.data.via.array.ptr;

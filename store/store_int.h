@@ -7,6 +7,7 @@
 #define NBX_STORE_INT_H
 
 #include <lmdb.h>
+#include <msgpack.h>
 #include <stdint.h>
 
 #include "store.h"
@@ -25,7 +26,7 @@
  * read as they are, so 3 -> 4 only moves the number, and an older nbx
  * refuses the store instead of finding its new records corrupt.
  */
-#define STORE_FORMAT	4
+#define STORE_FORMAT	5
 #define STORE_SEQ_BYTES	8
 #define MAP_MAX		(UINT64_C(1) << 40)	/* 1 TiB: stop growing */
 #define KEY_MAX		(NBX_NAME_MAX + 1 + NBX_RECID_MAX)
@@ -70,6 +71,8 @@ struct store {
 	char err[256];
 };
 
+struct store__audit_at;		/* audit.c */
+
 struct store_rtxn {
 	struct store *st;
 	MDB_txn *txn;
@@ -79,7 +82,29 @@ struct store_rtxn {
 				   a scan of the log reads records mostly in
 				   key order, which a cursor finds on the
 				   leaf it stands on */
+	struct store__audit_at *audit_at;	/* store_audit_next's batch */
 };
+
+/*
+ * Unpacks a value read from the store into u (msgpack-c; strings borrow
+ * from d) once mpscan found every count in it backed by bytes: a damaged
+ * value cannot make the unpacker reserve more than its size allows.
+ * 0, or NBX_EMALFORMED.
+ */
+int store__unpack(msgpack_unpacked *u, const MDB_val *d);
+
+void store__audit_at_free(struct store__audit_at *a);
+/*
+ * Record i of the audit value d stored at key (aseq key + i): of a batch
+ * entry, or (i == 0) of an older entry of one record, into out; strings
+ * borrow from d.  *at keeps the batch unpacked for the next call (NULL
+ * at first; store__audit_at_free).  NBX_ENOTFOUND past its records,
+ * NBX_EMALFORMED if it does not read.
+ */
+int store__audit_read(struct store__audit_at **at, uint64_t key,
+    const MDB_val *d, uint64_t i, struct store_audit_entry *out);
+/* The records in an audit value (1 for an older entry); 0: unreadable. */
+uint64_t store__audit_records(const MDB_val *d);
 
 /* Records a message for store_last_error and returns code. */
 int store__fail(struct store *st, int code, const char *fmt, ...)

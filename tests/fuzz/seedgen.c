@@ -35,6 +35,7 @@
 #include "frame.h"
 #include "hlc.h"
 #include "session.h"
+#include "store_int.h"
 
 static const char *outdir;
 
@@ -274,6 +275,53 @@ gen_record(void)
 		nbx_buf_fini(&b);
 		crdt_record_fini(&r);
 	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Audit entries                                                       */
+/* ------------------------------------------------------------------ */
+
+static void
+gen_audit(void)
+{
+	/* format 2: [7, "lv", "t", "ee:1", [[1, "name", "", 5, "ee"]]] */
+	static const uint8_t f2[] = { 0x95, 0x07, 0xa2, 'l', 'v', 0xa1, 't',
+	    0xa4, 'e', 'e', ':', '1', 0x91, 0x95, 0x01, 0xa4, 'n', 'a', 'm',
+	    'e', 0xa0, 0x05, 0xa2, 'e', 'e' };
+	/* formats 3, 4: [7, "lv", "t", "ee:1", [[1, "name", 2]], 5, "ee"] */
+	static const uint8_t f3[] = { 0x97, 0x07, 0xa2, 'l', 'v', 0xa1, 't',
+	    0xa4, 'e', 'e', ':', '1', 0x91, 0x93, 0x01, 0xa4, 'n', 'a', 'm',
+	    'e', 0x02, 0x05, 0xa2, 'e', 'e' };
+	struct change c[32];
+	size_t n = lv_batch(c);
+	struct store *st = fz_store();
+	MDB_txn *txn;
+	MDB_cursor *cu;
+	MDB_val k, d;
+	char name[32];
+	int i = 0, op = MDB_FIRST;
+
+	put_file("audit_fuzz", "format2", f2, sizeof(f2));
+	put_file("audit_fuzz", "format3", f3, sizeof(f3));
+	/* the batch as the writer makes it, whole and its first change */
+	ok(store_disclose(st, nbx_str_c("lv"), c, n, FZ_NOW_MS),
+	    "store_disclose");
+	ok(store_disclose(st, nbx_str_c("lt"), c, 1, FZ_NOW_MS),
+	    "store_disclose");
+	ok(mdb_txn_begin(st->env, NULL, MDB_RDONLY, &txn), "mdb_txn_begin");
+	ok(mdb_cursor_open(txn, st->dbi[DB_AUDIT], &cu), "mdb_cursor_open");
+	while (mdb_cursor_get(cu, &k, &d, op) == 0) {
+		op = MDB_NEXT;
+		snprintf(name, sizeof(name), "batch-%d", i++);
+		put_file("audit_fuzz", name, d.mv_data, d.mv_size);
+	}
+	mdb_cursor_close(cu);
+	mdb_txn_abort(txn);
+	if (i < 2) {
+		fprintf(stderr, "seedgen: %d audit entries, not 2\n", i);
+		exit(1);
+	}
+	fz_store_close();	/* the generators after start from the seeds */
 }
 
 /* ------------------------------------------------------------------ */
@@ -684,6 +732,7 @@ main(int argc, char **argv)
 	outdir = argv[1];
 	gen_change();
 	gen_record();
+	gen_audit();
 	gen_frame();
 	gen_session();
 	gen_schema_config();

@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../fuzz/audit_fuzz.c"
 #include "../fuzz/change_fuzz.c"
 #include "../fuzz/config_fuzz.c"
 #include "../fuzz/control_fuzz.c"
@@ -216,6 +217,11 @@ Test(fuzz_replay, control)
 Test(fuzz_replay, jsplit)
 {
 	cr_assert_gt(replay("jsplit_fuzz", nbx_fuzz_jsplit), 0);
+}
+
+Test(fuzz_replay, audit)
+{
+	cr_assert_gt(replay("audit_fuzz", nbx_fuzz_audit), 0);
 }
 
 Test(fuzz_replay, record)

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "hlc.h"
+#include "mpread.h"
 #include "nbx_err.h"
 #include "store.h"
 #include "testlib.h"
@@ -1021,7 +1022,9 @@ Test(store, disclosure_items_read_back_as_disclosed)
 	store_rtxn_end(t);
 	store_close(st);
 	{
-		/* as stored: compact but for the elem and lv's */
+		/* as stored: one batch entry [time, peer, names, records];
+		   the record [coll, id, base, base origin, items], its items
+		   compact but for the elem and lv's, names each once */
 		static const uint32_t arity[7] = { 3, 3, 3, 5, 5, 3, 3 };
 		MDB_env *env;
 		MDB_txn *txn;
@@ -1029,7 +1032,7 @@ Test(store, disclosure_items_read_back_as_disclosed)
 		MDB_cursor *cu;
 		MDB_val k, d;
 		msgpack_unpacked u;
-		const msgpack_object *items;
+		const msgpack_object *names, *rec, *items;
 
 		txn = raw_begin(dir, MDB_RDONLY, &env);
 		cr_assert_eq(mdb_dbi_open(txn, "audit", 0, &audit), 0);
@@ -1038,9 +1041,24 @@ Test(store, disclosure_items_read_back_as_disclosed)
 		msgpack_unpacked_init(&u);
 		cr_assert_eq(msgpack_unpack_next(&u, d.mv_data, d.mv_size,
 		    NULL), MSGPACK_UNPACK_SUCCESS);
-		cr_assert_eq(u.data.via.array.size, 7);
-		cr_assert_eq(u.data.via.array.ptr[5].via.u64, h, "the oldest");
-		items = &u.data.via.array.ptr[4];
+		cr_assert_eq(u.data.via.array.size, 4);
+		names = &u.data.via.array.ptr[2];
+		/* t; name, city, "" (state, audience), tags, phone, kind; ee, lv */
+		cr_assert_eq(names->via.array.size, 9);
+		for (uint32_t i = 0; i < names->via.array.size; i++)
+			for (uint32_t j = 0; j < i; j++)
+				cr_assert_neq(nbx_str_cmp((struct nbx_str){
+				    names->via.array.ptr[i].via.str.ptr,
+				    names->via.array.ptr[i].via.str.size },
+				    (struct nbx_str){
+				    names->via.array.ptr[j].via.str.ptr,
+				    names->via.array.ptr[j].via.str.size }), 0,
+				    "names %u and %u", i, j);
+		cr_assert_eq(u.data.via.array.ptr[3].via.array.size, 1);
+		rec = &u.data.via.array.ptr[3].via.array.ptr[0];
+		cr_assert_eq(rec->via.array.size, 5);
+		cr_assert_eq(rec->via.array.ptr[2].via.u64, h, "the oldest");
+		items = &rec->via.array.ptr[4];
 		for (int i = 0; i < 7; i++)
 			cr_assert_eq(items->via.array.ptr[i].via.array.size,
 			    arity[i], "item %d", i);
@@ -1103,6 +1121,61 @@ put_raw_audit(const char *dir, uint64_t aseq, const uint8_t *v, size_t n,
 	raw_format(dir, &format);
 }
 
+/* Puts one raw value (msgpack bytes) under key in database db. */
+static void
+put_raw(const char *dir, const char *db, const void *key, size_t klen,
+    const uint8_t *v, size_t n)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val k = { klen, (void *)key }, d = { n, (void *)v };
+
+	txn = raw_begin(dir, 0, &env);
+	cr_assert_eq(mdb_dbi_open(txn, db, 0, &dbi), 0);
+	cr_assert_eq(mdb_put(txn, dbi, &k, &d, 0), 0);
+	cr_assert_eq(mdb_txn_commit(txn), 0);
+	mdb_env_close(env);
+}
+
+/*
+ * A damaged value that declares an array of 3.7G elements in a few bytes
+ * is refused by every reader of the store's msgpack values, before
+ * msgpack-c could reserve memory for that count (under ASan the unpacker
+ * aborted on it: audit_fuzz's regress-huge-array-count).
+ */
+Test(store, damaged_values_declaring_huge_counts_are_refused)
+{
+	char *dir = test_tmpdir();
+	struct store *st = open_store(dir, "ee", 0);
+	struct policy *pol = test_policy();
+	static const uint8_t huge[] = { 0xdd, 0xdd, 0xdd, 0xdd, 0xdd, 0x01 };
+	static const uint8_t one[8] = { 0, 0, 0, 0, 0, 0, 0, 1 };
+	struct store_audit_entry e;
+	struct store_qentry q;
+	struct store_peer p;
+	struct store_rtxn *t;
+	size_t applied = 9;
+
+	store_close(st);
+	put_raw(dir, "audit", one, 8, huge, sizeof(huge));
+	put_raw(dir, "quarantine", one, 8, huge, sizeof(huge));
+	put_raw(dir, "deferred", one, 8, huge, sizeof(huge));
+	put_raw(dir, "peers", "lt", 2, huge, sizeof(huge));
+	st = open_store(dir, "ee", 0);
+	cr_assert_eq(store_rtxn_begin(st, &t), 0);
+	cr_assert_eq(store_audit_next(t, 0, &e), NBX_EMALFORMED);
+	cr_assert_eq(store_quarantine_next(t, 0, &q), NBX_EMALFORMED);
+	cr_assert_eq(store_peer_next(t, (struct nbx_str){ "", 0 }, &p),
+	    NBX_EMALFORMED);
+	store_rtxn_end(t);
+	cr_assert_eq(store_retry_deferred(st, pol, NOW, &applied), 0);
+	cr_assert_eq(applied, 0, "nothing applied from it");
+	store_close(st);
+	policy_free(pol);
+	test_rmdir(dir);
+}
+
 /*
  * A format 2 store's entries (five members, full items) read as they are
  * after the upgrade to format 3; a compact item in such an entry, which
@@ -1138,41 +1211,263 @@ Test(store, format_2_audit_entries_read_after_the_upgrade)
 	cr_assert_eq(store_audit_next(t, 1, &e), NBX_EMALFORMED);
 	store_rtxn_end(t);
 	store_close(st);
-	cr_assert_eq(raw_format(dir, NULL), 4, "upgraded to 4");
+	cr_assert_eq(raw_format(dir, NULL), 5, "upgraded to 5");
 	test_rmdir(dir);
 }
 
 /*
- * A format 3 store opens as format 4 with its records as they were (a
- * record of the crdt's format 1 reads as before: crdt_test); one a newer
- * nbx wrote is refused, naming its format.
+ * A format 4 store opens as format 5 with its records as they were (a
+ * record of the crdt's format 1 reads as before: crdt_test) and its audit
+ * entries of one record each: the next batch is numbered after them, and
+ * a read finds a record from either kind of entry.  A store a newer nbx
+ * wrote is refused, naming its format.
  */
-Test(store, format_3_opens_as_4_and_a_newer_store_is_refused)
+Test(store, format_4_opens_as_5_and_a_newer_store_is_refused)
 {
 	char *dir = test_tmpdir();
 	struct store *st = open_store(dir, "ee", 0);
 	struct policy *pol = test_policy();
 	struct change c = test_str("ee:1", "name", "before");
+	struct change b[3] = { test_str("ee:a", "name", "a"),
+	    test_str("ee:b", "name", "b"), test_str("ee:c", "city", "c") };
 	struct store_outcome out;
 	struct store_opts o = { .node_id = "ee" };
-	uint64_t three = 3, five = 5;
+	struct store_audit_entry e;
+	struct store_rtxn *t;
+	uint64_t six = 6;
 	char err[256];
+	/* format 3 and 4: [7, "lv", "t", "ee:1", [[1, "name", 2]], 5, "ee"] */
+	static const uint8_t one[] = { 0x97, 0x07, 0xa2, 'l', 'v', 0xa1, 't',
+	    0xa4, 'e', 'e', ':', '1', 0x91, 0x93, 0x01, 0xa4, 'n', 'a', 'm',
+	    'e', 0x02, 0x05, 0xa2, 'e', 'e' };
 
-	cr_assert_eq(raw_format(dir, NULL), 4);
+	cr_assert_eq(raw_format(dir, NULL), 5);
 	cr_assert_eq(store_apply(st, pol, &c, 1, (struct nbx_str){ 0 }, NULL,
 	    NOW, 0, &out), 0);
 	store_close(st);
-	raw_format(dir, &three);
+	put_raw_audit(dir, 1, one, sizeof(one), 4);
+	put_raw_audit(dir, 2, one, sizeof(one), 4);
 	st = open_store(dir, "ee", 0);
 	cr_assert_str_eq(get_name(st, "ee:1"), "before");
+	for (int i = 0; i < 3; i++)
+		b[i].origin = nbx_str_c("ee");
+	cr_assert_eq(store_disclose(st, nbx_str_c("lv"), b, 3, NOW), 0);
+	cr_assert_eq(store_rtxn_begin(st, &t), 0);
+	cr_assert_eq(store_audit_next(t, 0, &e), 0);
+	cr_assert_eq(e.aseq, 1);
+	cr_assert_eq(e.items[0].hlc, 7);
+	cr_assert(nbx_str_eq(e.items[0].origin, nbx_str_c("ee")));
+	cr_assert_eq(store_audit_next(t, 1, &e), 0);
+	cr_assert_eq(e.aseq, 2);
+	cr_assert_eq(store_audit_next(t, 2, &e), 0);
+	cr_assert_eq(e.aseq, 3, "the batch after the old entries");
+	cr_assert(nbx_str_eq(e.id, nbx_str_c("ee:a")));
+	cr_assert_eq(store_audit_next(t, 4, &e), 0);
+	cr_assert_eq(e.aseq, 5);
+	cr_assert(nbx_str_eq(e.id, nbx_str_c("ee:c")));
+	cr_assert(nbx_str_eq(e.items[0].field, nbx_str_c("city")));
+	cr_assert_eq(store_audit_next(t, 5, &e), NBX_ENOTFOUND);
+	store_rtxn_end(t);
+	/* inside the batch with nothing read before (no batch kept) */
+	cr_assert_eq(store_rtxn_begin(st, &t), 0);
+	cr_assert_eq(store_audit_next(t, 3, &e), 0);
+	cr_assert_eq(e.aseq, 4);
+	cr_assert(nbx_str_eq(e.id, nbx_str_c("ee:b")));
+	cr_assert(nbx_str_eq(e.peer, nbx_str_c("lv")));
+	cr_assert_eq(e.time_ms, NOW);
+	store_rtxn_end(t);
 	store_close(st);
-	cr_assert_eq(raw_format(dir, NULL), 4);
-	raw_format(dir, &five);
+	cr_assert_eq(raw_format(dir, NULL), 5);
+	raw_format(dir, &six);
 	st = NULL;
 	cr_assert_eq(store_open(dir, &o, &st, err, sizeof(err)), NBX_ESTORE);
 	cr_assert_null(st);
-	cr_assert(strstr(err, "store format 5") != NULL, "%s", err);
+	cr_assert(strstr(err, "store format 6") != NULL, "%s", err);
 	policy_free(pol);
+	test_rmdir(dir);
+}
+
+/* A random version for audit_random: near base or anywhere. */
+static uint64_t
+random_hlc(unsigned *seed, uint64_t base)
+{
+	switch (rand_r(seed) % 4) {
+	case 0:
+		return base - (uint64_t)(rand_r(seed) % 1000);
+	case 1:
+		return ((uint64_t)rand_r(seed) << 33) ^ (uint64_t)rand_r(seed);
+	default:
+		return base + (uint64_t)(rand_r(seed) % 5);
+	}
+}
+
+/*
+ * Random batches of random records (fields, elems, origins, versions
+ * near each other or not) disclosed to random peers read back exactly:
+ * by a scan, each record at the next aseq; and from any aseq in a fresh
+ * transaction, the record after it.  Corrupt entries fail, never crash.
+ */
+Test(store, audit_batches_read_back_property)
+{
+	static const char *fields[] = { "name", "city", "kind", "phone",
+	    "tags", "capacity", "free_places", "notes", "" };
+	static const char *origins[] = { "ee", "lv", "lt", "fi", "" };
+	static const char *peers[] = { "lv", "lt", "se-1" };
+	enum { RECS = 600, MAXC = 5 };
+	static char ids[RECS][24], elems[RECS * MAXC][12];
+	static struct change chs[RECS * MAXC];
+	static struct { uint32_t first, n; const char *peer; } recs[RECS];
+	char *dir = test_tmpdir();
+	struct store *st = open_store(dir, "ee", 0);
+	unsigned seed = test_seed(), s = seed;
+	struct store_audit_entry e;
+	struct store_rtxn *t;
+	uint32_t nrecs = 0, nchs = 0;
+	uint64_t after = 0;
+
+	printf("property audit_batches: seed=%u (replay with NBX_SEED=%u)\n",
+	    seed, seed);
+	while (nrecs < RECS) {
+		uint32_t n = 1 + (uint32_t)rand_r(&s) % 80, first = nchs;
+		const char *peer = peers[rand_r(&s) % 3];
+
+		if (n > RECS - nrecs)
+			n = RECS - nrecs;
+		for (uint32_t r = 0; r < n; r++, nrecs++) {
+			uint32_t nc = 1 + (uint32_t)rand_r(&s) % MAXC;
+			uint64_t base = HLC_MAKE(NOW, rand_r(&s) % 100);
+			const char *o0 = origins[rand_r(&s) % 5];
+
+			snprintf(ids[nrecs], sizeof(ids[nrecs]), "ee:r%u",
+			    nrecs);
+			recs[nrecs].first = nchs;
+			recs[nrecs].n = nc;
+			recs[nrecs].peer = peer;
+			for (uint32_t i = 0; i < nc; i++, nchs++) {
+				struct change *c = &chs[nchs];
+
+				*c = test_change((enum change_kind)(1 +
+				    rand_r(&s) % 6), ids[nrecs],
+				    fields[rand_r(&s) % 9]);
+				if (rand_r(&s) % 7 == 0)
+					c->coll = nbx_str_c("organisation");
+				c->coll = i ? chs[recs[nrecs].first].coll :
+				    c->coll;
+				if (rand_r(&s) % 3 == 0) {
+					snprintf(elems[nchs],
+					    sizeof(elems[nchs]), "e%d",
+					    rand_r(&s) % 50);
+					c->elem = nbx_str_c(elems[nchs]);
+				}
+				c->origin = nbx_str_c(rand_r(&s) % 4 ? o0 :
+				    origins[rand_r(&s) % 5]);
+				c->hlc = random_hlc(&s, base);
+			}
+		}
+		cr_assert_eq(store_disclose(st, nbx_str_c(peer), &chs[first],
+		    nchs - first, NOW + nrecs), 0, "%s", store_last_error(st));
+	}
+	/* a scan: every record, in order */
+	cr_assert_eq(store_rtxn_begin(st, &t), 0);
+	for (uint32_t r = 0; r < RECS; r++) {
+		cr_assert_eq(store_audit_next(t, after, &e), 0, "record %u", r);
+		cr_assert_eq(e.aseq, after + 1);
+		after = e.aseq;
+		cr_assert(nbx_str_eq(e.id, nbx_str_c(ids[r])), "record %u", r);
+		cr_assert(nbx_str_eq(e.coll, chs[recs[r].first].coll));
+		cr_assert(nbx_str_eq(e.peer, nbx_str_c(recs[r].peer)));
+		cr_assert_eq(e.nitems, recs[r].n, "record %u", r);
+		for (uint32_t i = 0; i < e.nitems; i++) {
+			const struct change *c = &chs[recs[r].first + i];
+
+			cr_assert_eq(e.items[i].kind, (uint32_t)c->kind);
+			cr_assert(nbx_str_eq(e.items[i].field, c->field));
+			cr_assert(nbx_str_eq(e.items[i].elem, c->elem));
+			cr_assert_eq(e.items[i].hlc, c->hlc, "record %u item %u",
+			    r, i);
+			cr_assert(nbx_str_eq(e.items[i].origin, c->origin),
+			    "record %u item %u", r, i);
+		}
+	}
+	cr_assert_eq(store_audit_next(t, after, &e), NBX_ENOTFOUND);
+	store_rtxn_end(t);
+	/* from anywhere, in a fresh transaction */
+	for (int i = 0; i < 200; i++) {
+		uint32_t r = (uint32_t)rand_r(&s) % RECS;
+
+		cr_assert_eq(store_rtxn_begin(st, &t), 0);
+		cr_assert_eq(store_audit_next(t, r, &e), 0);
+		cr_assert_eq(e.aseq, r + 1);
+		cr_assert(nbx_str_eq(e.id, nbx_str_c(ids[r])), "after %u", r);
+		store_rtxn_end(t);
+	}
+	store_close(st);
+	/* the first entry's bytes cut short, then its names made too few */
+	{
+		MDB_env *env;
+		MDB_txn *txn;
+		MDB_dbi audit;
+		MDB_cursor *cu;
+		MDB_val k, d;
+		uint8_t *v;
+		size_t n;
+
+		txn = raw_begin(dir, 0, &env);
+		cr_assert_eq(mdb_dbi_open(txn, "audit", 0, &audit), 0);
+		cr_assert_eq(mdb_cursor_open(txn, audit, &cu), 0);
+		cr_assert_eq(mdb_cursor_get(cu, &k, &d, MDB_FIRST), 0);
+		n = d.mv_size;
+		cr_assert_not_null(v = malloc(n));
+		memcpy(v, d.mv_data, n);
+		d.mv_size = n / 2;
+		d.mv_data = v;
+		cr_assert_eq(mdb_cursor_put(cu, &k, &d, MDB_CURRENT), 0);
+		mdb_cursor_close(cu);
+		cr_assert_eq(mdb_txn_commit(txn), 0);
+		mdb_env_close(env);
+		st = open_store(dir, "ee", 0);
+		cr_assert_eq(store_rtxn_begin(st, &t), 0);
+		cr_assert_eq(store_audit_next(t, 0, &e), NBX_EMALFORMED);
+		store_rtxn_end(t);
+		store_close(st);
+		/* names: an empty array, so every index is out of range */
+		cr_assert_eq(v[0], 0x94);
+		{
+			size_t at = 1;
+			struct mpread m = { v, n, 0 };
+			uint64_t x;
+			struct nbx_str str;
+			uint32_t nn;
+
+			cr_assert_eq(mpread_array(&m, &nn), 0);
+			cr_assert_eq(mpread_u64(&m, &x), 0);
+			cr_assert_eq(mpread_str(&m, 0, 64, &str), 0);
+			at = m.off;
+			cr_assert_eq(mpread_array(&m, &nn), 0);
+			for (uint32_t i = 0; i < nn; i++)
+				cr_assert_eq(mpread_str(&m, 0, 1024, &str), 0);
+			/* [.., .., [], records]: the names' bytes cut out */
+			v[at] = 0x90;
+			memmove(v + at + 1, v + m.off, n - m.off);
+			n -= m.off - at - 1;
+		}
+		txn = raw_begin(dir, 0, &env);
+		cr_assert_eq(mdb_dbi_open(txn, "audit", 0, &audit), 0);
+		cr_assert_eq(mdb_cursor_open(txn, audit, &cu), 0);
+		cr_assert_eq(mdb_cursor_get(cu, &k, &d, MDB_FIRST), 0);
+		d.mv_size = n;
+		d.mv_data = v;
+		cr_assert_eq(mdb_cursor_put(cu, &k, &d, MDB_CURRENT), 0);
+		mdb_cursor_close(cu);
+		cr_assert_eq(mdb_txn_commit(txn), 0);
+		mdb_env_close(env);
+		free(v);
+		st = open_store(dir, "ee", 0);
+		cr_assert_eq(store_rtxn_begin(st, &t), 0);
+		cr_assert_eq(store_audit_next(t, 0, &e), NBX_EMALFORMED);
+		store_rtxn_end(t);
+		store_close(st);
+	}
 	test_rmdir(dir);
 }
 
