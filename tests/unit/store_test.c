@@ -1138,6 +1138,44 @@ put_raw(const char *dir, const char *db, const void *key, size_t klen,
 	mdb_env_close(env);
 }
 
+/* A copy of the value under key in database db (*n its size). */
+static uint8_t *
+raw_copy(const char *dir, const char *db, const void *key, size_t klen,
+    size_t *n)
+{
+	MDB_env *env;
+	MDB_txn *txn;
+	MDB_dbi dbi;
+	MDB_val k = { klen, (void *)key }, d;
+	uint8_t *v;
+
+	txn = raw_begin(dir, MDB_RDONLY, &env);
+	cr_assert_eq(mdb_dbi_open(txn, db, 0, &dbi), 0);
+	cr_assert_eq(mdb_get(txn, dbi, &k, &d), 0);
+	cr_assert_not_null(v = malloc(d.mv_size));
+	memcpy(v, d.mv_data, d.mv_size);
+	*n = d.mv_size;
+	mdb_txn_abort(txn);
+	mdb_env_close(env);
+	return v;
+}
+
+/* What store_audit_next says of the first record of the store in dir. */
+static int
+first_audit_rc(const char *dir)
+{
+	struct store *st = open_store(dir, "ee", 0);
+	struct store_audit_entry e;
+	struct store_rtxn *t;
+	int rc;
+
+	cr_assert_eq(store_rtxn_begin(st, &t), 0);
+	rc = store_audit_next(t, 0, &e);
+	store_rtxn_end(t);
+	store_close(st);
+	return rc;
+}
+
 /*
  * A damaged value that declares an array of 3.7G elements in a few bytes
  * is refused by every reader of the store's msgpack values, before
@@ -1404,69 +1442,31 @@ Test(store, audit_batches_read_back_property)
 	store_close(st);
 	/* the first entry's bytes cut short, then its names made too few */
 	{
-		MDB_env *env;
-		MDB_txn *txn;
-		MDB_dbi audit;
-		MDB_cursor *cu;
-		MDB_val k, d;
-		uint8_t *v;
-		size_t n;
+		static const uint8_t one[8] = { 0, 0, 0, 0, 0, 0, 0, 1 };
+		size_t n, at;
+		uint8_t *v = raw_copy(dir, "audit", one, 8, &n);
+		struct mpread m = { v, n, 0 };
+		struct nbx_str str;
+		uint64_t x;
+		uint32_t nn;
 
-		txn = raw_begin(dir, 0, &env);
-		cr_assert_eq(mdb_dbi_open(txn, "audit", 0, &audit), 0);
-		cr_assert_eq(mdb_cursor_open(txn, audit, &cu), 0);
-		cr_assert_eq(mdb_cursor_get(cu, &k, &d, MDB_FIRST), 0);
-		n = d.mv_size;
-		cr_assert_not_null(v = malloc(n));
-		memcpy(v, d.mv_data, n);
-		d.mv_size = n / 2;
-		d.mv_data = v;
-		cr_assert_eq(mdb_cursor_put(cu, &k, &d, MDB_CURRENT), 0);
-		mdb_cursor_close(cu);
-		cr_assert_eq(mdb_txn_commit(txn), 0);
-		mdb_env_close(env);
-		st = open_store(dir, "ee", 0);
-		cr_assert_eq(store_rtxn_begin(st, &t), 0);
-		cr_assert_eq(store_audit_next(t, 0, &e), NBX_EMALFORMED);
-		store_rtxn_end(t);
-		store_close(st);
-		/* names: an empty array, so every index is out of range */
-		cr_assert_eq(v[0], 0x94);
-		{
-			size_t at = 1;
-			struct mpread m = { v, n, 0 };
-			uint64_t x;
-			struct nbx_str str;
-			uint32_t nn;
-
-			cr_assert_eq(mpread_array(&m, &nn), 0);
-			cr_assert_eq(mpread_u64(&m, &x), 0);
-			cr_assert_eq(mpread_str(&m, 0, 64, &str), 0);
-			at = m.off;
-			cr_assert_eq(mpread_array(&m, &nn), 0);
-			for (uint32_t i = 0; i < nn; i++)
-				cr_assert_eq(mpread_str(&m, 0, 1024, &str), 0);
-			/* [.., .., [], records]: the names' bytes cut out */
-			v[at] = 0x90;
-			memmove(v + at + 1, v + m.off, n - m.off);
-			n -= m.off - at - 1;
-		}
-		txn = raw_begin(dir, 0, &env);
-		cr_assert_eq(mdb_dbi_open(txn, "audit", 0, &audit), 0);
-		cr_assert_eq(mdb_cursor_open(txn, audit, &cu), 0);
-		cr_assert_eq(mdb_cursor_get(cu, &k, &d, MDB_FIRST), 0);
-		d.mv_size = n;
-		d.mv_data = v;
-		cr_assert_eq(mdb_cursor_put(cu, &k, &d, MDB_CURRENT), 0);
-		mdb_cursor_close(cu);
-		cr_assert_eq(mdb_txn_commit(txn), 0);
-		mdb_env_close(env);
+		put_raw(dir, "audit", one, 8, v, n / 2);
+		cr_assert_eq(first_audit_rc(dir), NBX_EMALFORMED);
+		/* [time, peer, [], records]: the names' bytes cut out, so
+		   every index is out of range */
+		cr_assert_eq(mpread_array(&m, &nn), 0);
+		cr_assert_eq(nn, 4);
+		cr_assert_eq(mpread_u64(&m, &x), 0);
+		cr_assert_eq(mpread_str(&m, 0, 64, &str), 0);
+		at = m.off;
+		cr_assert_eq(mpread_array(&m, &nn), 0);
+		for (uint32_t i = 0; i < nn; i++)
+			cr_assert_eq(mpread_str(&m, 0, 1024, &str), 0);
+		v[at] = 0x90;
+		memmove(v + at + 1, v + m.off, n - m.off);
+		put_raw(dir, "audit", one, 8, v, n - (m.off - at - 1));
+		cr_assert_eq(first_audit_rc(dir), NBX_EMALFORMED);
 		free(v);
-		st = open_store(dir, "ee", 0);
-		cr_assert_eq(store_rtxn_begin(st, &t), 0);
-		cr_assert_eq(store_audit_next(t, 0, &e), NBX_EMALFORMED);
-		store_rtxn_end(t);
-		store_close(st);
 	}
 	test_rmdir(dir);
 }
