@@ -25,6 +25,10 @@
  * the state version as ints, unset ones nil); those written before are
  * read as they are, so 3 -> 4 only moves the number, and an older nbx
  * refuses the store instead of finding its new records corrupt.
+ * 5: the disclosure log holds one entry per batch sent, a record each
+ * inside it (audit.c); entries written before hold one record and are
+ * read as they are, so 4 -> 5 only moves the number, and an older nbx
+ * refuses the store instead of misreading its audit.
  */
 #define STORE_FORMAT	5
 #define STORE_SEQ_BYTES	8
