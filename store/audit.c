@@ -51,7 +51,7 @@ struct disclose_args {
 	uint64_t now_ms;
 	struct nbx_buf b;	/* the batch's entry */
 	struct nbx_buf recs;	/* its records, before b gets them */
-	struct nbx_buf names;	/* its names: their bytes, one after another */
+	struct nbx_buf names;	/* its names array's items, msgpack strs */
 	struct name_slot *slots;	/* open addressing over names */
 	uint32_t nslots, nnames, nrecs;
 	/* the slot each name of the record before went to, by its place in
@@ -139,8 +139,9 @@ slot_is(const struct disclose_args *x, uint32_t h, struct nbx_str name)
 {
 	const struct name_slot *e = &x->slots[h];
 
-	return e->len == name.n && nbx_str_eq((struct nbx_str){
-	    (const char *)x->names.p + e->off, e->len }, name);
+	/* an empty slot's length, UINT32_MAX, is no name's */
+	return nbx_str_eq((struct nbx_str){ (const char *)x->names.p + e->off,
+	    e->len }, name);
 }
 
 /*
@@ -653,7 +654,7 @@ batch_load(struct store__audit_at **at, uint64_t key, const MDB_val *d)
 	return 0;
 }
 
-/* Record i of the batch *a keeps: into out. */
+/* Record i of the batch *a keeps: into out, which the caller zeroed. */
 static int
 batch_record(const struct store__audit_at *a, uint64_t i,
     struct store_audit_entry *out)
@@ -663,7 +664,6 @@ batch_record(const struct store__audit_at *a, uint64_t i,
 	struct nbx_str base_origin;
 	uint64_t base;
 
-	memset(out, 0, sizeof(*out));
 	if (r->type != MSGPACK_OBJECT_ARRAY || r->via.array.size != 5)
 		return NBX_EMALFORMED;
 	f = r->via.array.ptr;
@@ -711,29 +711,24 @@ audit_find(struct store_rtxn *t, uint64_t want, struct store_audit_entry *out)
 	uint8_t kb[8];
 	MDB_cursor *cu;
 	MDB_val k = { 8, kb }, d, pk, pd;
-	uint64_t key;
-	int rc, prc;
+	int rc, prc = MDB_NOTFOUND;
 
 	store__be64_put(kb, want);
 	if ((rc = mdb_cursor_open(t->txn, t->st->dbi[DB_AUDIT], &cu)) != 0)
 		return store__mdb_code(t->st, rc, "cursor");
 	rc = mdb_cursor_get(cu, &k, &d, MDB_SET_RANGE);
-	if (rc == 0 && k.mv_size == 8 && store__be64_get(k.mv_data) == want) {
-		prc = MDB_NOTFOUND;	/* the entry itself */
-	} else if (rc == 0 || rc == MDB_NOTFOUND) {
+	if ((rc == 0 && !(k.mv_size == 8 && store__be64_get(k.mv_data) ==
+	    want)) || rc == MDB_NOTFOUND)
 		prc = mdb_cursor_get(cu, &pk, &pd,
 		    rc == 0 ? MDB_PREV : MDB_LAST);
-	} else {
-		mdb_cursor_close(cu);
-		return store__mdb_code(t->st, rc, "next audit entry");
-	}
 	mdb_cursor_close(cu);
-	if (prc == 0 && pk.mv_size == 8 && is_batch(&pd)) {
-		key = store__be64_get(pk.mv_data);
-		if ((prc = batch_load(&t->audit_at, key, &pd)) != 0)
+	/* the entry before, a batch that may reach want */
+	if (prc == 0 && pk.mv_size == 8) {
+		uint64_t key = store__be64_get(pk.mv_data);
+
+		prc = store__audit_read(&t->audit_at, key, &pd, want - key, out);
+		if (prc != NBX_ENOTFOUND)
 			return prc;
-		if (want - key < t->audit_at->count)
-			return batch_record(t->audit_at, want - key, out);
 	}
 	if (rc != 0)
 		return store__mdb_code(t->st, rc, "next audit entry");
