@@ -26,7 +26,14 @@ Control: one command per line on the control port, one reply line each.
         hang               a black hole: accept, read and drop everything;
                            connections that lost bytes are aborted when
                            the link leaves this mode
-    stats                  one JSON object: per link, mode and counters
+        pause [BYTES]      hold: each connection forwards at most BYTES
+                           more bytes (default 0) in each direction, then
+                           keeps what it reads, in order, and sends it when
+                           the link leaves this mode; new connections are
+                           accepted and connected, with BYTES each way
+    stats                  one JSON object: per link, mode and counters;
+                           "open" connections, "holding" those that hold
+                           bytes back in pause
     ping                   "pong"
     quit                   stop the proxy
 
@@ -42,7 +49,7 @@ import struct
 import sys
 
 HOST = "127.0.0.1"
-MODES = ("pass", "cut", "delay", "slice", "reset", "hang")
+MODES = ("pass", "cut", "delay", "slice", "reset", "hang", "pause")
 
 
 def rst(writer):
@@ -63,9 +70,11 @@ class Link:
         self.mode = "pass"
         self.arg = 0
         self.conns = set()
+        self.resumed = None           # an asyncio.Event, clear in pause
         self.stats = {"accepted": 0, "refused": 0, "resets": 0,
                       "bytes": 0, "sliced_bytes": 0, "slices": 0,
-                      "delayed_chunks": 0, "dropped_bytes": 0}
+                      "delayed_chunks": 0, "dropped_bytes": 0,
+                      "held": 0}
 
 
 class Conn:
@@ -75,6 +84,8 @@ class Conn:
         self.ur = self.uw = None      # the target node's side
         self.budget = None            # bytes left before a reset
         self.poisoned = False         # bytes were dropped (hang)
+        self.allow = [0, 0]           # bytes each way still let through
+        self.waiting = 0              # directions holding bytes (pause)
         self.closed = False
 
     def abort(self, count=True):
@@ -107,6 +118,8 @@ class Proxy:
     def link(self, name):
         if name not in self.links:
             self.links[name] = Link(name)
+            self.links[name].resumed = asyncio.Event()
+            self.links[name].resumed.set()
         return self.links[name]
 
     def arm_reset(self, c):
@@ -117,7 +130,13 @@ class Proxy:
             lk = self.links[n]
             old = lk.mode
             lk.mode, lk.arg = mode, arg
+            if mode == "pause":
+                lk.resumed.set()    # wakes the holders: a new allowance
+                lk.resumed.clear()
+            else:
+                lk.resumed.set()
             for c in list(lk.conns):
+                c.allow = [arg, arg]
                 if mode == "cut":
                     c.abort()
                 elif old == "hang" and c.poisoned:
@@ -135,6 +154,7 @@ class Proxy:
             return
         lk.stats["accepted"] += 1
         c = Conn(lk, cr, cw)
+        c.allow = [lk.arg, lk.arg] if lk.mode == "pause" else [0, 0]
         lk.conns.add(c)
         if lk.mode == "reset":
             self.arm_reset(c)
@@ -147,12 +167,12 @@ class Proxy:
             rst(c.uw)
             return
         # an aborted connection ends both pumps: their reads see EOF
-        await asyncio.gather(self.pump(c, c.cr, c.uw),
-                             self.pump(c, c.ur, c.cw),
+        await asyncio.gather(self.pump(c, c.cr, c.uw, 0),
+                             self.pump(c, c.ur, c.cw, 1),
                              return_exceptions=True)
         c.close()
 
-    async def pump(self, c, r, w):
+    async def pump(self, c, r, w, way):
         """Forwards r -> w under the link's mode; a writer task keeps
         delayed chunks in order without stopping reads."""
         lk = c.link
@@ -171,7 +191,7 @@ class Proxy:
                     now = loop.time()
                     if due > now:
                         await asyncio.sleep(due - now)
-                    await self.send(c, w, data)
+                    await self.send(c, w, data, way)
             except (ConnectionError, OSError, RuntimeError):
                 c.abort(count=False)
 
@@ -195,9 +215,24 @@ class Proxy:
         q.put_nowait(None)
         await wt
 
-    async def send(self, c, w, data):
+    async def send(self, c, w, data, way):
         lk = c.link
         while data and not c.closed:
+            if lk.mode == "pause":
+                if c.allow[way] <= 0:
+                    # hold: this direction's reads go on into its queue
+                    c.waiting += 1
+                    lk.stats["held"] += 1
+                    await lk.resumed.wait()
+                    c.waiting -= 1
+                    continue
+                piece = data[:c.allow[way]]
+                c.allow[way] -= len(piece)
+                data = data[len(piece):]
+                w.write(piece)
+                lk.stats["bytes"] += len(piece)
+                await w.drain()
+                continue
             if lk.mode == "hang":
                 lk.stats["dropped_bytes"] += len(data)
                 c.poisoned = True
@@ -247,7 +282,9 @@ class Proxy:
             return "ok"
         if words[0] == "stats":
             return json.dumps({n: dict(lk.stats, mode=lk.mode, arg=lk.arg,
-                                       open=len(lk.conns))
+                                       open=len(lk.conns),
+                                       holding=sum(1 for c in lk.conns
+                                                   if c.waiting))
                                for n, lk in sorted(self.links.items())},
                               sort_keys=True)
         if words[0] == "set" and len(words) in (3, 4):
@@ -263,6 +300,10 @@ class Proxy:
             if mode == "delay":
                 if len(words) != 4 or not words[3].isdigit():
                     return "error: delay MS"
+                arg = int(words[3])
+            if mode == "pause" and len(words) == 4:
+                if not words[3].isdigit():
+                    return "error: pause [BYTES]"
                 arg = int(words[3])
             self.set_mode(names, mode, arg)
             return "ok"
