@@ -1,23 +1,19 @@
 #!/bin/sh
 # Both ends dial at once.  ee and lv reach each other only through
-# flakyproxy, link "el", first cut (each dials, is refused, and dials
-# again every 150-450 ms), then holding every chunk 1 s: a TLS handshake
-# then takes 2 s at the client and 3 s at the server, so both nodes'
-# dials are in flight together and both complete, two connections for
-# one pair.  (Neither end gives its dial up, drop_dial: for that the
-# other's dial would have to finish at its server end before this one
-# finishes at its client end, 1 s more than the dials can be apart;
-# dialrace_test covers it.)  One session
-# per pair is kept (conn.c, established): the dial of the smaller id,
-# ee's, at both ends.  Checked: the duplicate was seen and resolved
-# (nbxd -v logs it), each node keeps ee's connection and no other, it
-# stays up, the connection dropped ends with close_notify (the end that
-# had started a session on it must not see a truncated stream), and
-# writes on either side reach the other.  Which end meets
-# both connections alive depends on the timing of the two dials: often
-# only ee does (lv's own is closed before ee's reaches it), so a rule
-# that kept the larger id's dial fails here, one in which each end kept
-# its own dial may not.
+# flakyproxy, one link per direction ("el" carries ee's dial, "le" lv's),
+# both paused: each node's dial is accepted and held there.  Once the proxy
+# holds one dial from each node, both links are let go together, holding
+# every chunk 1 s: a TLS handshake then takes 2 s at the client and 3 s at
+# the server, so both dials, released in the same instant, complete, two
+# connections for one pair.  (Neither end gives its dial up, drop_dial:
+# for that the other's dial would have to finish at its server end before
+# this one finishes at its client end, 1 s more than the dials are apart;
+# dialrace_test covers it.)  One session per pair is kept (conn.c,
+# established): the dial of the smaller id, ee's, at both ends.  Checked:
+# the duplicate was seen and resolved (nbxd -v logs it), each node keeps
+# ee's connection and no other, it stays up, the connection dropped ends
+# with close_notify (the end that had started a session on it must not
+# see a truncated stream), and writes on either side reach the other.
 . "$(dirname "$0")/lib.sh"
 
 BACKOFF_MIN_MS=300
@@ -28,19 +24,22 @@ export BACKOFF_MIN_MS BACKOFF_MAX_MS DEAD_MS
 nbx_ca
 nbx_node ee 1
 nbx_node lv 2
-nbx_proxy_start --route ee.lv:el:"$(port_of lv)" --route lv.ee:el:"$(port_of ee)"
+nbx_proxy_start --route ee.lv:el:"$(port_of lv)" --route lv.ee:le:"$(port_of ee)"
 nbx_peer_via ee lv "$(proxy_port ee.lv)"
 nbx_peer_via lv ee "$(proxy_port lv.ee)"
-proxy_ctl set el cut >/dev/null || fail "proxy: cut"
+proxy_ctl set el,le pause >/dev/null || fail "proxy: pause"
 # debug logging: the duplicate's resolution is a debug line
 nbx_start_verbose ee
 nbx_start_verbose lv
-sleep 1
-grep -q "connection failed" "$T/ee/nbxd.log" ||
-    fail "ee did not dial lv while the link was cut"
-grep -q "connection failed" "$T/lv/nbxd.log" ||
-    fail "lv did not dial ee while the link was cut"
-proxy_ctl set el delay 1000 >/dev/null || fail "proxy: delay"
+# holding LINK: the proxy holds a connection's first bytes on LINK
+holding() {
+	proxy_ctl stats | python3 -c '
+import json, sys
+sys.exit(0 if json.load(sys.stdin)[sys.argv[1]]["holding"] >= 1 else 1)' "$1"
+}
+wait_until 30 "the proxy holds ee's dial" holding el
+wait_until 30 "the proxy holds lv's dial" holding le
+proxy_ctl set el,le delay 1000 >/dev/null || fail "proxy: delay"
 wait_until 30 "ee sees lv up" is_up ee lv
 wait_until 30 "lv sees ee up" is_up lv ee
 dup_seen() {
