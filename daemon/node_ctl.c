@@ -336,6 +336,15 @@ peer_json(struct node *n, const struct peer *p, uint64_t last_seq)
 	json_object_set_new(o, "quarantined", json_integer((json_int_t)(p->rejected_in +
 	    (s ? s->rejected_in : 0))));
 	json_object_set_new(o, "last_rx", iso(s ? s->last_rx_ms : 0));
+	/* a down peer: how long until it is dialled again (its backoff) */
+	if (p->active == NULL && p->dialing == NULL) {
+		uint64_t now = log_now_ms();
+
+		json_object_set_new(o, "redial_in_ms", json_integer(
+		    (json_int_t)(p->next_dial_ms > now ? p->next_dial_ms - now :
+		    0)));
+	} else
+		json_object_set_new(o, "redial_in_ms", json_null());
 	(void)n;
 	return o;
 }

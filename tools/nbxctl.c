@@ -319,7 +319,8 @@ static const char STATUS_HELP[] =
     "\n"
     "The node (id, records, last change) and each peer: up or down since\n"
     "when, how far behind it is (LAG, in changes), bytes each way, refused\n"
-    "changes (QUAR) and the last error.\n";
+    "changes (QUAR) and the last error.  --json adds, for a peer that is\n"
+    "down, redial_in_ms: how long until it is dialled again.\n";
 
 static int
 cmd_status(struct ctx *x, int argc, char **argv)
