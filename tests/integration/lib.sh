@@ -227,6 +227,13 @@ p = next((p for p in d["peers"] if p["id"] == sys.argv[1]), {})
 print(p.get(sys.argv[2], "none"))' "$2" "$3"
 }
 is_up() { [ "$(peer_field "$1" "$2" state)" = up ]; }
+# all_acked NODE: every peer of NODE is up and has acknowledged its log
+all_acked() {
+	ctl "$1" status --json | python3 -c '
+import json, sys
+ps = json.load(sys.stdin)["peers"]
+sys.exit(0 if ps and all(p["state"] == "up" and p["lag"] == 0 for p in ps) else 1)'
+}
 is_down() { [ "$(peer_field "$1" "$2" state)" = down ]; }
 # last_link NODE PEER: "to" or "from", NODE's last logged connection
 # with PEER; link_count NODE PEER: how many NODE logged

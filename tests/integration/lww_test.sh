@@ -21,7 +21,10 @@ out=$(ctl ee put case ee:c status=accepted --json)
 echo "$out" | grep -q '"applied":1' || fail "the later write was taken as a no-op: $out"
 nbx_start lv
 wait_until 10 "lv has ee's later write" has_field lv case ee:c status accepted
-sleep 1
+# a marker written on lv now follows lv's earlier write in lv's log: once
+# it is on ee, ee has merged that write too
+ctl lv put service lv:marker name=Marker kind=shelter >/dev/null
+wait_until 10 "lv's marker reaches ee" has_field ee service lv:marker name Marker
 has_field ee case ee:c status accepted || fail "ee lost its later write: $(field ee case ee:c status)"
 ok "the later write wins on both nodes although it repeats the earlier value"
 

@@ -55,8 +55,15 @@ sed -i 's|^\[tls\]|[tls]\ncrl = crl.pem|' "$T/ee/nbx.conf"
 ctl ee reload >/dev/null || fail "reload with CRL"
 wait_until 10 "revoked lv dropped" grep -q "peer no longer passes verification" "$T/ee/nbxd.log"
 wait_until 10 "revoked lv refused on reconnect" grep -q "certificate revoked" "$T/ee/nbxd.log"
+# s2 is written after lv's session ended; once a dial between them has
+# been refused after the write, s2 could only have reached lv through a
+# session the CRL let through
+refused() { grep -c "certificate revoked" "$T/ee/nbxd.log" || true; }
+n0=$(refused)
 ctl ee put service ee:s2 name=Two kind=shelter >/dev/null
-sleep 1
+wait_until 30 "a dial between ee and the revoked lv refused after the write" \
+    sh -c "[ \$(grep -c 'certificate revoked' '$T/ee/nbxd.log') -gt $n0 ]"
+is_up lv ee && fail "lv has a session with ee after its revocation"
 has_field lv service ee:s2 name Two && fail "revoked lv still receives data"
 ok "CRL reload drops and refuses a revoked peer"
 

@@ -16,7 +16,9 @@ ctl ee put service ee:svc name="Stays" kind=shelter >/dev/null
 ctl lv put case lv:mine --audience lv,ee pseudonym=LV-CASE >/dev/null
 wait_until 10 "lv has ee's case" has_field lv case ee:old pseudonym OLD-CASE
 wait_until 10 "ee has lv's case" has_field ee case lv:mine pseudonym LV-CASE
-sleep 1
+wait_until 10 "lv has ee's service" has_field lv service ee:svc name Stays
+wait_until 10 "ee's changes acknowledged by lv" all_acked ee
+wait_until 10 "lv's changes acknowledged by ee" all_acked lv
 nbx_stop ee; nbx_stop lv
 
 # 800 days later (both nodes, so their clocks agree); libuv's timers keep
