@@ -6,7 +6,7 @@ BUILD    ?= build
 CC       ?= cc
 OPT      ?= -O2 -g
 SAN      ?=
-WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Werror
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wformat=2 -Werror
 CPPFLAGS := -Iproto -Istore -Idaemon -Itools -MMD -MP
 CFLAGS   := -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) $(SAN)
 LDFLAGS  := $(SAN)

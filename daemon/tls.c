@@ -89,6 +89,9 @@ tls_openssl_reason(void)
 }
 
 /* Marks the connection failed for good; returns rc. */
+static int conn_fail(struct tls_conn *c, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 static int
 conn_fail(struct tls_conn *c, int rc, const char *fmt, ...)
 {

@@ -13,13 +13,12 @@
 #include <unistd.h>
 
 #include "ca.h"
+#include "cli.h"
 #include "config.h"
 #include "ctlclient.h"
 #include "import.h"
 #include "nbx_err.h"
 
-#define EXIT_RUNTIME 1
-#define EXIT_USAGE 2
 
 struct ctx {
 	const char *config;	/* -c */
@@ -58,15 +57,6 @@ static const char MAIN_HELP[] =
     "             used to find the control socket\n"
     "  -s SOCKET  control socket path (overrides the config)\n"
     "  --json     print data as JSON\n";
-
-static int
-usage_error(const char *fmt, const char *arg)
-{
-	fprintf(stderr, "nbxctl: ");
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, "\n(see nbxctl --help)\n");
-	return EXIT_USAGE;
-}
 
 static int
 wants_help(int argc, char **argv)
@@ -115,7 +105,7 @@ cmd_ca(struct ctx *x, int argc, char **argv)
 		char *end = NULL;
 
 		if (v == NULL)
-			return usage_error("ca: %s needs a value", a);
+			return cli_usage_error("ca: %s needs a value", a);
 		if (!strcmp(a, "--dir"))
 			dir = v;
 		else if (!strcmp(a, "--node"))
@@ -127,20 +117,20 @@ cmd_ca(struct ctx *x, int argc, char **argv)
 		else if (!strcmp(a, "--days")) {
 			days = (unsigned)strtoul(v, &end, 10);
 			if (*end || days == 0 || days > 36500)
-				return usage_error("ca: --days takes 1-36500, not "
+				return cli_usage_error("ca: --days takes 1-36500, not "
 				    "'%s'", v);
 		} else if (!strcmp(a, "--valid-from-offset")) {
 			have_offset = 1;
 			offset = strtol(v, &end, 10);
 			if (*end || end == v)
-				return usage_error("ca: --valid-from-offset takes "
+				return cli_usage_error("ca: --valid-from-offset takes "
 				    "seconds, not '%s'", v);
 		} else {
-			return usage_error("ca: unknown option '%s'", a);
+			return cli_usage_error("ca: unknown option '%s'", a);
 		}
 	}
 	if (dir == NULL)
-		return usage_error("ca %s: --dir CA_DIR is required", argv[0]);
+		return cli_usage_error("ca %s: --dir CA_DIR is required", argv[0]);
 	if (!strcmp(argv[0], "init")) {
 		rc = ca_init(dir, err, sizeof(err));
 		if (rc == 0)
@@ -148,7 +138,7 @@ cmd_ca(struct ctx *x, int argc, char **argv)
 			    "offline)\n", dir, dir);
 	} else if (!strcmp(argv[0], "issue")) {
 		if (node == NULL || out == NULL)
-			return usage_error("ca issue: %s", "--node ID and --out "
+			return cli_usage_error("ca issue: %s", "--node ID and --out "
 			    "DIR are required");
 		struct ca_issue_opts io = { days, offset };
 
@@ -164,7 +154,7 @@ cmd_ca(struct ctx *x, int argc, char **argv)
 			    out, node, pin);
 	} else if (!strcmp(argv[0], "revoke")) {
 		if (cert == NULL)
-			return usage_error("ca revoke: %s", "--cert FILE is "
+			return cli_usage_error("ca revoke: %s", "--cert FILE is "
 			    "required");
 		rc = ca_revoke(dir, cert, err, sizeof(err));
 		if (rc == 0)
@@ -172,12 +162,12 @@ cmd_ca(struct ctx *x, int argc, char **argv)
 			    "crl`\n", cert);
 	} else if (!strcmp(argv[0], "crl")) {
 		if (out == NULL)
-			return usage_error("ca crl: %s", "--out FILE is required");
+			return cli_usage_error("ca crl: %s", "--out FILE is required");
 		rc = ca_crl(dir, out, days, err, sizeof(err));
 		if (rc == 0)
 			printf("wrote %s\n", out);
 	} else {
-		return usage_error("unknown ca verb '%s'", argv[0]);
+		return cli_usage_error("unknown ca verb '%s'", argv[0]);
 	}
 	if (rc != 0) {
 		fprintf(stderr, "nbxctl ca %s: %s\n", argv[0], err);
@@ -333,7 +323,7 @@ cmd_status(struct ctx *x, int argc, char **argv)
 		return 0;
 	}
 	if (argc > 0)
-		return usage_error("status: unexpected '%s'", argv[0]);
+		return cli_usage_error("status: unexpected '%s'", argv[0]);
 	if ((rc = call(x, json_pack("{s:s}", "cmd", "status"), &reply)) != 0)
 		return rc;
 	if (x->json) {
@@ -380,7 +370,7 @@ cmd_peer(struct ctx *x, int argc, char **argv)
 		const char *pin = NULL;
 
 		if (argc != 3 && !(argc == 5 && !strcmp(argv[3], "--pin")))
-			return usage_error("%s", "peer add ID HOST:PORT "
+			return cli_usage_error("%s", "peer add ID HOST:PORT "
 			    "[--pin SHA256]");
 		if (argc == 5)
 			pin = argv[4];
@@ -393,7 +383,7 @@ cmd_peer(struct ctx *x, int argc, char **argv)
 		printf("peer %s added; dialling %s\n", argv[1], argv[2]);
 	} else if (!strcmp(argv[0], "remove")) {
 		if (argc != 2)
-			return usage_error("%s", "peer remove ID");
+			return cli_usage_error("%s", "peer remove ID");
 		if ((rc = call(x, json_pack("{s:s, s:s}", "cmd", "peer_remove",
 		    "id", argv[1]), &reply)) != 0)
 			return rc;
@@ -429,7 +419,7 @@ cmd_peer(struct ctx *x, int argc, char **argv)
 			}
 		}
 	} else {
-		return usage_error("unknown peer verb '%s'", argv[0]);
+		return cli_usage_error("unknown peer verb '%s'", argv[0]);
 	}
 	json_decref(reply);
 	return 0;
@@ -459,7 +449,7 @@ cmd_write(struct ctx *x, const char *cmd, int argc, char **argv)
 		return 0;
 	}
 	if (argc < 2)
-		return usage_error("%s: COLL and ID are required", cmd);
+		return cli_usage_error("%s: COLL and ID are required", cmd);
 	req = json_pack("{s:s, s:s, s:s}", "cmd", cmd, "collection", argv[0],
 	    "id", argv[1]);
 	fields = json_object();
@@ -482,8 +472,8 @@ cmd_write(struct ctx *x, const char *cmd, int argc, char **argv)
 		    NULL || eq == argv[i]) {
 			json_decref(req);
 			json_decref(fields);
-			return usage_error("%s: expected FIELD=VALUE, got '%s'",
-			    argv[i]);
+			return cli_usage_error("%s: expected FIELD=VALUE, got '%s'",
+			    cmd, argv[i]);
 		}
 		*eq = 0;
 		json_object_set_new(fields, argv[i], json_string(eq + 1));
@@ -537,7 +527,7 @@ cmd_import(struct ctx *x, int argc, char **argv)
 		return 0;
 	}
 	if (argc != 1)
-		return usage_error("%s", "import FILE.jsonl (or - for stdin)");
+		return cli_usage_error("%s", "import FILE.jsonl (or - for stdin)");
 	f = strcmp(argv[0], "-") ? fopen(argv[0], "r") : stdin;
 	if (f == NULL) {
 		fprintf(stderr, "nbxctl import: %s: %s\n", argv[0],
@@ -669,7 +659,7 @@ cmd_audit(struct ctx *x, int argc, char **argv)
 
 		if (v == NULL) {
 			json_decref(req);
-			return usage_error("audit: %s needs a value", argv[k]);
+			return cli_usage_error("audit: %s needs a value", argv[k]);
 		}
 		if (!strcmp(argv[k], "--peer")) {
 			json_object_set_new(req, "peer", json_string(v));
@@ -680,13 +670,13 @@ cmd_audit(struct ctx *x, int argc, char **argv)
 
 			if (t < 0) {
 				json_decref(req);
-				return usage_error("audit: --since takes YYYY-MM-DD "
+				return cli_usage_error("audit: --since takes YYYY-MM-DD "
 				    "or YYYY-MM-DDTHH:MM:SSZ, not '%s'", v);
 			}
 			json_object_set_new(req, "since", json_integer(t));
 		} else {
 			json_decref(req);
-			return usage_error("audit: unknown option '%s'", argv[k]);
+			return cli_usage_error("audit: unknown option '%s'", argv[k]);
 		}
 	}
 	if ((rc = call(x, req, &reply)) != 0)
@@ -808,7 +798,7 @@ cmd_verify(struct ctx *x, int argc, char **argv)
 		return 0;
 	}
 	if (argc != 1)
-		return usage_error("%s", "verify PEER");
+		return cli_usage_error("%s", "verify PEER");
 	if ((rc = call(x, json_pack("{s:s, s:s}", "cmd", "verify", "peer",
 	    argv[0]), &reply)) != 0)
 		return rc;
@@ -906,5 +896,5 @@ main(int argc, char **argv)
 		return cmd_erasures(&x, argc, argv);
 	if (!strcmp(verb, "reload"))
 		return cmd_simple(&x, "reload", "reloaded", argc, argv);
-	return usage_error("unknown verb '%s'", verb);
+	return cli_usage_error("unknown verb '%s'", verb);
 }

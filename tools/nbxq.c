@@ -13,14 +13,13 @@
 #include <strings.h>
 #include <time.h>
 
+#include "cli.h"
 #include "config.h"
 #include "nbx_err.h"
 #include "policy.h"
 #include "recview.h"
 #include "store.h"
 
-#define EXIT_RUNTIME 1
-#define EXIT_USAGE 2
 #define WHERE_MAX 16
 
 static const char HELP[] =
@@ -60,15 +59,6 @@ struct query {
 	const char *format;
 	int jsonl, include_deleted, meta, json;
 };
-
-static int
-usage(const char *fmt, const char *arg)
-{
-	fprintf(stderr, "nbxq: ");
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, "\n(see nbxq --help)\n");
-	return EXIT_USAGE;
-}
 
 static int
 parse_where(const char *s, struct where *w)
@@ -625,7 +615,7 @@ main(int argc, char **argv)
 		} else if (!strcmp(a, "--include-deleted")) {
 			q.include_deleted = 1;
 		} else if (a[0] == '-' && a[1] && v == NULL) {
-			return usage("%s needs a value", a);
+			return cli_usage_error("%s needs a value", a);
 		} else if (!strcmp(a, "-c")) {
 			conf = argv[++i];
 		} else if (!strcmp(a, "-d")) {
@@ -633,7 +623,7 @@ main(int argc, char **argv)
 		} else if (!strcmp(a, "--where")) {
 			if (q.nwhere == WHERE_MAX ||
 			    parse_where(argv[++i], &q.where[q.nwhere++]) != 0)
-				return usage("bad filter '%s' (F=V, F!=V, F~V, "
+				return cli_usage_error("bad filter '%s' (F=V, F!=V, F~V, "
 				    "F<V, F>V)", argv[i]);
 		} else if (!strcmp(a, "--fields")) {
 			char *s, *save, *tok;
@@ -661,24 +651,24 @@ main(int argc, char **argv)
 
 			q.limit = strtol(argv[++i], &end, 10);
 			if (*end || q.limit <= 0)
-				return usage("--limit needs a positive number, "
+				return cli_usage_error("--limit needs a positive number, "
 				    "not '%s'", argv[i]);
 		} else if (!strcmp(a, "--format")) {
 			q.format = argv[++i];
 			if (strcmp(q.format, "table") && strcmp(q.format, "json") &&
 			    strcmp(q.format, "csv"))
-				return usage("--format is table, json or csv, not "
+				return cli_usage_error("--format is table, json or csv, not "
 				    "'%s'", q.format);
 		} else if (a[0] == '-' && a[1]) {
-			return usage("unknown option '%s'", a);
+			return cli_usage_error("unknown option '%s'", a);
 		} else if (npos < 4) {
 			pos[npos++] = argv[i];
 		} else {
-			return usage("unexpected '%s'", a);
+			return cli_usage_error("unexpected '%s'", a);
 		}
 	}
 	if (npos < 2)
-		return usage("%s", npos ? "missing COLL" : "missing VERB");
+		return cli_usage_error("%s", npos ? "missing COLL" : "missing VERB");
 	verb = pos[0];
 	q.coll = pos[1];
 	if (!dir) {
@@ -703,18 +693,18 @@ main(int argc, char **argv)
 	}
 	if (!strcmp(verb, "get") || !strcmp(verb, "disclosures")) {
 		if (npos != 3)
-			rc = usage("%s COLL ID", verb);
+			rc = cli_usage_error("%s COLL ID", verb);
 		else if (!strcmp(verb, "get"))
 			rc = cmd_get(st, &q, pos[2]);
 		else
 			rc = cmd_disclosures(st, &q, pos[2]);
 	} else if (!strcmp(verb, "list") || !strcmp(verb, "count")) {
 		if (npos != 2)
-			rc = usage("%s takes one collection", verb);
+			rc = cli_usage_error("%s takes one collection", verb);
 		else
 			rc = cmd_list(st, pol, &q, !strcmp(verb, "count"));
 	} else {
-		rc = usage("unknown verb '%s'", verb);
+		rc = cli_usage_error("unknown verb '%s'", verb);
 	}
 out:
 	store_close(st);
