@@ -34,7 +34,7 @@ PROGS := $(if $(wildcard daemon/main.c),$(BUILD)/nbxd) \
 	 $(if $(wildcard tools/nbxq.c),$(BUILD)/nbxq)
 UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all deps test unit integration asan fuzz bench demo install clean
+.PHONY: all deps test test-stress unit integration asan fuzz bench demo install clean
 .DEFAULT_GOAL := all
 
 all: $(PROGS)
@@ -89,6 +89,12 @@ unit-run: $(PROGS) $(UNIT_BIN)
 
 integration-run: $(PROGS) $(TEST_PROGS)
 	@BUILD=$(BUILD) ./tests/run-integration.sh
+
+# The test command again and again: idle, with every core busy, and on
+# one core (tests/stress.sh; STRESS_N=3 passes of the first two kinds).
+test-stress: deps
+	@$(MAKE) --no-print-directory $(PROGS) $(UNIT_BIN) $(TEST_PROGS)
+	@BUILD=$(BUILD) ./tests/stress.sh
 
 unit: deps
 	@$(MAKE) --no-print-directory unit-run
