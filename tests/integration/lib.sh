@@ -152,7 +152,7 @@ proxy_port() { awk -v n="$1" '$1 == n { print $2 }' "$T/proxy.ports"; }
 proxy_ctl() { python3 "$PROXY" ctl "$(proxy_port control)" "$@"; }
 
 # nbx_start NAME: starts nbxd and waits until its control socket answers
-# (START_TRIES tenths of a second, default 100).  NBXD_WRAP, if set, is a
+# (START_TRIES tenths of a second, default 600: a safety net).  NBXD_WRAP, if set, is a
 # command line nbxd runs under (split into words), one that keeps nbxd in
 # its own process, as valgrind does, so that the pid recorded is nbxd's.
 nbx_start() {
@@ -164,7 +164,7 @@ nbx_start() {
 	i=0
 	until "$BIN/nbxctl" -c "$d/nbx.conf" status >/dev/null 2>&1; do
 		i=$((i + 1))
-		[ $i -lt "${START_TRIES:-100}" ] || fail "nbxd $1 did not start"
+		[ $i -lt "${START_TRIES:-600}" ] || fail "nbxd $1 did not start in $((${START_TRIES:-600} / 10)) s"
 		kill -0 "$(cat "$d/pid")" 2>/dev/null || fail "nbxd $1 exited"
 		sleep 0.1
 	done
@@ -177,7 +177,7 @@ nbx_stop() {
 	i=0
 	while kill -0 "$pid" 2>/dev/null; do
 		i=$((i + 1))
-		[ $i -lt 100 ] || fail "nbxd $1 did not stop on SIGTERM"
+		[ $i -lt 300 ] || fail "nbxd $1 did not stop 30 s after SIGTERM"
 		sleep 0.1
 	done
 }
@@ -191,15 +191,26 @@ nbx_kill() {
 ctl() { n=$1; shift; "$BIN/nbxctl" -c "$T/$n/nbx.conf" "$@"; }
 q() { n=$1; shift; "$BIN/nbxq" -c "$T/$n/nbx.conf" "$@"; }
 
-# wait_until SECONDS DESCRIPTION COMMAND...: polls COMMAND every 0.1 s
+# wait_until SECONDS DESCRIPTION COMMAND...: polls COMMAND every 0.1 s.
+# SECONDS is a safety net, never what is tested, and never less than
+# WAIT_MIN (60): a loaded or sanitized machine is slow, and a wait that
+# succeeds returns at once anyway.  On running out it fails with what it
+# waited for and what the last check said (the helpers below say on
+# stderr what they saw when they are false).
 wait_until() {
 	secs=$1
+	[ "$secs" -ge "${WAIT_MIN:-60}" ] || secs=${WAIT_MIN:-60}
 	what=$2
 	shift 2
 	i=0
 	until "$@" >/dev/null 2>&1; do
 		i=$((i + 1))
-		[ $i -lt $((secs * 10)) ] || fail "timed out after ${secs}s: $what"
+		if [ $i -ge $((secs * 10)) ]; then
+			seen=$("$@" 2>&1 | tail -n 5) || true
+			fail "timed out after ${secs}s waiting for: $what
+  last check: $*
+  it saw: ${seen:-(nothing printed)}"
+		fi
 		sleep 0.1
 	done
 }
@@ -211,8 +222,14 @@ field() {
 	    python3 -c 'import json,sys; d=json.load(sys.stdin); v=d["fields"].get(sys.argv[1]); print("" if v is None else (",".join(v) if isinstance(v,list) else v))' "$4"
 }
 
-# has_field NAME COLL ID FIELD VALUE: true when it equals VALUE
-has_field() { [ "$(field "$1" "$2" "$3" "$4")" = "$5" ]; }
+# has_field NAME COLL ID FIELD VALUE: true when it equals VALUE (when
+# not, says on stderr what it is)
+has_field() {
+	_v=$(field "$1" "$2" "$3" "$4")
+	[ "$_v" = "$5" ] && return 0
+	echo "$1: $2 $3 $4 is '$_v'" >&2
+	return 1
+}
 
 # count NAME COLL: records nbxq counts
 count() { q "$1" count "$2"; }
@@ -226,15 +243,23 @@ d = json.load(sys.stdin)
 p = next((p for p in d["peers"] if p["id"] == sys.argv[1]), {})
 print(p.get(sys.argv[2], "none"))' "$2" "$3"
 }
-is_up() { [ "$(peer_field "$1" "$2" state)" = up ]; }
+is_state() {
+	_s=$(peer_field "$1" "$2" state)
+	[ "$_s" = "$3" ] && return 0
+	echo "$1: peer $2 is $_s ($(peer_field "$1" "$2" last_error))" >&2
+	return 1
+}
+is_up() { is_state "$1" "$2" up; }
 # all_acked NODE: every peer of NODE is up and has acknowledged its log
 all_acked() {
 	ctl "$1" status --json | python3 -c '
 import json, sys
 ps = json.load(sys.stdin)["peers"]
-sys.exit(0 if ps and all(p["state"] == "up" and p["lag"] == 0 for p in ps) else 1)'
+if ps and all(p["state"] == "up" and p["lag"] == 0 for p in ps):
+    sys.exit(0)
+sys.exit(" ".join("%s %s lag %s" % (p["id"], p["state"], p["lag"]) for p in ps))'
 }
-is_down() { [ "$(peer_field "$1" "$2" state)" = down ]; }
+is_down() { is_state "$1" "$2" down; }
 # last_link NODE PEER: "to" or "from", NODE's last logged connection
 # with PEER; link_count NODE PEER: how many NODE logged
 last_link() {
