@@ -66,6 +66,24 @@ field_may_go(const struct pol_coll *pc, const struct crdt_record *r,
 }
 
 /*
+ * 1 if a receipt of r names P: P purged, must purge, or itself answered
+ * for someone who must.  Each of those held the record, so the receipts
+ * tell it nothing it did not know.  After an erasure this is all that
+ * is left of who held the record (its audience is purged with the rest),
+ * and it is the way back to the eraser for a node that got the erasure
+ * from a relay: the relay is named in the pending receipt it sent along.
+ */
+static int
+receipts_name(const struct crdt_record *r, struct nbx_str peer)
+{
+	for (size_t i = 0; i < r->nrcpt; i++)
+		if (nbx_str_eq(r->rcpt[i].node, peer) ||
+		    nbx_str_eq(r->rcpt[i].ver.origin, peer))
+			return 1;
+	return 0;
+}
+
+/*
  * v || disclosed, where disclosed may be unknown: then *ask is set when
  * the answer would depend on it.
  */
@@ -115,11 +133,15 @@ sync__egress_filter(const struct policy *pol, const struct crdt_record *r,
 		case CHANGE_RECEIPT:
 			/*
 			 * Receipts say who purged; they travel to whoever had
-			 * the record, and back to its creator, so the eraser
-			 * learns about nodes it reached through relays.
+			 * the record (its audience, the nodes its receipts
+			 * name, those it was disclosed to), and back to its
+			 * creator, so the eraser learns about nodes it reached
+			 * through relays: hop by hop, back along the path the
+			 * erasure came.
 			 */
 			keep[i] = or_disclosed(coll_has_region(pc) ||
 			    nbx_audience_has(&r->aud, peer) ||
+			    receipts_name(r, peer) ||
 			    nbx_str_eq(nbx_id_creator(r->id), peer), disclosed,
 			    &ask);
 			break;

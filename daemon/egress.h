@@ -69,7 +69,10 @@ int sync__egress_batch(struct store *st, const struct policy *pol,
  *               how a removed node learns it was removed);
  *   STATE:      something else of r goes to P now, or P was disclosed r;
  *   ERASE:      P was disclosed r, or the collection has a region field
- *               (every peer may then hold part of it).
+ *               (every peer may then hold part of it);
+ *   RECEIPT:    as ERASE, or P is in r's audience, is r's creator, or is
+ *               named by one of r's receipts (as the purging node or as
+ *               a receipt's origin: either way it held r).
  * A record of a collection the policy does not know sends nothing.
  */
 #define EGRESS_DISCLOSED_UNKNOWN	(-1)

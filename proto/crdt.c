@@ -416,9 +416,17 @@ crdt_record_restamp(struct crdt_record *r, struct nbx_str self)
 	for (size_t i = 0; i < r->nregs; i++) {
 		struct crdt_reg *g = &r->regs[i];
 
+		/*
+		 * A value whose writer left the audience keeps the audience
+		 * it was written under: every receiver checks the writer
+		 * against the audience a value travels under
+		 * (policy_may_write), so re-stamped it would be refused
+		 * everywhere but here, and the copies would never agree.
+		 */
 		if ((g->flags & CRDT_REG_SCOPED) &&
 		    (g->flags & CRDT_REG_VALUE) &&
-		    crdt_ver_cmp(aud_ver(&g->aud), aud_ver(&r->aud)) < 0) {
+		    crdt_ver_cmp(aud_ver(&g->aud), aud_ver(&r->aud)) < 0 &&
+		    aud_has(&r->aud, g->ver.origin)) {
 			g->aud = r->aud;
 			n++;
 		}

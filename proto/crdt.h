@@ -123,8 +123,11 @@ int crdt_record_merge(struct crdt_record *r, const struct change *c,
 /*
  * Re-stamps every audience-scoped value with the record's current audience,
  * as the record's creator does when it sets a new audience that still
- * holds it: the values then travel under the new audience.  Returns the
- * number of registers re-stamped.
+ * holds it: the values then travel under the new audience.  A value whose
+ * writer is not in the new audience keeps the audience it was written
+ * under (a narrower one never sends it further: policy_may_send wants the
+ * peer in both), since no receiver would take its write under an audience
+ * without its writer.  Returns the number of registers re-stamped.
  */
 size_t crdt_record_restamp(struct crdt_record *r, struct nbx_str self);
 

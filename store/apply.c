@@ -48,6 +48,9 @@ struct apply {
 	unsigned flags;
 	struct hlc clock;
 	uint64_t next_seq, next_qseq, now_ms;
+	/* the first version this store stamped itself (meta "own_since");
+	   0: none yet.  Ours older than it are a former store's. */
+	uint64_t own_since;
 	struct apply_rec r;
 	struct policy_memo memo;	/* the last change's record checks */
 	struct nbx_buf enc;
@@ -438,13 +441,21 @@ aud_same(const struct nbx_audience *x, const struct nbx_audience *y)
  * node set, can be an echo of what this node made, or a forgery.  Echoes
  * are at most as new as what this node holds (and, for an audience, hold
  * the same ids); a write under an older audience of ours counts only if
- * its writer is still in our audience.  A record this node does not hold
- * at all is taken back whole: that is how a rebuilt store recovers.
- * Returns 1 to accept.
+ * its writer is still in our audience.
+ *
+ * Except for versions older than the first this store stamped itself
+ * (own_since; 0: it has stamped none yet): those were made by a former
+ * store of this node, before it was rebuilt from empty, and only the
+ * peers remember them.  They are taken as the faithful copies any relayed
+ * change is taken as, and pass the same policy checks; this node cannot
+ * tell them from a forgery, but nothing it holds is at stake (a peer can
+ * send no version of ours newer than what this store made).  That is how
+ * a rebuilt store gets its own records back, whole, from any peer and in
+ * any order.  Returns 1 to accept.
  */
 static int
 own_version_known(const struct crdt_record *r, const struct change *c,
-    struct nbx_str self)
+    struct nbx_str self, uint64_t own_since)
 {
 	struct crdt_ver v = { c->hlc, c->origin };
 	struct crdt_ver av = { c->aud.hlc, c->aud.origin };
@@ -454,20 +465,18 @@ own_version_known(const struct crdt_record *r, const struct change *c,
 	const struct crdt_receipt *x;
 	int k;
 
-	/* a record this node does not hold at all: a rebuilt store getting
-	   its own data back from its peers (log epoch restarted) */
-	if (!r->erased && r->state_ver.hlc == 0 && r->aud.hlc == 0 &&
-	    r->nregs == 0)
-		return 1;
-	if (c->aud.n && nbx_str_eq(c->aud.origin, self)) {
+#define FORMER(h)	(own_since == 0 || (h) < own_since)
+	if (c->aud.n && nbx_str_eq(c->aud.origin, self) &&
+	    !FORMER(c->aud.hlc)) {
 		k = crdt_ver_cmp(av, cur);
 		if (k > 0 || (k == 0 && !aud_same(&c->aud, &r->aud)))
 			return 0;	/* an audience of ours we never set */
 		if (k < 0 && !nbx_audience_has(&r->aud, c->origin))
 			return 0;	/* a writer no longer in our audience */
 	}
-	if (!nbx_str_eq(c->origin, self))
+	if (!nbx_str_eq(c->origin, self) || FORMER(c->hlc))
 		return 1;
+#undef FORMER
 	switch (c->kind) {
 	case CHANGE_FIELD:
 	case CHANGE_ELEM:
@@ -600,6 +609,8 @@ apply_one(struct apply *a, const struct change *in, struct store_outcome *out)
 			return 0;
 		}
 		c.hlc = hlc_now(&a->clock, a->now_ms);
+		if (a->own_since == 0)
+			a->own_since = c.hlc;
 		if (c.kind == CHANGE_AUDIENCE)
 			c.aud.hlc = c.hlc;
 	}
@@ -611,7 +622,7 @@ apply_one(struct apply *a, const struct change *in, struct store_outcome *out)
 	}
 	if (remote && (nbx_str_eq(c.origin, a->self) ||
 	    (c.aud.n && nbx_str_eq(c.aud.origin, a->self))) &&
-	    !own_version_known(&a->r.rec, &c, a->self)) {
+	    !own_version_known(&a->r.rec, &c, a->self, a->own_since)) {
 		rc = NBX_EPEER;		/* claims to be ours, and is not */
 		goto reject;
 	}
@@ -829,6 +840,13 @@ apply_batch(MDB_txn *txn, void *arg)
 	    &a->next_seq)) != 0 ||
 	    (rc = store__meta_get_u64(txn, st->dbi[DB_META], "hlc", &h)) != 0)
 		return store__mdb_code(st, rc, "read meta");
+	/* a store made before the key: every version of ours is known */
+	rc = store__meta_get_u64(txn, st->dbi[DB_META], "own_since",
+	    &a->own_since);
+	if (rc == MDB_NOTFOUND)
+		a->own_since = 1;
+	else if (rc != 0)
+		return store__mdb_code(st, rc, "read meta");
 	hlc_init(&a->clock, h);
 	a->next_qseq = last_key_u64(txn, st->dbi[DB_QUARANTINE]) + 1;
 	for (i = 0; (rc = take(x, i, &c)) == 1; i++) {
@@ -850,7 +868,9 @@ apply_batch(MDB_txn *txn, void *arg)
 	if ((rc = store__meta_put_u64(txn, st->dbi[DB_META], "next_seq",
 	    a->next_seq)) != 0 ||
 	    (rc = store__meta_put_u64(txn, st->dbi[DB_META], "hlc",
-	    a->clock.last)) != 0)
+	    a->clock.last)) != 0 ||
+	    (rc = store__meta_put_u64(txn, st->dbi[DB_META], "own_since",
+	    a->own_since)) != 0)
 		return store__mdb_code(st, rc, "write meta");
 	return 0;
 }

@@ -7,7 +7,9 @@
  *               appears once, at the seq of its latest change, so a peer
  *               catching up from seq S reads each changed record once.
  *   logidx      "coll\0id" -> its seq in `log`
- *   meta        node_id, epoch, next_seq, hlc
+ *   meta        node_id, epoch, next_seq, hlc, own_since (the first
+ *               version this store stamped: older ones of this node's
+ *               are a former store's, see store_apply)
  *   peers       id -> peer entry (daemon)
  *   cursors     peer id -> (epoch, seq) applied from that peer
  *   audit       disclosure log (daemon)
@@ -97,7 +99,11 @@ enum {
  * rejected and recorded in quarantine with the reason, and the batch goes
  * on; accepted changes advance the HLC.  If cur is non-NULL the peer's
  * cursor is written in the same transaction, so "applied" and "cursor
- * advanced" are one atomic fact.
+ * advanced" are one atomic fact.  A change naming this node as its origin
+ * (or under an audience this node set) is refused (NBX_EPEER) unless this
+ * node holds that version already, or the version is older than any this
+ * store stamped itself: a store rebuilt from empty takes its former
+ * versions back from its peers.
  *
  * Every change that alters state gets the next seq and puts its record at
  * that seq in the log; one that alters nothing gets no seq.  out[i] tells

@@ -284,3 +284,44 @@ nbx_start_verbose() {
 	chmod +x "$T/verbose"
 	NBXD_WRAP=$T/verbose nbx_start "$1"
 }
+
+# digests_agree A B: `nbxctl verify` gives the same digest on A for B and
+# on B for A
+digests_agree() {
+	_d1=$(ctl "$1" verify "$2" | cut -d' ' -f1)
+	_d2=$(ctl "$2" verify "$1" | cut -d' ' -f1)
+	[ -n "$_d1" ] && [ "$_d1" = "$_d2" ]
+}
+
+# pending_on NODE COLL/ID: the nodes NODE's `erasures` lists as still
+# pending for that record, comma-separated ("none" if it lists no such
+# erasure)
+pending_on() {
+	ctl "$1" erasures --json | python3 -c '
+import json, sys
+want = sys.argv[1]
+for l in sys.stdin:
+    if not l.strip():
+        continue
+    e = json.loads(l)
+    if "%s/%s" % (e.get("collection"), e.get("id")) == want:
+        print(",".join(sorted(e.get("pending", []))))
+        break
+else:
+    print("none")' "$2"
+}
+
+# confirmed_on NODE COLL/ID: the nodes whose receipt NODE holds for that
+# erasure, comma-separated
+confirmed_on() {
+	ctl "$1" erasures --json | python3 -c '
+import json, sys
+want = sys.argv[1]
+for l in sys.stdin:
+    if not l.strip():
+        continue
+    e = json.loads(l)
+    if "%s/%s" % (e.get("collection"), e.get("id")) == want:
+        print(",".join(sorted(r["node"] for r in e.get("receipts", []))))
+        break' "$2"
+}

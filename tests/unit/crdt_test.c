@@ -266,6 +266,38 @@ Test(crdt, restamp_moves_values_to_new_audience)
 	crdt_record_fini(&r);
 }
 
+/*
+ * The creator narrows the audience and drops a writer: the value that
+ * writer wrote keeps the audience it was written under (every receiver
+ * would refuse the write under an audience without its writer, so a
+ * re-stamped copy would never converge), while the creator's own value
+ * moves to the new audience.
+ */
+Test(crdt, restamp_leaves_a_removed_writers_value_under_its_audience)
+{
+	struct crdt_record r = rec();
+	const struct crdt_reg *g;
+
+	merge(&r, audience(10, "ee,lv,fi"));
+	merge(&r, scoped("pseudonym", "P", 11, "ee", 10, "ee,lv,fi"));
+	merge(&r, scoped("status", "accepted", 12, "fi", 10, "ee,lv,fi"));
+	merge(&r, audience(20, "ee,lv"));
+	cr_assert_eq(crdt_record_restamp(&r, SELF), 1);
+	g = crdt_record_find(&r, nbx_str_c("pseudonym"),
+	    (struct nbx_str){ "", 0 });
+	cr_assert_eq(g->aud.hlc, 20);
+	cr_assert_eq(g->aud.n, 2);
+	g = crdt_record_find(&r, nbx_str_c("status"), (struct nbx_str){ "", 0 });
+	cr_assert_eq(g->aud.hlc, 10, "fi left: its value keeps its audience");
+	cr_assert_eq(g->aud.n, 3);
+	cr_assert(g->flags & CRDT_REG_VALUE);
+	/* and fi back in the audience: its value moves with it */
+	merge(&r, audience(30, "ee,lv,fi"));
+	cr_assert_eq(crdt_record_restamp(&r, SELF), 2);
+	cr_assert_eq(g->aud.hlc, 30);
+	crdt_record_fini(&r);
+}
+
 Test(crdt, encode_decode_round_trip)
 {
 	struct crdt_record r = rec(), d;

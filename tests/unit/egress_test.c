@@ -165,6 +165,47 @@ Test(egress, erase_of_a_private_collection_goes_only_where_disclosed)
 }
 
 /*
+ * Line ee - lv - lt, a collection with no region field: lt got the
+ * erasure from lv, never sent lv anything, and lv is not the creator.
+ * A node that relays an erasure has purged first, so its own receipt
+ * came along: lt's receipt goes back to lv, named by the receipts, and
+ * to no node they do not name.
+ */
+Test(egress, erasure_receipt_goes_back_to_the_relay_it_came_through)
+{
+	struct policy *pp = NULL;
+	struct filt f;
+	struct change cs[4];
+	char err[256];
+
+	cr_assert_eq(policy_load_string(PRIVATE_SCHEMA, "private", &pp, err,
+	    sizeof(err)), 0, "%s", err);
+	cs[0] = stamped(test_change(CHANGE_ERASE, "ee:1", NULL), 9);
+	cs[1] = stamped(test_change(CHANGE_RECEIPT, "ee:1", "erase"), 9);
+	cs[1].elem = nbx_str_c("ee");
+	cs[1].val.t = NBX_V_INT;
+	cs[1].val.i = RECEIPT_DONE;
+	cs[2] = cs[1];
+	cs[2].elem = cs[2].origin = nbx_str_c("lv");
+	cs[3] = cs[1];
+	cs[3].elem = cs[3].origin = nbx_str_c("lt");
+	filt_build(&f, "p", cs, 4);
+	/* not disclosed to lv: the erase itself does not go back ... */
+	cr_assert_eq(sync__egress_filter(pp, &f.r, f.chs, f.n, 0,
+	    nbx_str_c("lv"), f.keep), 3);
+	cr_assert_eq(verdict(&f, CHANGE_ERASE, NULL), 0);
+	/* ... but lt's receipt does */
+	for (size_t i = 0; i < f.n; i++)
+		if (f.chs[i].kind == CHANGE_RECEIPT)
+			cr_assert_eq(f.keep[i], 1);
+	/* nor to a node no receipt names */
+	cr_assert_eq(sync__egress_filter(pp, &f.r, f.chs, f.n, 0,
+	    nbx_str_c("fi"), f.keep), 0);
+	crdt_record_fini(&f.r);
+	policy_free(pp);
+}
+
+/*
  * With `disclosed` unknown, the filter either asks for it or gives the
  * verdicts that both answers give.  Random records of both schemas (a
  * collection with region fields and one without): audiences with and

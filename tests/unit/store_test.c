@@ -1623,3 +1623,157 @@ Test(store, apply_aborted_by_its_source_writes_nothing)
 	policy_free(pol);
 	test_rmdir(dir);
 }
+
+/* ------------------------------------------------------------------ */
+/* Versions of this node's own, received back from peers               */
+/* ------------------------------------------------------------------ */
+
+/* An audience of ee's record ee:1 at NOW + ctr: ids from a list. */
+static void
+ee_aud(struct nbx_audience *a, uint64_t ctr, const char *const *ids,
+    uint32_t n)
+{
+	memset(a, 0, sizeof(*a));
+	a->hlc = HLC_MAKE(NOW, ctr);
+	a->origin = nbx_str_c("ee");
+	a->n = n;
+	for (uint32_t i = 0; i < n; i++)
+		a->ids[i] = nbx_str_c(ids[i]);
+}
+
+/*
+ * ee:1 as a peer holds it after ee made it (state, audience ee,lv,fi,
+ * secret) and fi answered (status = a, writers = audience), in the order
+ * crdt_record_changes lists a record: b[0..4).
+ */
+static void
+ee_record_copy(struct change *b)
+{
+	static const char *const ids[] = { "ee", "lv", "fi" };
+
+	b[0] = test_change(CHANGE_STATE, "ee:1", NULL);
+	b[0].val.t = NBX_V_INT;
+	b[0].val.i = REC_LIVE;
+	b[1] = test_change(CHANGE_AUDIENCE, "ee:1", NULL);
+	ee_aud(&b[1].aud, 2, ids, 3);
+	b[2] = test_str("ee:1", "secret", "P");
+	b[3] = test_str("ee:1", "status", "a");
+	for (int i = 0; i < 4; i++) {
+		b[i].hlc = HLC_MAKE(NOW, (uint64_t)i + 1);
+		b[i].origin = nbx_str_c(i == 3 ? "fi" : "ee");
+	}
+	b[1].hlc = b[1].aud.hlc;
+	b[2].aud = b[3].aud = b[1].aud;
+}
+
+/* The value of a field of t/ee:1 in st, or NULL. */
+static const char *
+get_field(struct store *st, const char *field)
+{
+	static char out[64];
+	struct store_rtxn *t;
+	struct crdt_record r;
+	const struct crdt_reg *g;
+	int rc;
+
+	out[0] = 0;
+	cr_assert_eq(store_rtxn_begin(st, &t), 0);
+	rc = store_record_get(t, nbx_str_c("t"), nbx_str_c("ee:1"), &r);
+	g = rc == 0 ? crdt_record_find(&r, nbx_str_c(field),
+	    (struct nbx_str){ "", 0 }) : NULL;
+	if (g && (g->flags & CRDT_REG_VALUE))
+		snprintf(out, sizeof(out), "%.*s", (int)g->val.s.n, g->val.s.p);
+	crdt_record_fini(&r);
+	store_rtxn_end(t);
+	return g && out[0] ? out : NULL;
+}
+
+/*
+ * A store rebuilt from empty (it has stamped nothing yet) takes its own
+ * record back whole from a peer: state, audience, its own field and the
+ * field another audience member wrote under that audience.  Then, once
+ * it has written again, a version of its own it never made (newer than
+ * its first) is refused as a forgery, and so is a widened audience of
+ * its own, while older versions still come back.
+ */
+Test(store, rebuilt_store_takes_its_own_record_back_and_refuses_forgeries)
+{
+	static const char *const wide[] = { "ee", "lv", "fi", "se" };
+	char *dir = test_tmpdir();
+	struct policy *pol = test_policy();
+	struct store *st = open_store(dir, "ee", 0);
+	struct change b[4], c;
+	struct store_outcome out[4];
+	struct nbx_str none = { 0 };
+
+	ee_record_copy(b);
+	cr_assert_eq(store_apply(st, pol, b, 4, nbx_str_c("lv"), NULL,
+	    NOW + 10, 0, out), 0);
+	for (int i = 0; i < 4; i++)
+		cr_assert_eq(out[i].status, STORE_APPLIED, "change %d: %s", i,
+		    nbx_strerror(out[i].err));
+	cr_assert_str_eq(get_field(st, "secret"), "P");
+	cr_assert_str_eq(get_field(st, "status"), "a");
+
+	/* ee writes: from now on it knows every version it makes */
+	c = test_str("ee:1", "secret", "Q");
+	cr_assert_eq(store_apply(st, pol, &c, 1, none, NULL, NOW + 20, 0, out),
+	    0);
+	cr_assert_eq(out[0].status, STORE_APPLIED);
+
+	/* a forged later write of ee's */
+	c = b[2];
+	c.val.s = nbx_str_c("forged");
+	c.hlc = HLC_MAKE(NOW + 30, 0);
+	cr_assert_eq(store_apply(st, pol, &c, 1, nbx_str_c("lv"), NULL,
+	    NOW + 30, 0, out), 0);
+	cr_assert_eq(out[0].status, STORE_REJECTED);
+	cr_assert_eq(out[0].err, NBX_EPEER);
+	/* a forged audience of ee's, widened */
+	c = test_change(CHANGE_AUDIENCE, "ee:1", NULL);
+	ee_aud(&c.aud, 0, wide, 4);
+	c.aud.hlc = c.hlc = HLC_MAKE(NOW + 30, 1);
+	c.origin = nbx_str_c("ee");
+	cr_assert_eq(store_apply(st, pol, &c, 1, nbx_str_c("lv"), NULL,
+	    NOW + 30, 0, out), 0);
+	cr_assert_eq(out[0].err, NBX_EPEER);
+	/* fi's write under that forged audience */
+	c = b[3];
+	c.val.s = nbx_str_c("b");
+	c.hlc = HLC_MAKE(NOW + 30, 2);
+	ee_aud(&c.aud, 0, wide, 4);
+	c.aud.hlc = HLC_MAKE(NOW + 30, 1);
+	cr_assert_eq(store_apply(st, pol, &c, 1, nbx_str_c("lv"), NULL,
+	    NOW + 30, 0, out), 0);
+	cr_assert_eq(out[0].err, NBX_EPEER);
+	/* a forged later record of ee's it never held */
+	c = test_str("ee:2", "name", "forged");
+	c.origin = nbx_str_c("ee");
+	c.hlc = HLC_MAKE(NOW + 30, 3);
+	cr_assert_eq(store_apply(st, pol, &c, 1, nbx_str_c("lv"), NULL,
+	    NOW + 30, 0, out), 0);
+	cr_assert_eq(out[0].err, NBX_EPEER);
+	cr_assert_str_eq(get_field(st, "secret"), "Q");
+	cr_assert_str_eq(get_field(st, "status"), "a");
+
+	/* the first write is remembered across a reopen */
+	store_close(st);
+	st = open_store(dir, "ee", 0);
+	c = test_str("ee:1", "secret", "forged again");
+	c.origin = nbx_str_c("ee");
+	c.hlc = HLC_MAKE(NOW + 40, 0);
+	nbx_aud_copy(&c.aud, &b[1].aud);
+	cr_assert_eq(store_apply(st, pol, &c, 1, nbx_str_c("lv"), NULL,
+	    NOW + 40, 0, out), 0);
+	cr_assert_eq(out[0].err, NBX_EPEER);
+	/* a former store's version, older than the first: taken */
+	c = test_str("ee:3", "name", "from before the rebuild");
+	c.origin = nbx_str_c("ee");
+	c.hlc = HLC_MAKE(NOW, 0);
+	cr_assert_eq(store_apply(st, pol, &c, 1, nbx_str_c("lv"), NULL,
+	    NOW + 40, 0, out), 0);
+	cr_assert_eq(out[0].status, STORE_APPLIED);
+	store_close(st);
+	policy_free(pol);
+	test_rmdir(dir);
+}
