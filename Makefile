@@ -1,88 +1,174 @@
-# nbx - one non-recursive Makefile.  Objects go to $(BUILD); each module
-# (proto, store, daemon, tools) is a static library; every
+# nbx - one non-recursive Makefile.  Objects go to $(BUILD); every
 # tests/unit/*_test.c is its own Criterion binary.
+#
+# The code is in modules, each a folder and a static library, lowest
+# first; a module's sources are compiled with its own and the lower
+# modules' include paths only (INC_*), so an include of a higher layer's
+# header does not compile, and tests/layers.sh (in `make test`) says so by
+# name and refuses a cycle between modules.  A program or test links the
+# modules it uses and no other library.
+#
+#   proto   pure core: clocks, merge, change and frame codec, policy
+#   store   LMDB persistence                          over proto
+#   conf    the node configuration reader             over proto
+#   pki     node identities in X.509 certificates     over proto
+#   sync    the sync protocol, sans I/O: session state
+#           machine, egress filter, local writes      over store, proto
+#   daemon  nbxd's shell: libuv, TLS, peers, control  over all of the above
+#   tools   nbxctl and nbxq                           over store, conf, pki, proto
 
 BUILD    ?= build
 CC       ?= cc
 OPT      ?= -O2 -g
 SAN      ?=
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wformat=2 -Werror
-CPPFLAGS := -Iproto -Istore -Idaemon -Itools -MMD -MP
+CPPFLAGS  = $(MODINC) -MMD -MP
 CFLAGS   := -std=c11 -D_GNU_SOURCE $(WARN) $(OPT) $(SAN)
 LDFLAGS  := $(SAN)
-LIBS     := -lssl -lcrypto -luv -llmdb -lmsgpackc -ljansson -linih -lpthread
 TESTLIBS := -lcriterion
 
 PREFIX   ?= /usr/local
 
-PROTO_SRC  := $(sort $(wildcard proto/*.c))
-STORE_SRC  := $(sort $(wildcard store/*.c))
-DAEMON_SRC := $(filter-out daemon/main.c,$(sort $(wildcard daemon/*.c)))
-TOOLS_SRC  := $(filter-out tools/nbxctl.c tools/nbxq.c,$(sort $(wildcard tools/*.c)))
+# module folders, and the include paths each module's sources get
+DIR_proto  := proto
+DIR_store  := store
+DIR_conf   := daemon/conf
+DIR_pki    := daemon/pki
+DIR_sync   := daemon/sync
+DIR_daemon := daemon
+DIR_tools  := tools
+INC_proto  := -Iproto
+INC_store  := $(INC_proto) -Istore
+INC_conf   := $(INC_proto) -Idaemon/conf
+INC_pki    := $(INC_proto) -Idaemon/pki
+INC_sync   := $(INC_store) -Idaemon/sync
+INC_daemon := $(INC_sync) -Idaemon/conf -Idaemon/pki -Idaemon
+INC_tools  := $(INC_store) -Idaemon/conf -Idaemon/pki -Itools
+INC_tests  := $(INC_daemon) -Itools -Itests/unit -Itests/rogue
+# the libraries each module's code calls, itself and the modules below
+SYS_proto  := -lmsgpackc -linih
+SYS_store  := -llmdb -lcrypto $(SYS_proto)
+SYS_conf   := $(SYS_proto)
+SYS_pki    := -lcrypto $(SYS_proto)
+SYS_sync   := -ljansson $(SYS_store)
+SYS_daemon := -lssl -luv -lpthread $(SYS_sync)
+SYS_tools  := -ljansson $(SYS_store)
+
+# a more specific pattern (a shorter stem) wins: daemon/sync/x.o is sync
+$(BUILD)/proto/%.o:       MODINC = $(INC_proto)
+$(BUILD)/store/%.o:       MODINC = $(INC_store)
+$(BUILD)/daemon/%.o:      MODINC = $(INC_daemon)
+$(BUILD)/daemon/conf/%.o: MODINC = $(INC_conf)
+$(BUILD)/daemon/pki/%.o:  MODINC = $(INC_pki)
+$(BUILD)/daemon/sync/%.o: MODINC = $(INC_sync)
+$(BUILD)/tools/%.o:       MODINC = $(INC_tools)
+$(BUILD)/tests/%.o:       MODINC = $(INC_tests)
+
+MAINS      := daemon/main.c tools/nbxctl.c tools/nbxq.c
+src_of      = $(filter-out $(MAINS),$(sort $(wildcard $(DIR_$(1))/*.c)))
+MODULES    := proto store conf pki sync daemon tools
 UNIT_SRC   := $(sort $(wildcard tests/unit/*_test.c))
 
 obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+lib = $(BUILD)/lib$(1).a
 
-LIBPROTO  := $(BUILD)/libproto.a
-LIBSTORE  := $(BUILD)/libstore.a
-LIBDAEMON := $(BUILD)/libdaemon.a
-LIBTOOLS  := $(BUILD)/libtools.a
-ALLLIBS   := $(LIBTOOLS) $(LIBDAEMON) $(LIBSTORE) $(LIBPROTO)
-
-PROGS := $(if $(wildcard daemon/main.c),$(BUILD)/nbxd) \
-	 $(if $(wildcard tools/nbxctl.c),$(BUILD)/nbxctl) \
-	 $(if $(wildcard tools/nbxq.c),$(BUILD)/nbxq)
-UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
-
-.PHONY: all deps test test-stress unit integration asan fuzz bench demo install clean
-.DEFAULT_GOAL := all
-
-all: $(PROGS)
+# An empty archive is still a valid archive, so modules not yet written
+# link fine.
+define lib_rule
+$(call lib,$(1)): $(call obj,$(call src_of,$(1)))
+	@mkdir -p $$(dir $$@)
+	@rm -f $$@
+	$$(AR) rcs $$@ $$^ $$(if $$^,,$$(BUILD)/.empty.o)
+$(call lib,$(1)): | $(BUILD)/.empty.o
+endef
+$(BUILD)/.empty.o:
+	@mkdir -p $(BUILD)
+	echo 'extern int nbx__empty;' | $(CC) -x c -c - -o $@
+$(foreach m,$(MODULES),$(eval $(call lib_rule,$(m))))
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
-# An empty archive is still a valid archive, so modules not yet written
-# link fine.
-define lib_rule
-$(1): $(call obj,$(2))
-	@mkdir -p $$(dir $$@)
-	@rm -f $$@
-	$$(AR) rcs $$@ $$^ $$(if $$^,,$$(BUILD)/.empty.o)
-endef
-$(BUILD)/.empty.o:
-	@mkdir -p $(BUILD)
-	echo 'extern int nbx__empty;' | $(CC) -x c -c - -o $@
-$(LIBPROTO) $(LIBSTORE) $(LIBDAEMON) $(LIBTOOLS): | $(BUILD)/.empty.o
-$(eval $(call lib_rule,$(LIBPROTO),$(PROTO_SRC)))
-$(eval $(call lib_rule,$(LIBSTORE),$(STORE_SRC)))
-$(eval $(call lib_rule,$(LIBDAEMON),$(DAEMON_SRC)))
-$(eval $(call lib_rule,$(LIBTOOLS),$(TOOLS_SRC)))
+# Each program: its main, the modules it uses (highest first), their
+# libraries.  nbxq reads the store directly: no libuv, no OpenSSL's TLS.
+NBXD_MODS   := daemon sync store conf pki proto
+NBXCTL_MODS := tools conf pki proto
+NBXQ_MODS   := tools store conf proto
+mods_libs   = $(foreach m,$(1),$(call lib,$(m)))
 
-$(BUILD)/nbxd: $(call obj,daemon/main.c) $(ALLLIBS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
-$(BUILD)/nbxctl: $(call obj,tools/nbxctl.c) $(ALLLIBS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
-$(BUILD)/nbxq: $(call obj,tools/nbxq.c) $(ALLLIBS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+PROGS := $(BUILD)/nbxd $(BUILD)/nbxctl $(BUILD)/nbxq
+UNIT_BIN := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+.PHONY: all deps test test-stress unit integration layers asan fuzz bench demo install clean
+.DEFAULT_GOAL := all
+
+all: $(PROGS)
+
+$(BUILD)/nbxd: $(call obj,daemon/main.c) $(call mods_libs,$(NBXD_MODS))
+	$(CC) $(LDFLAGS) -o $@ $^ $(SYS_daemon)
+$(BUILD)/nbxctl: $(call obj,tools/nbxctl.c) $(call mods_libs,$(NBXCTL_MODS))
+	$(CC) $(LDFLAGS) -o $@ $^ -ljansson -lcrypto -linih
+$(BUILD)/nbxq: $(call obj,tools/nbxq.c) $(call mods_libs,$(NBXQ_MODS))
+	$(CC) $(LDFLAGS) -o $@ $^ -ljansson $(SYS_store)
 
 # Test tools, built for the integration tests: a rogue peer that speaks
 # real mutual TLS and then sends crafted traffic (tests/rogue/).
 TEST_PROGS := $(BUILD)/nbx-rogue
-$(BUILD)/nbx-rogue: $(call obj,$(sort $(wildcard tests/rogue/*.c))) $(ALLLIBS)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+$(BUILD)/nbx-rogue: $(call obj,$(sort $(wildcard tests/rogue/*.c))) \
+    $(call mods_libs,$(NBXD_MODS))
+	$(CC) $(LDFLAGS) -o $@ $^ $(SYS_daemon)
 
-$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(ALLLIBS)
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) $(TESTLIBS)
+# A unit test links the module it tests and those below it (TEST_MOD_x;
+# by default the daemon's whole stack).
+TEST_MOD_change_test      := proto
+TEST_MOD_change_wire_test := proto
+TEST_MOD_crdt_test        := proto
+TEST_MOD_frame_test       := proto
+TEST_MOD_hlc_test         := proto
+TEST_MOD_mpscan_test      := proto
+TEST_MOD_mpwrite_test     := proto
+TEST_MOD_policy_test      := conf
+TEST_MOD_crdt_prop_test   := store
+TEST_MOD_store_test       := store
+TEST_MOD_config_test      := conf
+TEST_MOD_egress_test      := sync
+TEST_MOD_session_test     := sync
+TEST_MOD_writes_test      := sync
+TEST_MOD_ca_test          := tools
+TEST_MOD_importline_test  := tools
+TEST_MOD_nbxq_test        := tools
+TEST_MOD_tls_test         := daemon_tools
+# the modules under each, highest first
+BELOW_proto        := proto
+BELOW_store        := store proto
+BELOW_conf         := conf proto
+BELOW_sync         := sync store proto
+BELOW_tools        := tools store conf pki proto
+BELOW_daemon       := daemon sync store conf pki proto
+BELOW_daemon_tools := tools daemon sync store conf pki proto
+SYS_daemon_tools   := $(SYS_daemon)
+test_mod = $(or $(TEST_MOD_$(1)),daemon)
+define test_rule
+$(BUILD)/tests/$(1): $(BUILD)/tests/unit/$(1).o \
+    $(call mods_libs,$(BELOW_$(call test_mod,$(1))))
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $(SYS_$(call test_mod,$(1))) $$(TESTLIBS)
+endef
+$(foreach t,$(patsubst tests/unit/%.c,%,$(UNIT_SRC)),$(eval $(call test_rule,$(t))))
 
 deps:
 	@./tools/install-deps.sh
 
 # The test command: install what is missing, build, run every test.
 test: deps
-	@$(MAKE) --no-print-directory unit-run integration-run
+	@$(MAKE) --no-print-directory layers unit-run integration-run
+
+# The layering of the modules, checked from the sources; the check first
+# shows that it refuses each kind of breach, made on purpose.
+layers:
+	@python3 tests/layers.py --selftest >/dev/null || python3 tests/layers.py --selftest
+	@python3 tests/layers.py .
 
 unit-run: $(PROGS) $(UNIT_BIN)
 	@BUILD=$(BUILD) ./tests/run-unit.sh $(UNIT_BIN)
@@ -141,7 +227,7 @@ FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -DNBX_LIBFUZZER $(WARN) -g -O1 \
 	       -fno-omit-frame-pointer \
 	       -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_OBJ    := $(patsubst %.c,build/fuzz/obj/%.o,\
-	       $(PROTO_SRC) $(STORE_SRC) $(DAEMON_SRC))
+	       $(foreach m,proto store conf pki sync daemon,$(call src_of,$(m))))
 FUZZ_LIB    := build/fuzz/libnbxfuzz.a
 FUZZ_ENV    := ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	       UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
@@ -157,6 +243,7 @@ fuzz_keep    = for k in $$a/*; do [ -f "$$k" ] || continue; \
 	        rm -f "$$k"; else mv "$$k" $$d/; \
 	        echo "fuzz: finding kept: $$d/$$(basename $$k)"; fi; done
 
+build/fuzz/%: MODINC = $(INC_tests)
 build/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link \
@@ -167,12 +254,12 @@ $(FUZZ_LIB): $(FUZZ_OBJ)
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(CPPFLAGS) -MF $@.d -MT $@ $(FUZZ_CFLAGS) \
-	    -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB) $(LIBS)
+	    -fsanitize=fuzzer -o $@ $< $(FUZZ_LIB) $(SYS_daemon)
 # The seed generator is an ordinary program over the normal libraries.
-build/fuzz/seedgen: tests/fuzz/seedgen.c $(ALLLIBS)
+build/fuzz/seedgen: tests/fuzz/seedgen.c $(call mods_libs,$(NBXD_MODS))
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) -MF $@.d -MT $@ $(CFLAGS) $(LDFLAGS) -o $@ $< \
-	    $(ALLLIBS) $(LIBS)
+	    $(call mods_libs,$(NBXD_MODS)) $(SYS_daemon)
 
 .PHONY: fuzz-ci fuzz-cmin fuzz-seeds
 fuzz: deps $(FUZZ_BIN)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf_file.h"
 #include "control.h"
 #include "hlc.h"
 #include "log.h"
@@ -522,7 +523,7 @@ node_new(uv_loop_t *loop, const char *config_path, struct node **out,
 	snprintf(n->config_path, sizeof(n->config_path), "%s", config_path);
 	if ((rc = config_load(config_path, &n->cfg, err, errlen)) != 0)
 		goto fail;
-	if ((rc = policy_load(n->cfg.schema, &n->pol, err, errlen)) != 0)
+	if ((rc = conf_schema_load(n->cfg.schema, &n->pol, err, errlen)) != 0)
 		goto fail;
 	if ((rc = tls_ctx_new(n->cfg.tls_ca, n->cfg.tls_cert, n->cfg.tls_key,
 	    n->cfg.tls_crl, err, errlen, &n->tls)) != 0 ||

@@ -22,9 +22,9 @@
 #include <pthread.h>
 
 #include "nbx_err.h"
+#include "pki.h"
 #include "tls.h"
 
-#define URN_PREFIX	"urn:nbx:node:"
 #define TAIL_MAX	(TLS_CONN_IN_MAX + (1u << 17))
 
 struct tls_ctx {
@@ -64,7 +64,7 @@ struct tls_conn {
 	int eof, eof_rc;		/* transport ended; tls_conn_eof's answer */
 	char expected[NBX_ID_MAX + 1];
 	char peer_id[NBX_ID_MAX + 1];
-	uint8_t pin[TLS_PIN_LEN];
+	uint8_t pin[PKI_PIN_LEN];
 	int why_rc;			/* set by the callbacks below ... */
 	char why[200];			/* ... when they refuse the peer */
 	char hint[80];			/* what a refused ClientHello offered */
@@ -76,17 +76,6 @@ struct tls_conn {
 /* ------------------------------------------------------------------ */
 /* Helpers                                                             */
 /* ------------------------------------------------------------------ */
-
-/* The oldest queued OpenSSL error's reason; clears the queue. */
-const char *
-tls_openssl_reason(void)
-{
-	unsigned long e = ERR_get_error();
-	const char *r = e ? ERR_reason_error_string(e) : NULL;
-
-	ERR_clear_error();
-	return r ? r : "unknown OpenSSL error";
-}
 
 /* Marks the connection failed for good; returns rc. */
 static int conn_fail(struct tls_conn *c, int rc, const char *fmt, ...)
@@ -102,23 +91,6 @@ conn_fail(struct tls_conn *c, int rc, const char *fmt, ...)
 	va_end(ap);
 	c->phase = PH_FAILED;
 	c->rc = rc;
-	return rc;
-}
-
-int
-tls_spki_pin(X509 *x, uint8_t out[TLS_PIN_LEN])
-{
-	X509_PUBKEY *pk = x ? X509_get_X509_PUBKEY(x) : NULL;
-	unsigned char *der = NULL;
-	int n, rc = 0;
-
-	if (pk == NULL)
-		return NBX_EINVAL;
-	if ((n = i2d_X509_PUBKEY(pk, &der)) <= 0)
-		return NBX_ETLS;
-	if (!EVP_Digest(der, (size_t)n, out, NULL, EVP_sha256(), NULL))
-		rc = NBX_ETLS;
-	OPENSSL_free(der);
 	return rc;
 }
 
@@ -138,91 +110,6 @@ time_str(const ASN1_TIME *t, char *buf, size_t n)
 /* Identity                                                            */
 /* ------------------------------------------------------------------ */
 
-static int
-id_copy(const unsigned char *p, int n, char out[NBX_ID_MAX + 1])
-{
-	struct nbx_str s = { (const char *)p, n > 0 ? (uint32_t)n : 0 };
-
-	if (n <= 0 || !nbx_node_id_valid(s))
-		return -1;
-	memcpy(out, p, (size_t)n);
-	out[n] = '\0';
-	return 0;
-}
-
-int
-tls_cert_node_id(X509 *cert, char out[NBX_ID_MAX + 1], char *err,
-    size_t errlen)
-{
-	X509_NAME *name = cert ? X509_get_subject_name(cert) : NULL;
-	GENERAL_NAMES *gens = NULL;
-	char cn[NBX_ID_MAX + 1] = "", uri[NBX_ID_MAX + 1] = "", id[NBX_ID_MAX + 1];
-	unsigned char *u = NULL;
-	const size_t plen = sizeof URN_PREFIX - 1;
-	int i, n, crit = -1, rc = NBX_EPEER;
-
-	out[0] = '\0';
-	if (name == NULL)
-		return nbx_errf(err, errlen, NBX_EINVAL, "no certificate");
-	if ((i = X509_NAME_get_index_by_NID(name, NID_commonName, -1)) >= 0) {
-		if (X509_NAME_get_index_by_NID(name, NID_commonName, i) >= 0) {
-			nbx_errf(err, errlen, rc, "certificate has more than one CN");
-			goto out;
-		}
-		n = ASN1_STRING_to_UTF8(&u, X509_NAME_ENTRY_get_data(
-		    X509_NAME_get_entry(name, i)));
-		if (id_copy(u, n, cn) != 0) {
-			nbx_errf(err, errlen, rc, "certificate CN is not a node id "
-			    "(1-32 of [a-z0-9-])");
-			goto out;
-		}
-	}
-	gens = X509_get_ext_d2i(cert, NID_subject_alt_name, &crit, NULL);
-	if (gens == NULL && crit != -1) {
-		nbx_errf(err, errlen, rc, "certificate subjectAltName is %s",
-		    crit == -2 ? "repeated" : "malformed");
-		goto out;
-	}
-	for (i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
-		GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
-		const unsigned char *p;
-
-		if (g->type != GEN_URI)
-			continue;
-		p = ASN1_STRING_get0_data(g->d.uniformResourceIdentifier);
-		n = ASN1_STRING_length(g->d.uniformResourceIdentifier);
-		if (n < (int)plen || memcmp(p, URN_PREFIX, plen) != 0)
-			continue;
-		if (id_copy(p + plen, n - (int)plen, id) != 0) {
-			nbx_errf(err, errlen, rc, "certificate SAN URI does not hold "
-			    "a node id (1-32 of [a-z0-9-])");
-			goto out;
-		}
-		if (uri[0] && strcmp(uri, id) != 0) {
-			nbx_errf(err, errlen, rc, "certificate SAN names two node "
-			    "ids, '%s' and '%s'", uri, id);
-			goto out;
-		}
-		strcpy(uri, id);
-	}
-	if (!cn[0] && !uri[0]) {
-		nbx_errf(err, errlen, rc, "certificate carries no node identity "
-		    "(CN or SAN URI " URN_PREFIX "<id>)");
-		goto out;
-	}
-	if (cn[0] && uri[0] && strcmp(cn, uri) != 0) {
-		nbx_errf(err, errlen, rc, "certificate CN '%s' and SAN URI node id "
-		    "'%s' disagree", cn, uri);
-		goto out;
-	}
-	strcpy(out, cn[0] ? cn : uri);
-	rc = 0;
-out:
-	GENERAL_NAMES_free(gens);
-	OPENSSL_free(u);
-	return rc;
-}
-
 /*
  * The nbx part of verifying a peer certificate whose chain OpenSSL has
  * accepted: identity, expected id, pin.  On refusal the reason goes to
@@ -231,12 +118,12 @@ out:
 static int
 peer_check(struct tls_conn *c, X509 *x)
 {
-	char id[NBX_ID_MAX + 1], hex[2 * TLS_PIN_LEN + 1];
-	uint8_t pin[TLS_PIN_LEN];
+	char id[NBX_ID_MAX + 1], hex[2 * PKI_PIN_LEN + 1];
+	uint8_t pin[PKI_PIN_LEN];
 	int ok;
 
 	c->why_rc = NBX_EPEER;
-	if (tls_cert_node_id(x, id, c->why, sizeof c->why) != 0)
+	if (pki_cert_node_id(x, id, c->why, sizeof c->why) != 0)
 		return -1;
 	if (c->has_expected && strcmp(id, c->expected) != 0) {
 		snprintf(c->why, sizeof c->why,
@@ -245,14 +132,14 @@ peer_check(struct tls_conn *c, X509 *x)
 		return -1;
 	}
 	if (c->has_pin) {
-		ok = tls_spki_pin(x, pin) == 0;
+		ok = pki_spki_pin(x, pin) == 0;
 		if (!ok) {
 			snprintf(c->why, sizeof c->why,
 			    "cannot compute the peer's SPKI pin");
 			return -1;
 		}
-		if (CRYPTO_memcmp(pin, c->pin, TLS_PIN_LEN) != 0) {
-			nbx_hex(pin, TLS_PIN_LEN, hex);
+		if (CRYPTO_memcmp(pin, c->pin, PKI_PIN_LEN) != 0) {
+			nbx_hex(pin, PKI_PIN_LEN, hex);
 			snprintf(c->why, sizeof c->why, "SPKI pin mismatch: "
 			    "peer '%s' has key sha256 %s", id, hex);
 			return -1;
@@ -360,7 +247,7 @@ pem_load(const char *what, const char *path, void **out, char *err,
 	if (*out == NULL)
 		return nbx_errf(err, errlen, NBX_ETLS, "%s %s: not a PEM %s: %s",
 		    what, path, key ? "private key" : crl ? "CRL" :
-		    "certificate", tls_openssl_reason());
+		    "certificate", pki_openssl_reason());
 	return 0;
 }
 
@@ -391,7 +278,7 @@ load_cas(X509_STORE *store, const char *path, STACK_OF(X509) *cas,
 	e = ERR_peek_last_error();
 	if (sk_X509_num(cas) == 0 || ERR_GET_REASON(e) != PEM_R_NO_START_LINE)
 		return nbx_errf(err, errlen, NBX_ETLS, "ca %s: %s", path,
-		    sk_X509_num(cas) ? tls_openssl_reason() :
+		    sk_X509_num(cas) ? pki_openssl_reason() :
 		    "no PEM certificate found");
 	ERR_clear_error();
 	return 0;
@@ -457,7 +344,7 @@ load_crl(X509_STORE *store, const char *path, STACK_OF(X509) *cas,
 	}
 	if (!X509_STORE_add_crl(store, crl) ||
 	    !X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK)) {
-		nbx_errf(err, errlen, rc, "crl %s: %s", path, tls_openssl_reason());
+		nbx_errf(err, errlen, rc, "crl %s: %s", path, pki_openssl_reason());
 		goto out;
 	}
 	rc = 0;
@@ -495,7 +382,7 @@ tls_ctx_new(const char *ca, const char *cert, const char *key,
 	if (!SSL_CTX_set_min_proto_version(t->ssl, TLS1_3_VERSION) ||
 	    !SSL_CTX_set_max_proto_version(t->ssl, TLS1_3_VERSION) ||
 	    !SSL_CTX_set_num_tickets(t->ssl, 0)) {
-		nbx_errf(err, errlen, rc, "cannot configure TLS: %s", tls_openssl_reason());
+		nbx_errf(err, errlen, rc, "cannot configure TLS: %s", pki_openssl_reason());
 		goto out;
 	}
 	SSL_CTX_set_options(t->ssl, SSL_OP_NO_TICKET);
@@ -519,7 +406,7 @@ tls_ctx_new(const char *ca, const char *cert, const char *key,
 	    !SSL_CTX_use_PrivateKey(t->ssl, pk) ||
 	    !SSL_CTX_check_private_key(t->ssl)) {
 		nbx_errf(err, errlen, rc, "key %s does not match cert %s: %s", key,
-		    cert, tls_openssl_reason());
+		    cert, pki_openssl_reason());
 		goto out;
 	}
 	if (!signed_by(cas, x)) {
@@ -527,7 +414,7 @@ tls_ctx_new(const char *ca, const char *cert, const char *key,
 		    cert, ca);
 		goto out;
 	}
-	if (tls_cert_node_id(x, t->id, why, sizeof why) != 0) {
+	if (pki_cert_node_id(x, t->id, why, sizeof why) != 0) {
 		nbx_errf(err, errlen, rc, "cert %s: %s", cert, why);
 		goto out;
 	}
@@ -594,7 +481,7 @@ tls_ctx_verify_peer(struct tls_ctx *ctx, const struct tls_conn *conn,
 	    SSL_get_peer_cert_chain(conn->ssl)) ||
 	    !X509_STORE_CTX_set_purpose(xs, conn->is_server ?
 	    X509_PURPOSE_SSL_CLIENT : X509_PURPOSE_SSL_SERVER)) {
-		nbx_errf(err, errlen, rc, "%s", tls_openssl_reason());
+		nbx_errf(err, errlen, rc, "%s", pki_openssl_reason());
 		goto out;
 	}
 	if (X509_verify_cert(xs) != 1) {
@@ -850,7 +737,7 @@ tls_conn_new(struct tls_ctx *ctx, int is_server,
 	}
 	if (pin) {
 		c->has_pin = 1;
-		memcpy(c->pin, pin, TLS_PIN_LEN);
+		memcpy(c->pin, pin, PKI_PIN_LEN);
 	}
 	if (c->is_server) {
 		SSL_set_accept_state(c->ssl);
@@ -1030,7 +917,7 @@ tls_conn_shutdown(struct tls_conn *c)
 	r = SSL_shutdown(c->ssl);
 	if (r < 0)
 		return conn_fail(c, NBX_ETLS, "cannot send close_notify: %s",
-		    tls_openssl_reason());
+		    pki_openssl_reason());
 	return 0;
 }
 
@@ -1093,13 +980,13 @@ tls_conn_peer_id(const struct tls_conn *c)
 }
 
 int
-tls_conn_peer_pin(const struct tls_conn *c, uint8_t out[TLS_PIN_LEN])
+tls_conn_peer_pin(const struct tls_conn *c, uint8_t out[PKI_PIN_LEN])
 {
 	X509 *peer = c->verified ? SSL_get0_peer_certificate(c->ssl) : NULL;
 	int ok = 0;
 
 	if (peer)
-		ok = tls_spki_pin(peer, out) == 0;
+		ok = pki_spki_pin(peer, out) == 0;
 	return ok ? 0 : NBX_EINVAL;
 }
 

@@ -46,6 +46,7 @@
 #include <openssl/x509.h>
 
 #include "change.h"
+#include "pki.h"
 
 /* Received ciphertext buffered and not yet processed; feeds beyond it fail. */
 #define TLS_CONN_IN_MAX		(4u << 20)
@@ -54,7 +55,6 @@
  * (NBX_EAGAIN): the shell's signal that the peer is slow.
  */
 #define TLS_CONN_OUT_MAX	(4u << 20)
-#define TLS_PIN_LEN		32
 
 struct tls_ctx;
 struct tls_conn;
@@ -112,21 +112,11 @@ int tls_ctx_verify_peer(struct tls_ctx *ctx, const struct tls_conn *conn,
     char *err, size_t errlen);
 
 /*
- * Reads the node identity from a certificate: CN and/or SAN URIs of the
- * form urn:nbx:node:<id>.  At most one CN and at most one such URI; when
- * both are present they must be equal; the id must satisfy
- * nbx_node_id_valid.  Returns 0 and the id in `out`, or NBX_EPEER with the
- * reason in err.  The certificate is only borrowed.
- */
-int tls_cert_node_id(X509 *cert, char out[NBX_ID_MAX + 1], char *err,
-    size_t errlen);
-
-/*
  * Starts a connection using `ctx` as server or client.  `expected_peer_id`
  * is the node id the peer's certificate must carry; required for a
  * client, optional for a server (NULL: any valid identity under the CA is
  * accepted, and tls_conn_peer_id tells which).  `pin`: NULL or 32 bytes,
- * the SHA-256 of the peer's DER SubjectPublicKeyInfo (tls_spki_pin).  Both
+ * the SHA-256 of the peer's DER SubjectPublicKeyInfo (pki_spki_pin).  Both
  * are copied.  Returns 0 and *out (owned by the caller), NBX_EINVAL (bad
  * argument or invalid expected id) or NBX_ENOMEM.  A client has its
  * ClientHello ready in the output buffer on return.
@@ -222,22 +212,13 @@ int tls_conn_eof(struct tls_conn *conn);
 const char *tls_conn_peer_id(const struct tls_conn *conn);
 
 /*
- * The SPKI pin of a certificate: SHA-256 of its DER SubjectPublicKeyInfo.
- * 0, NBX_EINVAL (no certificate) or NBX_ETLS.
- */
-int tls_spki_pin(X509 *x, uint8_t out[TLS_PIN_LEN]);
-
-/* The reason of the oldest queued OpenSSL error; clears the queue. */
-const char *tls_openssl_reason(void);
-
-/*
  * Stores the SPKI pin (SHA-256 of the DER SubjectPublicKeyInfo) of the
  * verified peer certificate in `out`.  A server that accepts any identity
  * uses it to enforce the pin configured for the peer that tls_conn_peer_id
  * names, before it reads or writes anything.  Returns 0, or NBX_EINVAL
  * before the handshake is complete.
  */
-int tls_conn_peer_pin(const struct tls_conn *conn, uint8_t out[TLS_PIN_LEN]);
+int tls_conn_peer_pin(const struct tls_conn *conn, uint8_t out[PKI_PIN_LEN]);
 
 /* Why the connection failed ("" if it has not); valid until tls_conn_free. */
 const char *tls_conn_error(const struct tls_conn *conn);

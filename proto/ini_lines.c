@@ -4,8 +4,8 @@
  * to itself.  See ini_lines.h for why.
  */
 #include <ctype.h>
-#include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "ini_lines.h"
@@ -132,14 +132,7 @@ classify(struct nbx_ini *ini, const char *buf)
 static int
 next_char(struct nbx_ini *ini)
 {
-	int c;
-
-	if (ini->fp) {
-		if ((c = getc(ini->fp)) == EOF && ferror(ini->fp))
-			ini->read_errno = errno;
-		return c;
-	}
-	if (*ini->sp == '\0')
+	if (ini->sp == ini->send)
 		return EOF;
 	return (unsigned char)*ini->sp++;
 }
@@ -239,32 +232,15 @@ parse(struct nbx_ini *ini)
 }
 
 int
-nbx_ini_parse_file(struct nbx_ini *ini, const char *path)
+nbx_ini_parse_buf(struct nbx_ini *ini, const char *text, size_t len)
 {
-	int rc;
-
-	ini->fp = fopen(path, "r");
-	if (ini->fp == NULL) {
-		snprintf(ini->err, sizeof(ini->err), "%s: cannot open: %s",
-		    path, strerror(errno));
-		return NBX_EIO;
-	}
-	rc = parse(ini);
-	if (ferror(ini->fp)) {
-		ini->err_line = 0;
-		snprintf(ini->err, sizeof(ini->err), "%s: read error: %s",
-		    path, strerror(ini->read_errno ? ini->read_errno : EIO));
-		rc = NBX_EIO;
-	}
-	fclose(ini->fp);
-	ini->fp = NULL;
-	return rc;
+	ini->sp = text;
+	ini->send = text + len;
+	return parse(ini);
 }
 
 int
 nbx_ini_parse_string(struct nbx_ini *ini, const char *text)
 {
-	ini->fp = NULL;
-	ini->sp = text;
-	return parse(ini);
+	return nbx_ini_parse_buf(ini, text, strlen(text));
 }

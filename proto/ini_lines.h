@@ -13,12 +13,12 @@
  * the library's default options.
  *
  * Used by the schema (proto/policy.c) and node configuration
- * (daemon/config.c) parsers.
+ * (daemon/conf/config.c) parsers; the callers read the files.
  */
 #ifndef NBX_INI_LINES_H
 #define NBX_INI_LINES_H
 
-#include <stdio.h>
+#include <stddef.h>
 
 #include <ini.h>
 
@@ -51,10 +51,8 @@ struct nbx_ini {
 	char err[320];
 
 	/* Private to ini_lines.c. */
-	FILE *fp;
-	const char *sp;
+	const char *sp, *send;
 	int eof;
-	int read_errno;
 	int have_key;
 	char section[INI_MAX_LINE];
 };
@@ -71,18 +69,19 @@ void nbx_ini_fail(struct nbx_ini *ini, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /*
- * Parses the file at `path`.  Returns 0, NBX_EIO if the file cannot be
- * opened or read (ini->err holds "PATH: reason", err_line is 0), or
- * NBX_EINVAL when an error was recorded (by the parser or a callback).
+ * Parses the `len` bytes at `text` (a file's contents, read by the
+ * caller: this module does no I/O; a NUL byte among them is an error of
+ * its line).  Returns 0, or NBX_EINVAL when an error was recorded (by the
+ * parser or a callback).
  */
-int nbx_ini_parse_file(struct nbx_ini *ini, const char *path);
+int nbx_ini_parse_buf(struct nbx_ini *ini, const char *text, size_t len);
 
-/* As nbx_ini_parse_file, over a NUL-terminated string. */
+/* As nbx_ini_parse_buf, over a NUL-terminated string. */
 int nbx_ini_parse_string(struct nbx_ini *ini, const char *text);
 
 /*
- * Writes the recorded error as "NAME:LINE: message" (or the bare message
- * for an I/O error) into buf, always NUL-terminated when len > 0.
+ * Writes the recorded error as "NAME:LINE: message" into buf, always
+ * NUL-terminated when len > 0.
  */
 void nbx_ini_message(const struct nbx_ini *ini, char *buf, size_t len);
 

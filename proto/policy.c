@@ -555,13 +555,9 @@ on_key(struct nbx_ini *ini, const char *sect, const char *key,
 	}
 }
 
-/*
- * Shared body of policy_load and policy_load_string: text is a path when
- * is_file.  *out is NULL unless 0 is returned.
- */
-static int
-load(const char *text, int is_file, const char *name, struct policy **out,
-    char *err, size_t errlen)
+int
+policy_load_buf(const char *text, size_t len, const char *name,
+    struct policy **out, char *err, size_t errlen)
 {
 	struct load L;
 	int rc;
@@ -570,6 +566,8 @@ load(const char *text, int is_file, const char *name, struct policy **out,
 	if (errlen > 0)
 		err[0] = '\0';
 	memset(&L, 0, sizeof(L));
+	if (name == NULL)
+		name = "<string>";
 	nbx_ini_init(&L.ini, name, &L);
 	L.ini.on_section = on_section;
 	L.ini.on_key = on_key;
@@ -577,12 +575,9 @@ load(const char *text, int is_file, const char *name, struct policy **out,
 		snprintf(err, errlen, "%s: out of memory", name);
 		return NBX_ENOMEM;
 	}
-	rc = is_file ? nbx_ini_parse_file(&L.ini, text) :
-	    nbx_ini_parse_string(&L.ini, text);
+	rc = nbx_ini_parse_buf(&L.ini, text, len);
 	if (rc == 0 && L.field)
 		field_finish(&L);
-	if (rc == NBX_EIO)
-		goto out;
 	if (L.ini.err_line) {
 		rc = L.nomem ? NBX_ENOMEM : NBX_ESCHEMA;
 		goto out;
@@ -598,18 +593,11 @@ out:
 }
 
 int
-policy_load(const char *path, struct policy **out, char *err, size_t errlen)
-{
-	assert(path != NULL && out != NULL);
-	return load(path, 1, path, out, err, errlen);
-}
-
-int
 policy_load_string(const char *text, const char *name, struct policy **out,
     char *err, size_t errlen)
 {
 	assert(text != NULL && out != NULL);
-	return load(text, 0, name ? name : "<string>", out, err, errlen);
+	return policy_load_buf(text, strlen(text), name, out, err, errlen);
 }
 
 void

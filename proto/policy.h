@@ -90,15 +90,17 @@ struct pol_coll {
 struct policy;
 
 /*
- * Loads a schema file.  On success stores a new policy in *out (free with
- * policy_free) and returns 0.  On failure returns NBX_EIO (cannot read) or
- * NBX_ESCHEMA, writes "FILE:LINE: what is wrong" into err (always
+ * Parses a schema: the `len` bytes at `text`, a file's contents read by
+ * the caller (conf_schema_load reads the file), `name` standing for the
+ * file in messages.  On success stores a new policy in *out (free with
+ * policy_free) and returns 0.  On failure returns NBX_ESCHEMA or
+ * NBX_ENOMEM, writes "NAME:LINE: what is wrong" into err (always
  * NUL-terminated when errlen > 0) and leaves *out NULL.
  */
-int policy_load(const char *path, struct policy **out, char *err,
-    size_t errlen);
+int policy_load_buf(const char *text, size_t len, const char *name,
+    struct policy **out, char *err, size_t errlen);
 
-/* As policy_load, from a string; `name` stands for the file in messages. */
+/* As policy_load_buf, over a NUL-terminated string. */
 int policy_load_string(const char *text, const char *name,
     struct policy **out, char *err, size_t errlen);
 

@@ -25,7 +25,7 @@
 #include <openssl/x509v3.h>
 
 #include "ca.h"
-#include "tls.h"
+#include "pki.h"
 #include "change.h"
 #include "nbx_err.h"
 
@@ -129,7 +129,7 @@ file_write(const char *path, enum wmode how, mode_t mode,
 	if (!wr(f, obj)) {
 		fclose(f);
 		rc = nbx_errf(err, errlen, NBX_ETLS, "%s: cannot encode: %s", p,
-		    tls_openssl_reason());
+		    pki_openssl_reason());
 		goto out;
 	}
 	n = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
@@ -198,7 +198,7 @@ pem_load(const char *path, int key, char *err, size_t errlen)
 	fclose(f);
 	if (obj == NULL)
 		nbx_errf(err, errlen, NBX_EIO, "%s: not a PEM %s: %s", path,
-		    key ? "private key" : "certificate", tls_openssl_reason());
+		    key ? "private key" : "certificate", pki_openssl_reason());
 	return obj;
 }
 
@@ -365,7 +365,7 @@ out:
 int
 ca_spki_pin(X509 *cert, uint8_t out[32])
 {
-	return tls_spki_pin(cert, out);
+	return pki_spki_pin(cert, out);
 }
 
 int
@@ -587,7 +587,7 @@ ca_init(const char *dir, char *err, size_t errlen)
 	    CA_CA_DAYS)) == NULL) {
 		rc = nbx_errf(err, errlen, NBX_ETLS,
 		    "cannot generate the CA key and certificate: %s",
-		    tls_openssl_reason());
+		    pki_openssl_reason());
 		goto out;
 	}
 	/*
@@ -677,7 +677,7 @@ ca_issue_ex(const char *dir, const char *node_id, const char *out_dir,
 	    ca_spki_pin(crt, pin) != 0) {
 		rc = nbx_errf(err, errlen, NBX_ETLS,
 		    "cannot generate the key and certificate for '%s': %s",
-		    node_id, tls_openssl_reason());
+		    node_id, pki_openssl_reason());
 		goto out;
 	}
 	memset(&e, 0, sizeof e);
@@ -887,7 +887,7 @@ ca_crl_ex(const char *dir, const char *out_path,
 	goto out;
 ossl:
 	nbx_errf(err, errlen, rc, "%s: cannot build the CRL: %s", out_path,
-	    tls_openssl_reason());
+	    pki_openssl_reason());
 out:
 	if (lockfd >= 0)
 		close(lockfd);

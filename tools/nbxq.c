@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "cli.h"
+#include "conf_file.h"
 #include "config.h"
 #include "nbx_err.h"
 #include "policy.h"
@@ -681,7 +682,7 @@ main(int argc, char **argv)
 			return EXIT_USAGE;
 		}
 		dir = cfg.data_dir;
-		if (policy_load(cfg.schema, &pol, err, sizeof(err)) != 0)
+		if (conf_schema_load(cfg.schema, &pol, err, sizeof(err)) != 0)
 			pol = NULL;	/* columns then come from the data */
 	}
 	memset(&so, 0, sizeof(so));

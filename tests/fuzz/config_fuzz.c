@@ -1,6 +1,6 @@
 /*
  * config_fuzz.c - libFuzzer harness for the node configuration parser
- * (config_load, daemon/config.h) on arbitrary text.
+ * (config_load, daemon/conf/config.h) on arbitrary text.
  *
  * config_load reads a file, so each input is written to nbx.conf in the
  * process's scratch directory under /dev/shm (or /tmp), which is removed

@@ -1,6 +1,6 @@
 /*
  * frame_fuzz.c - libFuzzer harness for the sync protocol's framing and
- * message codec (daemon/frame.h).
+ * message codec (proto/frame.h).
  *
  * The input is read twice: as a stream of length-prefixed frames (split
  * with frame_split, as the session does), and as one frame body on its

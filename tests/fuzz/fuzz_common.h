@@ -36,6 +36,7 @@
 #include <jansson.h>
 
 #include "change.h"
+#include "conf_file.h"
 #include "nbx_err.h"
 #include "policy.h"
 #include "store.h"
@@ -206,7 +207,7 @@ fz_policy(void)
 		    "repository root or set NBX_FUZZ_SCHEMA\n");
 		abort();
 	}
-	if (policy_load(path, &fz_pol, err, sizeof(err)) != 0) {
+	if (conf_schema_load(path, &fz_pol, err, sizeof(err)) != 0) {
 		fprintf(stderr, "fuzz: %s\n", err);
 		abort();
 	}

@@ -1,7 +1,7 @@
 /*
  * import_fuzz.c - libFuzzer harness for one line of `nbxctl import`: the
  * line parsed with json_loadb as nbxctl does, then turned into changes by
- * write_batch_build (daemon/writes.h) as nbxd does for each write of an
+ * write_batch_build (daemon/sync/writes.h) as nbxd does for each write of an
  * import request, against the regional schema and this process's store
  * (which holds records with set fields, so that the "remove the elements
  * not listed" path reads real records).  Nothing is applied: the store is

@@ -11,7 +11,7 @@
 
 PING_MS=500 DEAD_MS=2000 BATCH_BYTES=32768
 export PING_MS DEAD_MS BATCH_BYTES
-WINDOW=8	# the session's default window (daemon/session.h)
+WINDOW=8	# the session's default window (daemon/sync/session.h)
 nbx_ca
 nbx_node ee 1; nbx_node lv 2; nbx_node fi 3
 nbx_peer ee lv; nbx_peer ee fi

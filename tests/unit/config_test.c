@@ -1,5 +1,5 @@
 /*
- * config_test.c - the node configuration (daemon/config.c): the shipped
+ * config_test.c - the node configuration (daemon/conf/config.c): the shipped
  * example, defaults and relative paths, every kind of mistake reported as
  * "FILE:LINE: message", and the host:port and pin parsers.
  *

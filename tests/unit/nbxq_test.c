@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/wait.h>
 
+#include "conf_file.h"
 #include "nbx_err.h"
 #include "policy.h"
 #include "store.h"
@@ -84,7 +85,7 @@ setup(void)
 	struct store_opts o = { .node_id = "ee" };
 	char err[256];
 
-	cr_assert_eq(policy_load("conf/schema.conf", &pol, err, sizeof(err)), 0,
+	cr_assert_eq(conf_schema_load("conf/schema.conf", &pol, err, sizeof(err)), 0,
 	    "%s", err);
 	dir = test_tmpdir();
 	cr_assert_eq(store_open(dir, &o, &st, err, sizeof(err)), 0, "%s", err);

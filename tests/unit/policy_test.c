@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "change.h"
+#include "conf_file.h"
 #include "nbx_err.h"
 #include "policy.h"
 #include "testlib.h"
@@ -25,9 +26,9 @@ static void
 load_schema(void)
 {
 	char err[512];
-	int rc = policy_load(SCHEMA, &pol, err, sizeof(err));
+	int rc = conf_schema_load(SCHEMA, &pol, err, sizeof(err));
 
-	cr_assert_eq(rc, 0, "policy_load(%s): %d %s", SCHEMA, rc, err);
+	cr_assert_eq(rc, 0, "conf_schema_load(%s): %d %s", SCHEMA, rc, err);
 	cr_assert_str_empty(err);
 }
 
@@ -1341,7 +1342,7 @@ Test(loading, missing_file)
 	struct policy *p = (struct policy *)1;
 	char err[512];
 
-	cr_assert_eq(policy_load("/nonexistent/schema.conf", &p, err,
+	cr_assert_eq(conf_schema_load("/nonexistent/schema.conf", &p, err,
 	    sizeof(err)), NBX_EIO);
 	cr_assert_null(p);
 	cr_assert_str_eq(err, "/nonexistent/schema.conf: cannot open: No "
@@ -1360,19 +1361,19 @@ Test(loading, file_errors_name_the_file)
 	cr_assert_not_null(fp = fopen(path, "w"));
 	fwrite("[c]\n[c.a]\ntype = i\0nt\n", 1, 22, fp);
 	fclose(fp);
-	cr_assert_eq(policy_load(path, &p, err, sizeof(err)), NBX_ESCHEMA);
+	cr_assert_eq(conf_schema_load(path, &p, err, sizeof(err)), NBX_ESCHEMA);
 	snprintf(want, sizeof(want), "%s:3: NUL byte in line", path);
 	cr_assert_str_eq(err, want);
 
 	cr_assert_not_null(fp = fopen(path, "w"));
 	fputs("[c]\n[c.a]\ntype = date\nshare = audience\n", fp);
 	fclose(fp);
-	cr_assert_eq(policy_load(path, &p, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(conf_schema_load(path, &p, err, sizeof(err)), 0, "%s", err);
 	cr_assert(policy_coll_at(p, 0)->has_audience_fields);
 	policy_free(p);
 
 	/* A directory opens but cannot be read. */
-	cr_assert_eq(policy_load(dir, &p, err, sizeof(err)), NBX_EIO);
+	cr_assert_eq(conf_schema_load(dir, &p, err, sizeof(err)), NBX_EIO);
 	snprintf(want, sizeof(want), "%s: read error: Is a directory", dir);
 	cr_assert_str_eq(err, want);
 	cr_assert_null(p);

@@ -1015,7 +1015,7 @@ static int
 id_of(const char *cn, const char *cn2, const char *san, char out[33])
 {
 	X509 *x = mkcert(cn, cn2, san);
-	int rc = tls_cert_node_id(x, out, err, sizeof err);
+	int rc = pki_cert_node_id(x, out, err, sizeof err);
 
 	X509_free(x);
 	return rc;

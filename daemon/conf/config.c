@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conf_file.h"
 #include "config.h"
 #include "ini_lines.h"
 #include "nbx_err.h"
@@ -566,6 +567,8 @@ config_load(const char *path, struct nbx_config *out, char *err,
 {
 	struct cload *L;
 	const char *slash;
+	char *text = NULL;
+	size_t len;
 	int rc;
 
 	assert(path != NULL && out != NULL);
@@ -591,14 +594,12 @@ config_load(const char *path, struct nbx_config *out, char *err,
 		memcpy(L->dir, path, n);
 		L->dir[n] = '\0';
 	}
-	rc = nbx_ini_parse_file(&L->ini, path);
+	if ((rc = conf_file_read(path, &text, &len, err, errlen)) != 0)
+		goto out;
+	rc = nbx_ini_parse_buf(&L->ini, text, len);
 	if (rc == 0) {
 		peer_finish(L);
 		finish(L, L->ini.line);
-	}
-	if (rc == NBX_EIO) {
-		nbx_ini_message(&L->ini, err, errlen);
-		goto out;
 	}
 	if (L->ini.err_line) {
 		rc = L->nomem ? NBX_ENOMEM : NBX_ECONFIG;
@@ -609,6 +610,7 @@ config_load(const char *path, struct nbx_config *out, char *err,
 out:
 	if (rc != 0)
 		config_fini(out);
+	free(text);
 	free(L);
 	return rc;
 }

@@ -2,7 +2,7 @@
  * egress.h - inside the sync module: what session.c asks of egress.c.
  * Building one CHANGES batch from the store's log for one peer, applying
  * the egress filter, and recording the disclosure before the batch may be
- * queued.  Not for use outside daemon/session.c and its tests.
+ * queued.  Not for use outside daemon/sync/session.c and its tests.
  */
 #ifndef NBX_EGRESS_H
 #define NBX_EGRESS_H
