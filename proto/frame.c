@@ -8,16 +8,16 @@
  * message has.  The change elements are left as bytes for change_decode,
  * one at a time.
  *
- * Encoding uses msgpack-c's packer (shortest forms), except the CHANGES
- * header, which is written with fixed-width upto_seq and element count so
+ * Encoding goes through mpwrite.h, the project's one msgpack writer
+ * (shortest forms, byte for byte what msgpack-c's packer writes), except
+ * the CHANGES header's upto_seq and element count, written fixed-width so
  * that finish can patch them in place.
  */
 #include <string.h>
 
-#include <msgpack.h>
 
 #include "frame.h"
-#include "mpbuf.h"
+#include "mpwrite.h"
 #include "mpread.h"
 #include "mpscan.h"
 #include "nbx_err.h"
@@ -287,24 +287,27 @@ frame_src_rewind(void *arg)
 /* Encoding                                                            */
 /* ------------------------------------------------------------------ */
 
-/* Reserves the length prefix and points a packer at b. */
+/*
+ * Starts a frame at the end of b: reserves its length prefix and points
+ * the writer at b for the body.  Writers' errors are sticky (mpwrite.h),
+ * so an encoder writes its whole body and frame_close looks once.
+ */
 static int
-frame_open(struct nbx_buf *b, struct nbx_mp_sink *s, msgpack_packer *pk,
-    size_t *start)
+frame_open(struct nbx_buf *b, struct mpwrite *w, size_t *start)
 {
 	static const uint8_t zero[FRAME_HDR];
 
 	*start = b->len;
-	nbx_mp_sink_init(pk, s, b);
+	mpwrite_init(w, b);
 	return nbx_buf_append(b, zero, sizeof(zero));
 }
 
-/* Patches the prefix, or drops the frame if packing failed. */
+/* Patches the prefix, or drops the frame if writing it failed. */
 static int
-frame_close(struct nbx_buf *b, const struct nbx_mp_sink *s, size_t start)
+frame_close(struct nbx_buf *b, const struct mpwrite *w, size_t start)
 {
 	size_t n = b->len - start - FRAME_HDR;
-	int rc = s->err;
+	int rc = w->err;
 
 	if (rc == 0 && n > FRAME_BODY_MAX)
 		rc = NBX_ETOOBIG;
@@ -316,63 +319,54 @@ frame_close(struct nbx_buf *b, const struct nbx_mp_sink *s, size_t start)
 	return 0;
 }
 
-/*
- * Each encoder packs through the sink, ignoring the packer's return codes:
- * the sink keeps the first failure, which frame_close reports after
- * dropping the partial frame.
- */
-
 /* The two-element messages: [type, unsigned]. */
 static int
 put_u64_msg(struct nbx_buf *b, enum frame_type t, uint64_t v)
 {
-	msgpack_packer pk;
-	struct nbx_mp_sink sk;
+	struct mpwrite w;
 	size_t start;
 	int rc;
 
-	if ((rc = frame_open(b, &sk, &pk, &start)) != 0)
+	if ((rc = frame_open(b, &w, &start)) != 0)
 		return rc;
-	msgpack_pack_array(&pk, 2);
-	msgpack_pack_uint32(&pk, t);
-	msgpack_pack_uint64(&pk, v);
-	return frame_close(b, &sk, start);
+	mpwrite_array(&w, 2);
+	mpwrite_uint(&w, t);
+	mpwrite_uint(&w, v);
+	return frame_close(b, &w, start);
 }
 
 int
 frame_put_hello(struct nbx_buf *b, uint64_t version, struct nbx_str node,
     uint64_t epoch)
 {
-	msgpack_packer pk;
-	struct nbx_mp_sink sk;
+	struct mpwrite w;
 	size_t start;
 	int rc;
 
-	if ((rc = frame_open(b, &sk, &pk, &start)) != 0)
+	if ((rc = frame_open(b, &w, &start)) != 0)
 		return rc;
-	msgpack_pack_array(&pk, 4);
-	msgpack_pack_uint32(&pk, FRAME_HELLO);
-	msgpack_pack_uint64(&pk, version);
-	nbx_mp_pack_str(&pk, node);
-	msgpack_pack_uint64(&pk, epoch);
-	return frame_close(b, &sk, start);
+	mpwrite_array(&w, 4);
+	mpwrite_uint(&w, FRAME_HELLO);
+	mpwrite_uint(&w, version);
+	mpwrite_str(&w, node);
+	mpwrite_uint(&w, epoch);
+	return frame_close(b, &w, start);
 }
 
 int
 frame_put_subscribe(struct nbx_buf *b, uint64_t epoch, uint64_t from)
 {
-	msgpack_packer pk;
-	struct nbx_mp_sink sk;
+	struct mpwrite w;
 	size_t start;
 	int rc;
 
-	if ((rc = frame_open(b, &sk, &pk, &start)) != 0)
+	if ((rc = frame_open(b, &w, &start)) != 0)
 		return rc;
-	msgpack_pack_array(&pk, 3);
-	msgpack_pack_uint32(&pk, FRAME_SUBSCRIBE);
-	msgpack_pack_uint64(&pk, epoch);
-	msgpack_pack_uint64(&pk, from);
-	return frame_close(b, &sk, start);
+	mpwrite_array(&w, 3);
+	mpwrite_uint(&w, FRAME_SUBSCRIBE);
+	mpwrite_uint(&w, epoch);
+	mpwrite_uint(&w, from);
+	return frame_close(b, &w, start);
 }
 
 int
@@ -385,20 +379,19 @@ int
 frame_put_erase_receipt(struct nbx_buf *b, struct nbx_str coll,
     struct nbx_str id, uint64_t hlc, struct nbx_str origin)
 {
-	msgpack_packer pk;
-	struct nbx_mp_sink sk;
+	struct mpwrite w;
 	size_t start;
 	int rc;
 
-	if ((rc = frame_open(b, &sk, &pk, &start)) != 0)
+	if ((rc = frame_open(b, &w, &start)) != 0)
 		return rc;
-	msgpack_pack_array(&pk, 5);
-	msgpack_pack_uint32(&pk, FRAME_ERASE_RECEIPT);
-	nbx_mp_pack_str(&pk, coll);
-	nbx_mp_pack_str(&pk, id);
-	msgpack_pack_uint64(&pk, hlc);
-	nbx_mp_pack_str(&pk, origin);
-	return frame_close(b, &sk, start);
+	mpwrite_array(&w, 5);
+	mpwrite_uint(&w, FRAME_ERASE_RECEIPT);
+	mpwrite_str(&w, coll);
+	mpwrite_str(&w, id);
+	mpwrite_uint(&w, hlc);
+	mpwrite_str(&w, origin);
+	return frame_close(b, &w, start);
 }
 
 int
@@ -416,21 +409,20 @@ frame_put_pong(struct nbx_buf *b, uint64_t nonce)
 int
 frame_put_error(struct nbx_buf *b, int64_t code, const char *msg)
 {
-	msgpack_packer pk;
 	struct nbx_str s = nbx_str_c(msg ? msg : "");
-	struct nbx_mp_sink sk;
+	struct mpwrite w;
 	size_t start;
 	int rc;
 
 	if (s.n > FRAME_TEXT_MAX)
 		s.n = FRAME_TEXT_MAX;
-	if ((rc = frame_open(b, &sk, &pk, &start)) != 0)
+	if ((rc = frame_open(b, &w, &start)) != 0)
 		return rc;
-	msgpack_pack_array(&pk, 3);
-	msgpack_pack_uint32(&pk, FRAME_ERROR);
-	msgpack_pack_int64(&pk, code);
-	nbx_mp_pack_str(&pk, s);
-	return frame_close(b, &sk, start);
+	mpwrite_array(&w, 3);
+	mpwrite_uint(&w, FRAME_ERROR);
+	mpwrite_int(&w, code);
+	mpwrite_str(&w, s);
+	return frame_close(b, &w, start);
 }
 
 /* ------------------------------------------------------------------ */
@@ -451,22 +443,21 @@ frame_changes_begin(struct nbx_buf *b, uint64_t epoch, struct frame_batch *fb)
 {
 	static const uint8_t fixed[UPTO_W + COUNT_W] = { 0xcf, 0, 0, 0, 0, 0,
 	    0, 0, 0, 0xdd, 0, 0, 0, 0 };
-	msgpack_packer pk;
-	struct nbx_mp_sink sk;
+	struct mpwrite w;
 	size_t start;
 	int rc;
 
 	memset(fb, 0, sizeof(*fb));
-	if ((rc = frame_open(b, &sk, &pk, &start)) != 0)
+	if ((rc = frame_open(b, &w, &start)) != 0)
 		return rc;
-	msgpack_pack_array(&pk, 4);
-	msgpack_pack_uint32(&pk, FRAME_CHANGES);
-	msgpack_pack_uint64(&pk, epoch);
+	mpwrite_array(&w, 4);
+	mpwrite_uint(&w, FRAME_CHANGES);
+	mpwrite_uint(&w, epoch);
 	fb->fixed = b->len;
-	(void)nbx_mp_sink_write(&sk, (const char *)fixed, sizeof(fixed));
-	if (sk.err != 0) {
+	mpwrite_raw(&w, fixed, sizeof(fixed));
+	if (w.err != 0) {
 		b->len = start;
-		return sk.err;
+		return w.err;
 	}
 	fb->start = start;
 	return 0;

@@ -12,6 +12,18 @@
  * Readers accept every msgpack form of a value (an int in any width, a
  * str in fixstr/str8/16/32, an array in fixarray/array16/32), as the
  * reference decoders built on msgpack-c do.
+ *
+ * The project's msgpack paths, and why more than one:
+ *   read, untrusted (frames and changes from peers): this cursor, behind
+ *       mpscan for a whole frame body;
+ *   read, for error codes only: change_decode_ref (msgpack-c behind
+ *       mpscan) names the reason a change the cursor refused is wrong,
+ *       and is the fuzz harness's oracle for the fast decoder;
+ *   read, the store's own small tables (peers, quarantine, audit): mpbuf.h
+ *       over msgpack-c, behind mpscan (a damaged store is refused, not
+ *       trusted);
+ *   write: mpwrite.h everywhere but store/apply.c's quarantine entries,
+ *       which still go through mpbuf.h's msgpack-c packer.
  */
 #ifndef NBX_MPREAD_H
 #define NBX_MPREAD_H

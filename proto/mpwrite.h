@@ -99,6 +99,19 @@ mpwrite_byte(struct mpwrite *w, uint8_t v)
 	w->b->len++;
 }
 
+/* n bytes as they are (msgpack the caller has already encoded). */
+static inline void
+mpwrite_raw(struct mpwrite *w, const void *v, size_t n)
+{
+	uint8_t *p = mpwrite__room(w, n);
+
+	if (p == NULL)
+		return;
+	if (n)
+		memcpy(p, v, n);
+	w->b->len += n;
+}
+
 static inline void
 mpwrite_nil(struct mpwrite *w)
 {
@@ -171,6 +184,19 @@ mpwrite_str(struct mpwrite *w, struct nbx_str s)
 	if (s.n)
 		memcpy(p + hdr, s.p, s.n);
 	w->b->len += hdr + s.n;
+}
+
+/* A bin of n bytes (bin 8/16/32, as msgpack-c's msgpack_pack_bin). */
+static inline void
+mpwrite_bin(struct mpwrite *w, const void *v, uint32_t n)
+{
+	if (n < 256)
+		mpwrite__tagged(w, 0xc4, n, 1);
+	else if (n < 65536)
+		mpwrite__tagged(w, 0xc5, n, 2);
+	else
+		mpwrite__tagged(w, 0xc6, n, 4);
+	mpwrite_raw(w, v, n);
 }
 
 /* A value: nil, bool, int64 or str. */

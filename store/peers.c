@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "mpbuf.h"
+#include "mpwrite.h"
 #include "nbx_err.h"
 #include "store_int.h"
 
@@ -35,21 +36,23 @@ int
 store_peer_put(struct store *st, const struct store_peer *p)
 {
 	struct peer_args x = { st, p, { 0 }, { 0 } };
-	msgpack_packer pk;
+	struct mpwrite w;
 	int rc;
 
 	if (!nbx_node_id_valid(p->id) || p->address.n == 0 ||
 	    p->address.n > ADDRESS_MAX)
 		return NBX_EINVAL;
 	nbx_buf_init(&x.b, 512);
-	nbx_mp_packer_init(&pk, &x.b);
-	if (msgpack_pack_array(&pk, 2) != 0 ||
-	    nbx_mp_pack_str(&pk, p->address) != 0 ||
-	    (p->has_pin ? (msgpack_pack_bin(&pk, 32) != 0 ||
-	    msgpack_pack_bin_body(&pk, p->pin, 32) != 0) :
-	    msgpack_pack_nil(&pk) != 0)) {
+	mpwrite_init(&w, &x.b);
+	mpwrite_array(&w, 2);
+	mpwrite_str(&w, p->address);
+	if (p->has_pin)
+		mpwrite_bin(&w, p->pin, 32);
+	else
+		mpwrite_nil(&w);
+	if (w.err != 0) {
 		nbx_buf_fini(&x.b);
-		return NBX_ENOMEM;
+		return w.err;
 	}
 	rc = store__write(st, peer_put_txn, &x);
 	nbx_buf_fini(&x.b);

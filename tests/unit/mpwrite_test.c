@@ -131,6 +131,25 @@ Test(mpwrite, strings_and_arrays_match_msgpack_c)
 	}
 }
 
+Test(mpwrite, bins_and_raw_bytes_match_msgpack_c)
+{
+	static char bytes[70000];
+	const uint32_t lens[] = { 0, 1, 32, 255, 256, 65535, 65536, 69999 };
+
+	memset(bytes, 0xab, sizeof(bytes));
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		struct pair p;
+
+		pair_init(&p);
+		msgpack_pack_bin(&p.pk, lens[i]);
+		msgpack_pack_bin_body(&p.pk, bytes, lens[i]);
+		msgpack_pack_nil(&p.pk);
+		mpwrite_bin(&p.w, bytes, lens[i]);
+		mpwrite_raw(&p.w, "\xc0", 1);
+		pair_check(&p, "bin", lens[i]);
+	}
+}
+
 Test(mpwrite, scalars_match_msgpack_c)
 {
 	struct pair p;
