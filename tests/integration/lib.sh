@@ -112,6 +112,18 @@ nbx_nodes() {
 	done
 }
 
+# nbx_mesh NAME...: nbx_nodes for each, every pair peered both ways, all
+# started
+nbx_mesh() {
+	nbx_nodes "$@"
+	for _a in "$@"; do
+		for _b in "$@"; do
+			[ "$_a" = "$_b" ] || nbx_peer "$_a" "$_b"
+		done
+	done
+	for _a in "$@"; do nbx_start "$_a"; done
+}
+
 # nbx_peer NAME PEER: a static peer entry in NAME's config
 nbx_peer() {
 	cat >>"$T/$1/nbx.conf" <<CONF
@@ -293,35 +305,38 @@ digests_agree() {
 	[ -n "$_d1" ] && [ "$_d1" = "$_d2" ]
 }
 
-# pending_on NODE COLL/ID: the nodes NODE's `erasures` lists as still
-# pending for that record, comma-separated ("none" if it lists no such
-# erasure)
-pending_on() {
+# erasure_nodes NODE COLL/ID pending|receipts: the nodes NODE's
+# `erasures` lists for that record as still pending, or whose receipt it
+# holds; comma-separated, "none" if it lists no such erasure
+erasure_nodes() {
 	ctl "$1" erasures --json | python3 -c '
 import json, sys
-want = sys.argv[1]
+want, what = sys.argv[1], sys.argv[2]
 for l in sys.stdin:
     if not l.strip():
         continue
     e = json.loads(l)
     if "%s/%s" % (e.get("collection"), e.get("id")) == want:
-        print(",".join(sorted(e.get("pending", []))))
+        ns = e.get(what, [])
+        print(",".join(sorted(n if what == "pending" else n["node"]
+                              for n in ns)))
         break
 else:
-    print("none")' "$2"
+    print("none")' "$2" "$3"
 }
+pending_on() { erasure_nodes "$1" "$2" pending; }
+confirmed_on() { erasure_nodes "$1" "$2" receipts; }
 
-# confirmed_on NODE COLL/ID: the nodes whose receipt NODE holds for that
-# erasure, comma-separated
-confirmed_on() {
-	ctl "$1" erasures --json | python3 -c '
-import json, sys
-want = sys.argv[1]
-for l in sys.stdin:
-    if not l.strip():
-        continue
-    e = json.loads(l)
-    if "%s/%s" % (e.get("collection"), e.get("id")) == want:
-        print(",".join(sorted(r["node"] for r in e.get("receipts", []))))
-        break' "$2"
+# answered_case A B C ID: A writes case A:ID for audience A, B, C; C
+# answers it (status=accepted, writers = audience); waits until C has the
+# case and A and B the answer
+answered_case() {
+	ctl "$1" put case "$1:$4" --audience "$1,$2,$3" pseudonym=P >/dev/null ||
+	    fail "put on $1"
+	wait_until 20 "$3 got $1:$4" has_field "$3" case "$1:$4" pseudonym P
+	ctl "$3" put case "$1:$4" status=accepted >/dev/null || fail "put on $3"
+	for _n in "$1" "$2"; do
+		wait_until 20 "$_n got $3's answer" has_field "$_n" case "$1:$4" \
+		    status accepted
+	done
 }

@@ -1,5 +1,5 @@
 #!/bin/sh
-# A rebuilt node gets its own records back (issue 22, 2).  A mesh ee, lv,
+# A rebuilt node gets its own records back.  A mesh ee, lv,
 # fi; ee's case, with an answer fi wrote into it (writers = audience).  ee
 # is stopped, its data directory removed, and started again: it takes the
 # case back whole from its peers (its own fields and fi's), quarantines
@@ -8,18 +8,8 @@
 . "$(dirname "$0")/lib.sh"
 
 nbx_ca
-nbx_nodes ee lv fi
-nbx_peer ee lv; nbx_peer ee fi
-nbx_peer lv ee; nbx_peer lv fi
-nbx_peer fi ee; nbx_peer fi lv
-for n in ee lv fi; do nbx_start $n; done
-
-ctl ee put case ee:c1 --audience ee,lv,fi pseudonym=P >/dev/null
-wait_until 20 "fi got c1" has_field fi case ee:c1 pseudonym P
-ctl fi put case ee:c1 status=accepted >/dev/null
-for n in ee lv; do
-	wait_until 20 "$n got fi's answer" has_field $n case ee:c1 status accepted
-done
+nbx_mesh ee lv fi
+answered_case ee lv fi c1
 ctl ee put service ee:s1 name="A shelter" kind=shelter >/dev/null
 wait_until 20 "lv got s1" has_field lv service ee:s1 name "A shelter"
 wait_until 20 "fi got s1" has_field fi service ee:s1 name "A shelter"

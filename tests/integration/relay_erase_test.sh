@@ -1,5 +1,5 @@
 #!/bin/sh
-# Erasure receipts come back through a relay (issue 22, 1).  A line
+# Erasure receipts come back through a relay.  A line
 # ee - lv - lt, all online; a case whose audience is all three reaches lt
 # through lv, and lt never writes to it, so lt never discloses anything of
 # it to lv.  Erased on ee, lt purges and its receipt goes back to lv
