@@ -122,8 +122,15 @@ sync__egress_filter(const struct policy *pol, const struct crdt_record *r,
 			data |= keep[i];
 			break;
 		case CHANGE_AUDIENCE:
-			keep[i] = or_disclosed(nbx_audience_has(&r->aud, peer),
-			    disclosed, &ask);
+			/*
+			 * To its members, and to every node that held the
+			 * record: this is how a removed node learns it was
+			 * removed.  A relay may not have disclosed the record
+			 * to it (or lost the log of it when rebuilt), but the
+			 * creator's pending revocation receipt names it.
+			 */
+			keep[i] = or_disclosed(nbx_audience_has(&r->aud, peer) ||
+			    receipts_name(r, peer), disclosed, &ask);
 			data |= keep[i];
 			break;
 		case CHANGE_ERASE:
