@@ -253,8 +253,14 @@ add_record(struct store_rtxn *t, const struct policy *pol,
 	if (go == 0)
 		goto out;
 	for (size_t i = 0; i < k.n; i++) {
-		/* the peer made it, so the peer has it (store.h: resync) */
-		if (omit_own && nbx_str_eq(e->rec[i].origin, peer))
+		/*
+		 * The peer made it, so the peer has it (store.h: resync);
+		 * not a value of the peer's the creator re-stamped with a
+		 * new audience (crdt_record_restamp): that copy it lacks.
+		 */
+		if (omit_own && nbx_str_eq(e->rec[i].origin, peer) &&
+		    (e->rec[i].aud.n == 0 ||
+		    nbx_str_eq(e->rec[i].aud.origin, peer)))
 			e->keep[i] = 0;
 		if (!e->keep[i])
 			continue;

@@ -292,6 +292,63 @@ Test(session, a_removed_node_learns_it_through_a_rebuilt_relay)
 	node_close(&lt);
 }
 
+/* The audience version n's copy of (id, field) is stamped with. */
+static uint64_t
+stamp_of(struct node *n, const char *id, const char *field)
+{
+	struct store_rtxn *t;
+	struct crdt_record r;
+	const struct crdt_reg *g;
+	uint64_t h = 0;
+
+	cr_assert_eq(store_rtxn_begin(n->st, &t), 0);
+	if (store_record_get(t, nbx_str_c("t"), nbx_str_c(id), &r) == 0 &&
+	    (g = crdt_record_find(&r, nbx_str_c(field),
+	    (struct nbx_str){ "", 0 })) != NULL)
+		h = g->aud.hlc;
+	crdt_record_fini(&r);
+	store_rtxn_end(t);
+	return h;
+}
+
+/*
+ * lv answers ee's case; ee widens the audience and re-stamps lv's answer
+ * with it.  That copy goes back to lv too, although lv wrote the value:
+ * lv lacks the new stamp, and without it the pair never agrees.
+ */
+Test(session, a_writer_gets_its_value_back_restamped)
+{
+	struct node ee, lv;
+	struct link l;
+	uint8_t x[32], y[32];
+	uint64_t nr, nc;
+
+	node_open(&ee, "ee");
+	node_open(&lv, "lv");
+	put_aud(&ee, "ee:1", T0, 2, "ee", "lv");
+	link_open(&l, &ee, &lv, NULL, T0);
+	run1(&l, T0);
+	put(&lv, "ee:1", "status", "a", T0 + 10);
+	cr_assert_eq(sync_session_pump(l.s[1], T0 + 10), 0);
+	run1(&l, T0 + 10);
+	put_aud(&ee, "ee:1", T0 + 20, 3, "ee", "fi", "lv");
+	cr_assert_eq(sync_session_pump(l.s[0], T0 + 20), 0);
+	run1(&l, T0 + 20);
+	assert_same(&ee, &lv, "ee:1", "status", NULL);
+	cr_assert_geq(stamp_of(&ee, "ee:1", "status"), HLC_MAKE(T0 + 20, 0),
+	    "ee re-stamped lv's value");
+	cr_assert_eq(stamp_of(&lv, "ee:1", "status"),
+	    stamp_of(&ee, "ee:1", "status"), "lv holds the re-stamped copy");
+	cr_assert_eq(store_pair_digest(ee.st, pol, nbx_str_c("lv"), x, &nr,
+	    &nc), 0);
+	cr_assert_eq(store_pair_digest(lv.st, pol, nbx_str_c("ee"), y, &nr,
+	    &nc), 0);
+	cr_assert_eq(memcmp(x, y, 32), 0, "ee and lv digests differ");
+	link_close(&l);
+	node_close(&ee);
+	node_close(&lv);
+}
+
 /* ------------------------------------------------------------------ */
 /* (d) resume from the stored cursor                                   */
 /* ------------------------------------------------------------------ */
