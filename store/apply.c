@@ -470,8 +470,10 @@ aud_same(const struct nbx_audience *x, const struct nbx_audience *y)
  * that names this node as its origin, or travels under an audience this
  * node set, can be an echo of what this node made, or a forgery.  Echoes
  * are at most as new as what this node holds (and, for an audience, hold
- * the same ids); a write under an older audience of ours counts only if
- * its writer is still in our audience.
+ * the same ids).  A write under an older audience of ours is taken
+ * whether or not its writer is still in our audience: it may have been
+ * made before the writer learnt of its removal, every other member takes
+ * it, and it travels under the audience it was written under (crdt.h).
  *
  * Except for versions older than the first this store stamped itself
  * (own_since; 0: it has stamped none yet): those were made by a former
@@ -501,8 +503,6 @@ own_version_known(const struct crdt_record *r, const struct change *c,
 		k = crdt_ver_cmp(av, cur);
 		if (k > 0 || (k == 0 && !aud_same(&c->aud, &r->aud)))
 			return 0;	/* an audience of ours we never set */
-		if (k < 0 && !nbx_audience_has(&r->aud, c->origin))
-			return 0;	/* a writer no longer in our audience */
 	}
 	if (!nbx_str_eq(c->origin, self) || FORMER(c->hlc))
 		return 1;
