@@ -428,6 +428,36 @@ pending_one(void *arg, struct nbx_str peer, uint64_t time_ms)
 	return x->rc != 0;
 }
 
+/*
+ * The record's creator has just set a new audience: a pending revocation
+ * receipt for every node the old audience held and the new one does not,
+ * stamped with the new audience's version.  The creator is the one node
+ * that knows every audience a record had; the receipts carry that to
+ * every holder, so any of them can tell a removed node it was removed
+ * (egress.c sends a node a receipt names the record's audience), also a
+ * relay that never disclosed the record to it itself or lost the log of
+ * it when rebuilt from empty.  A removed node that learns of its removal
+ * answers with its own receipt, done.  0 or NBX_ENOMEM.
+ */
+static int
+revoke_removed(struct apply *a, const struct nbx_audience *old)
+{
+	const struct nbx_audience *now = &a->r.rec.aud;
+	const char *p;
+	int rc = 0;
+
+	for (uint32_t i = 0; i < old->n && rc == 0; i++) {
+		if (nbx_audience_has(now, old->ids[i]))
+			continue;
+		/* the old ids may live in a blob the next write replaces */
+		if ((p = own_str(a, old->ids[i].p, old->ids[i].n)) == NULL)
+			return NBX_ENOMEM;
+		rc = receipt_local(a, "revoke", (struct nbx_str){ p,
+		    old->ids[i].n }, RECEIPT_PENDING, now->hlc);
+	}
+	return rc;
+}
+
 /* 1 if the two audiences hold the same ids. */
 static int
 aud_same(const struct nbx_audience *x, const struct nbx_audience *y)
@@ -440,8 +470,10 @@ aud_same(const struct nbx_audience *x, const struct nbx_audience *y)
  * that names this node as its origin, or travels under an audience this
  * node set, can be an echo of what this node made, or a forgery.  Echoes
  * are at most as new as what this node holds (and, for an audience, hold
- * the same ids); a write under an older audience of ours counts only if
- * its writer is still in our audience.
+ * the same ids).  A write under an older audience of ours is taken
+ * whether or not its writer is still in our audience: it may have been
+ * made before the writer learnt of its removal, every other member takes
+ * it, and it travels under the audience it was written under (crdt.h).
  *
  * Except for versions older than the first this store stamped itself
  * (own_since; 0: it has stamped none yet): those were made by a former
@@ -471,8 +503,6 @@ own_version_known(const struct crdt_record *r, const struct change *c,
 		k = crdt_ver_cmp(av, cur);
 		if (k > 0 || (k == 0 && !aud_same(&c->aud, &r->aud)))
 			return 0;	/* an audience of ours we never set */
-		if (k < 0 && !nbx_audience_has(&r->aud, c->origin))
-			return 0;	/* a writer no longer in our audience */
 	}
 	if (!nbx_str_eq(c->origin, self) || FORMER(c->hlc))
 		return 1;
@@ -542,6 +572,7 @@ apply_one(struct apply *a, const struct change *in, struct store_outcome *out)
 	const struct pol_field *pf = NULL;
 	int remote = a->peer.n > 0, changed = 0, rc;
 	struct crdt_ver excl_before, erase_before;
+	struct nbx_audience aud_before;
 
 	change_copy(&c, in);
 	memset(out, 0, sizeof(*out));
@@ -631,10 +662,15 @@ apply_one(struct apply *a, const struct change *in, struct store_outcome *out)
 		    a->st->max_drift_ms);
 	erase_before = a->r.rec.erase;
 	excl_before = a->r.rec.excl;
+	if (!remote && c.kind == CHANGE_AUDIENCE)
+		nbx_aud_copy(&aud_before, &a->r.rec.aud);
 	if ((rc = crdt_record_merge(&a->r.rec, &c, a->self, &changed)) != 0)
 		return rc;
-	if (changed && !remote && c.kind == CHANGE_AUDIENCE)
+	if (changed && !remote && c.kind == CHANGE_AUDIENCE) {
 		crdt_record_restamp(&a->r.rec, a->self);
+		if ((rc = revoke_removed(a, &aud_before)) != 0)
+			return rc;
+	}
 	/* the receipt follows the purge's greatest version */
 	if (changed && a->r.rec.erased &&
 	    crdt_ver_cmp(a->r.rec.erase, erase_before) != 0 &&

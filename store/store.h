@@ -103,7 +103,9 @@ enum {
  * (or under an audience this node set) is refused (NBX_EPEER) unless this
  * node holds that version already, or the version is older than any this
  * store stamped itself: a store rebuilt from empty takes its former
- * versions back from its peers.
+ * versions back from its peers.  A local AUDIENCE change that removes
+ * nodes also records a pending "revoke" receipt for each of them (the
+ * way every holder of the record knows whom to tell of the removal).
  *
  * Every change that alters state gets the next seq and puts its record at
  * that seq in the log; one that alters nothing gets no seq.  out[i] tells

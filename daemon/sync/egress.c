@@ -122,8 +122,15 @@ sync__egress_filter(const struct policy *pol, const struct crdt_record *r,
 			data |= keep[i];
 			break;
 		case CHANGE_AUDIENCE:
-			keep[i] = or_disclosed(nbx_audience_has(&r->aud, peer),
-			    disclosed, &ask);
+			/*
+			 * To its members, and to every node that held the
+			 * record: this is how a removed node learns it was
+			 * removed.  A relay may not have disclosed the record
+			 * to it (or lost the log of it when rebuilt), but the
+			 * creator's pending revocation receipt names it.
+			 */
+			keep[i] = or_disclosed(nbx_audience_has(&r->aud, peer) ||
+			    receipts_name(r, peer), disclosed, &ask);
 			data |= keep[i];
 			break;
 		case CHANGE_ERASE:
@@ -246,8 +253,14 @@ add_record(struct store_rtxn *t, const struct policy *pol,
 	if (go == 0)
 		goto out;
 	for (size_t i = 0; i < k.n; i++) {
-		/* the peer made it, so the peer has it (store.h: resync) */
-		if (omit_own && nbx_str_eq(e->rec[i].origin, peer))
+		/*
+		 * The peer made it, so the peer has it (store.h: resync);
+		 * not a value of the peer's the creator re-stamped with a
+		 * new audience (crdt_record_restamp): that copy it lacks.
+		 */
+		if (omit_own && nbx_str_eq(e->rec[i].origin, peer) &&
+		    (e->rec[i].aud.n == 0 ||
+		    nbx_str_eq(e->rec[i].aud.origin, peer)))
 			e->keep[i] = 0;
 		if (!e->keep[i])
 			continue;

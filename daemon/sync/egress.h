@@ -65,8 +65,10 @@ int sync__egress_batch(struct store *st, const struct policy *pol,
  * and the store need not be asked.
  *   FIELD/ELEM: a known field of the right kind whose value policy_may_send
  *               permits (never a local field);
- *   AUDIENCE:   P is in r's audience, or was disclosed r before (that is
- *               how a removed node learns it was removed);
+ *   AUDIENCE:   P is in r's audience, was disclosed r before, or is
+ *               named by one of r's receipts (the creator's pending
+ *               revocation names each node it removed): that is how a
+ *               removed node learns it was removed, from any holder;
  *   STATE:      something else of r goes to P now, or P was disclosed r;
  *   ERASE:      P was disclosed r, or the collection has a region field
  *               (every peer may then hold part of it);

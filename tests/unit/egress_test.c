@@ -206,6 +206,46 @@ Test(egress, erasure_receipt_goes_back_to_the_relay_it_came_through)
 }
 
 /*
+ * The creator removed lt from its case and left a pending revocation
+ * receipt naming it.  A relay that never disclosed the case to lt (or
+ * lost the log of it when rebuilt) still sends lt the new audience, and
+ * nothing else of it: that is how lt learns it was removed.  A node no
+ * receipt names gets neither.
+ */
+Test(egress, audience_goes_to_a_node_a_revocation_names)
+{
+	struct policy *pp = NULL;
+	struct filt f;
+	struct change cs[3];
+	char err[256];
+
+	cr_assert_eq(policy_load_string(PRIVATE_SCHEMA, "private", &pp, err,
+	    sizeof(err)), 0, "%s", err);
+	cs[0] = stamped(test_change(CHANGE_AUDIENCE, "ee:1", NULL), 5);
+	cs[0].aud.hlc = cs[0].hlc;
+	cs[0].aud.origin = cs[0].origin;
+	cs[0].aud.n = 2;
+	cs[0].aud.ids[0] = nbx_str_c("ee");
+	cs[0].aud.ids[1] = nbx_str_c("lv");
+	cs[1] = stamped(test_str("ee:1", "secret", "s"), 6);
+	cs[1].aud = cs[0].aud;
+	cs[2] = stamped(test_change(CHANGE_RECEIPT, "ee:1", "revoke"), 5);
+	cs[2].elem = nbx_str_c("lt");
+	cs[2].val.t = NBX_V_INT;
+	cs[2].val.i = RECEIPT_PENDING;
+	filt_build(&f, "p", cs, 3);
+	cr_assert_eq(sync__egress_filter(pp, &f.r, f.chs, f.n, 0,
+	    nbx_str_c("lt"), f.keep), 2);
+	cr_assert_eq(verdict(&f, CHANGE_AUDIENCE, NULL), 1);
+	cr_assert_eq(verdict(&f, CHANGE_FIELD, "secret"), 0);
+	cr_assert_eq(verdict(&f, CHANGE_RECEIPT, NULL), 1);
+	cr_assert_eq(sync__egress_filter(pp, &f.r, f.chs, f.n, 0,
+	    nbx_str_c("fi"), f.keep), 0);
+	crdt_record_fini(&f.r);
+	policy_free(pp);
+}
+
+/*
  * With `disclosed` unknown, the filter either asks for it or gives the
  * verdicts that both answers give.  Random records of both schemas (a
  * collection with region fields and one without): audiences with and

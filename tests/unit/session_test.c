@@ -233,6 +233,122 @@ Test(session, narrowing_the_audience_purges_the_removed_node)
 	node_close(&lv);
 }
 
+/*
+ * Line ee - fi - lt.  ee got lt's case through fi; fi is then rebuilt
+ * from empty and takes the case back from ee first, so it has disclosed
+ * nothing of it to ee (nor remembers that it once did).  lt then removes
+ * ee: the creator's pending revocation receipt names ee, and fi tells ee
+ * through it, so ee purges the value and answers that it has.
+ */
+Test(session, a_removed_node_learns_it_through_a_rebuilt_relay)
+{
+	struct node ee, fi, lt;
+	struct link l1, l2, *ls[2] = { &l1, &l2 };
+	struct store_rtxn *t;
+	struct crdt_record r;
+	const struct crdt_receipt *x;
+	char v[256];
+
+	node_open(&ee, "ee");
+	node_open(&fi, "fi");
+	node_open(&lt, "lt");
+	put(&lt, "lt:1", "name", "case 1", T0);
+	put_aud(&lt, "lt:1", T0, 3, "ee", "fi", "lt");
+	put(&lt, "lt:1", "secret", "RELAY-WIPE-CANARY", T0);
+	link_open(&l1, &ee, &fi, NULL, T0);
+	link_open(&l2, &fi, &lt, NULL, T0);
+	run(ls, 2, T0, 1000);
+	cr_assert(get(&ee, "lt:1", "secret", NULL, v, sizeof(v)));
+	link_close(&l1);
+	link_close(&l2);
+
+	node_rebuild(&fi);
+	link_open(&l1, &ee, &fi, NULL, T0 + 10);
+	run1(&l1, T0 + 10);
+	cr_assert(get(&fi, "lt:1", "secret", NULL, v, sizeof(v)),
+	    "the rebuilt relay took the case back from ee");
+	link_open(&l2, &fi, &lt, NULL, T0 + 10);
+	run(ls, 2, T0 + 10, 1000);
+
+	put_aud(&lt, "lt:1", T0 + 20, 2, "fi", "lt");
+	cr_assert_eq(sync_session_pump(l2.s[1], T0 + 20), 0);
+	run(ls, 2, T0 + 20, 1000);
+	assert_absent(&ee, "lt:1", "secret");
+	assert_same(&fi, &lt, "lt:1", "secret", NULL);
+	assert_same(&ee, &lt, "lt:1", "name", NULL);
+	cr_assert_eq(aud_size(&ee, "lt:1"), 2, "ee knows the new audience");
+	/* ee's own receipt says it purged; the creator's named it */
+	cr_assert_eq(store_rtxn_begin(ee.st, &t), 0);
+	cr_assert_eq(store_record_get(t, nbx_str_c("t"), nbx_str_c("lt:1"),
+	    &r), 0);
+	x = crdt_record_receipt(&r, nbx_str_c("revoke"), nbx_str_c("ee"));
+	cr_assert(x != NULL && x->state == RECEIPT_DONE);
+	crdt_record_fini(&r);
+	store_rtxn_end(t);
+	link_close(&l1);
+	link_close(&l2);
+	node_close(&ee);
+	node_close(&fi);
+	node_close(&lt);
+}
+
+/* The audience version n's copy of (id, field) is stamped with. */
+static uint64_t
+stamp_of(struct node *n, const char *id, const char *field)
+{
+	struct store_rtxn *t;
+	struct crdt_record r;
+	const struct crdt_reg *g;
+	uint64_t h = 0;
+
+	cr_assert_eq(store_rtxn_begin(n->st, &t), 0);
+	if (store_record_get(t, nbx_str_c("t"), nbx_str_c(id), &r) == 0 &&
+	    (g = crdt_record_find(&r, nbx_str_c(field),
+	    (struct nbx_str){ "", 0 })) != NULL)
+		h = g->aud.hlc;
+	crdt_record_fini(&r);
+	store_rtxn_end(t);
+	return h;
+}
+
+/*
+ * lv answers ee's case; ee widens the audience and re-stamps lv's answer
+ * with it.  That copy goes back to lv too, although lv wrote the value:
+ * lv lacks the new stamp, and without it the pair never agrees.
+ */
+Test(session, a_writer_gets_its_value_back_restamped)
+{
+	struct node ee, lv;
+	struct link l;
+	uint8_t x[32], y[32];
+	uint64_t nr, nc;
+
+	node_open(&ee, "ee");
+	node_open(&lv, "lv");
+	put_aud(&ee, "ee:1", T0, 2, "ee", "lv");
+	link_open(&l, &ee, &lv, NULL, T0);
+	run1(&l, T0);
+	put(&lv, "ee:1", "status", "a", T0 + 10);
+	cr_assert_eq(sync_session_pump(l.s[1], T0 + 10), 0);
+	run1(&l, T0 + 10);
+	put_aud(&ee, "ee:1", T0 + 20, 3, "ee", "fi", "lv");
+	cr_assert_eq(sync_session_pump(l.s[0], T0 + 20), 0);
+	run1(&l, T0 + 20);
+	assert_same(&ee, &lv, "ee:1", "status", NULL);
+	cr_assert_geq(stamp_of(&ee, "ee:1", "status"), HLC_MAKE(T0 + 20, 0),
+	    "ee re-stamped lv's value");
+	cr_assert_eq(stamp_of(&lv, "ee:1", "status"),
+	    stamp_of(&ee, "ee:1", "status"), "lv holds the re-stamped copy");
+	cr_assert_eq(store_pair_digest(ee.st, pol, nbx_str_c("lv"), x, &nr,
+	    &nc), 0);
+	cr_assert_eq(store_pair_digest(lv.st, pol, nbx_str_c("ee"), y, &nr,
+	    &nc), 0);
+	cr_assert_eq(memcmp(x, y, 32), 0, "ee and lv digests differ");
+	link_close(&l);
+	node_close(&ee);
+	node_close(&lv);
+}
+
 /* ------------------------------------------------------------------ */
 /* (d) resume from the stored cursor                                   */
 /* ------------------------------------------------------------------ */

@@ -395,6 +395,108 @@ Test(store, local_write_rules)
 	test_rmdir(dir);
 }
 
+/*
+ * The creator narrowing a record's audience leaves a pending revocation
+ * receipt for each node it removed, stamped with the new audience's
+ * version, and none for a node it kept or added: the receipts are how
+ * every holder of the record knows whom to tell (egress.c).
+ */
+Test(store, narrowing_leaves_a_pending_revocation_for_each_removed_node)
+{
+	char *dir = test_tmpdir();
+	struct policy *pol = test_policy();
+	struct store *st = open_store(dir, "ee", 0);
+	struct store_outcome out[2];
+	struct change b[2];
+	struct nbx_str none = { 0 };
+	struct store_rtxn *t;
+	struct crdt_record r;
+	const struct crdt_receipt *x;
+
+	b[0] = test_change(CHANGE_AUDIENCE, "ee:1", NULL);
+	b[0].aud.n = 3;
+	b[0].aud.ids[0] = nbx_str_c("ee");
+	b[0].aud.ids[1] = nbx_str_c("fi");
+	b[0].aud.ids[2] = nbx_str_c("lv");
+	b[1] = test_change(CHANGE_AUDIENCE, "ee:1", NULL);
+	b[1].aud.n = 2;
+	b[1].aud.ids[0] = nbx_str_c("ee");
+	b[1].aud.ids[1] = nbx_str_c("lt");
+	/* two batches: the old audience's ids come from the stored blob */
+	cr_assert_eq(store_apply(st, pol, &b[0], 1, none, NULL, NOW, 0, out),
+	    0);
+	cr_assert_eq(store_apply(st, pol, &b[1], 1, none, NULL, NOW, 0, out),
+	    0);
+	cr_assert_eq(out[0].status, STORE_APPLIED);
+	cr_assert_eq(store_rtxn_begin(st, &t), 0);
+	cr_assert_eq(store_record_get(t, nbx_str_c("t"), nbx_str_c("ee:1"),
+	    &r), 0);
+	cr_assert_eq(r.nrcpt, 2);
+	for (int i = 0; i < 2; i++) {
+		x = crdt_record_receipt(&r, nbx_str_c("revoke"),
+		    nbx_str_c(i ? "lv" : "fi"));
+		cr_assert(x != NULL && x->state == RECEIPT_PENDING);
+		cr_assert_eq(x->ver.hlc, out[0].hlc);
+		cr_assert(nbx_str_eq(x->ver.origin, nbx_str_c("ee")));
+	}
+	crdt_record_fini(&r);
+	store_rtxn_end(t);
+	store_close(st);
+	policy_free(pol);
+	test_rmdir(dir);
+}
+
+/*
+ * lv writes ee's case under the audience ee,lv before it learns that ee
+ * removed it.  Every other member takes that write (it travels under the
+ * audience it was written under), so the creator must too, or their
+ * copies never agree.
+ */
+Test(store, creator_takes_a_write_made_under_its_older_audience)
+{
+	char *dir = test_tmpdir();
+	struct policy *pol = test_policy();
+	struct store *st = open_store(dir, "ee", 0);
+	struct store_outcome out[1];
+	struct change c;
+	struct nbx_str none = { 0 };
+	struct store_meta m;
+
+	c = test_change(CHANGE_AUDIENCE, "ee:1", NULL);
+	c.aud.n = 2;
+	c.aud.ids[0] = nbx_str_c("ee");
+	c.aud.ids[1] = nbx_str_c("lv");
+	cr_assert_eq(store_apply(st, pol, &c, 1, none, NULL, NOW, 0, out), 0);
+	cr_assert_eq(out[0].status, STORE_APPLIED);
+	c.aud.hlc = out[0].hlc;
+	c.aud.origin = nbx_str_c("ee");
+	{
+		struct change n = test_change(CHANGE_AUDIENCE, "ee:1", NULL);
+
+		n.aud.n = 1;
+		n.aud.ids[0] = nbx_str_c("ee");
+		cr_assert_eq(store_apply(st, pol, &n, 1, none, NULL, NOW + 1,
+		    0, out), 0);
+		cr_assert_eq(out[0].status, STORE_APPLIED);
+	}
+	/* lv's write, stamped after the narrowing, under the old audience */
+	c.kind = CHANGE_FIELD;
+	c.field = nbx_str_c("status");
+	c.val.t = NBX_V_STR;
+	c.val.s = nbx_str_c("a");
+	c.hlc = HLC_MAKE(NOW + 2, 0);
+	c.origin = nbx_str_c("lv");
+	cr_assert_eq(store_apply(st, pol, &c, 1, nbx_str_c("lv"), NULL,
+	    NOW + 2, 0, out), 0);
+	cr_assert_eq(out[0].status, STORE_APPLIED, "%s",
+	    nbx_strerror(out[0].err));
+	cr_assert_eq(store_meta_get(st, &m), 0);
+	cr_assert_eq(m.quarantined, 0);
+	store_close(st);
+	policy_free(pol);
+	test_rmdir(dir);
+}
+
 /* The pair digest sees region fields and shared audience fields only. */
 Test(store, pair_digest_covers_exactly_what_both_may_hold)
 {
