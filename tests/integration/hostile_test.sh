@@ -164,15 +164,18 @@ answered=$(grep -a -c '^<<< TLS 1.3, Handshake \[length 0005\], KeyUpdate' "$T/k
 [ "$sent" -ge 1 ] || fail "keyupdate: s_client sent no KeyUpdate: $(tail -n 5 "$T/ku.out")"
 [ "$answered" -ge 1 ] || fail "keyupdate: ee answered none of $sent KeyUpdates"
 echo "keyupdate: s_client sent $sent KeyUpdates, ee answered $answered before the close"
+# s_client sends no nbx frame: it ends the session when its input ends,
+# or, on a machine slow enough that its input outlasts dead_after_ms, ee
+# drops it as a silent peer first; either is a clean end
 wait_until 5 "ee logs the end of the KeyUpdate session" sh -c \
-    "tail -n +$((lines + 1)) '$LOG' | grep -q '\[rg\] disconnected: peer closed the session'"
+    "tail -n +$((lines + 1)) '$LOG' | grep -q -E '\[rg\] disconnected: (peer closed the session|dead link)'"
 if tail -n +$((lines + 1)) "$LOG" | grep -q '\[rg\] session error'; then
 	fail "keyupdate: ee saw a session error"
 fi
 responsive ee "after a KeyUpdate storm"
 [ "$(session ee lv)" = "$LV0" ] || fail "keyupdate: lv's session changed"
 genuine_syncs "a KeyUpdate storm"
-ok "KeyUpdate storm (openssl s_client as rg): $sent sent, $answered answered, session kept"
+ok "KeyUpdate storm (openssl s_client as rg): $sent sent, $answered answered, no session error"
 
 # Nothing any rogue sent is anywhere in ee's store.
 if q ee list service --format csv 2>/dev/null | grep -q '^rg:'; then
