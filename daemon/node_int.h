@@ -13,6 +13,7 @@
 
 #include "change.h"
 #include "config.h"
+#include "log.h"
 #include "node.h"
 #include "policy.h"
 #include "session.h"
@@ -137,6 +138,35 @@ int conn__self_connected(const uv_tcp_t *tcp);
 
 /* node_ctl.c */
 json_t *node__control(void *arg, json_t *req);
+
+/*
+ * The control commands kept in files of their own (the table in
+ * node_ctl.c names them): each takes the request and returns its reply,
+ * never NULL: {"ok": true, ...} or ctl_error's.
+ */
+json_t *node__cmd_import(struct node *n, json_t *req);		/* node_import.c */
+json_t *node__cmd_status(struct node *n, json_t *req);		/* node_status.c */
+json_t *node__cmd_peer_list(struct node *n, json_t *req);
+json_t *node__cmd_quarantine(struct node *n, json_t *req);	/* node_audit.c */
+json_t *node__cmd_audit(struct node *n, json_t *req);
+json_t *node__cmd_erasures(struct node *n, json_t *req);
+json_t *node__cmd_metrics(struct node *n, json_t *req);	/* node_metrics.c */
+json_t *node__cmd_compact(struct node *n, json_t *req);	/* node_compact.c */
+json_t *node__cmd_verify(struct node *n, json_t *req);		/* node_verify.c */
+
+/* node_verify.c */
 void node__verify_free(struct node *n);
+
+/* A time (Unix ms) as ISO 8601 UTC in a reply; 0 (never) is null. */
+static inline json_t *
+node__json_time(uint64_t ms)
+{
+	char b[40];
+
+	if (ms == 0)
+		return json_null();
+	log_time_iso(ms, b, sizeof(b));
+	return json_string(b);
+}
 
 #endif
