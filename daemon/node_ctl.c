@@ -106,7 +106,7 @@ do_write(struct node *n, json_t *req, enum write_op op)
 	    "applied", (json_int_t)applied, "unchanged", (json_int_t)unchanged,
 	    "seq", (json_int_t)seq);
 	if (applied)
-		node__pump_soon(n);
+		conn__pump_soon(n);
 out:
 	free(out);
 	write_batch_fini(&b);

@@ -151,7 +151,7 @@ node__cmd_import(struct node *n, json_t *req)
 			    (json_int_t)unchanged));
 	}
 	if (applied_total)
-		node__pump_soon(n);
+		conn__pump_soon(n);
 out:
 	for (i = 0; errs && i < nw; i++)
 		free(errs[i]);

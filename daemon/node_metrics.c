@@ -81,8 +81,7 @@ node__cmd_metrics(struct node *n, json_t *req)
 	for (size_t k = 0; k < sizeof(pm) / sizeof(pm[0]); k++) {
 		metric_head(&t, pm[k].name, pm[k].type, pm[k].help);
 		for (struct peer *p = n->peers; p; p = p->next) {
-			const struct sync_stats *s = p->active && p->active->sess ?
-			    sync_session_stats(p->active->sess) : NULL;
+			const struct sync_stats *s = conn__peer_stats(p);
 			uint64_t v = 0;
 
 			switch (k) {

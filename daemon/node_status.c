@@ -25,8 +25,7 @@ peer_state(const struct peer *p)
 static json_t *
 peer_json(struct node *n, const struct peer *p, uint64_t last_seq)
 {
-	const struct sync_stats *s = p->active && p->active->sess ?
-	    sync_session_stats(p->active->sess) : NULL;
+	const struct sync_stats *s = conn__peer_stats(p);
 	char addr[300], pin[65];
 	json_t *o;
 
