@@ -1,7 +1,8 @@
 /*
- * conn.c - one peer connection: TCP from libuv, TLS 1.3 over memory BIOs,
- * and the sync session once the peer's certificate has been checked.  It
- * only moves bytes: socket -> TLS -> session (which commits to the store)
+ * conn.c - the peer connections: TCP from libuv, TLS 1.3 over memory BIOs,
+ * and the sync session once the peer's certificate has been checked; each
+ * loop turn's share of reading and pumping among them.  It only moves
+ * bytes: socket -> TLS -> session (which commits to the store)
  * -> TLS -> socket.  Not one plaintext byte is handed to the session, or
  * taken from it, before the handshake and identity check succeeded.
  */
@@ -12,12 +13,62 @@
 
 #include <openssl/crypto.h>
 
+#include "control.h"
 #include "log.h"
 #include "nbx_err.h"
 #include "node_int.h"
 
 #define WRITE_CHUNK	(256u << 10)	/* plaintext per tls_conn_write */
 #define DUPLICATE	"duplicate connection"
+#define CONN_HANDSHAKE_MS	10000	/* give up on a silent handshake */
+#define CONN_WQ_MAX		(8u << 20)	/* bytes queued in libuv */
+#define CONN_READ_CHUNK		(64u << 10)
+#define CONN_RX_TURN		(512u << 10)	/* bytes received per loop turn */
+#define CONN_PUMP_TURN		1	/* batches made per loop turn */
+#define CONN_STABLE_MS		10000	/* a session this old resets backoff */
+#define CONN_REDIAL_MS		250	/* a link up: the others dial this soon */
+#define CONN_REDIAL_EVERY_MS	1000	/* ... at most this often */
+#define CONN_CLOSE_MS		2000	/* graceful close gives up after this */
+#define CONN_REJECT_LOG_MAX	50	/* quarantine log lines per connection */
+
+enum conn_state {
+	CONN_CONNECTING = 1,	/* TCP connect in progress */
+	CONN_HANDSHAKE,		/* TLS handshake in progress */
+	CONN_ESTABLISHED,	/* identity checked, session running */
+	CONN_CLOSING,
+};
+
+/* One connection; the other files see only the pointers in struct peer. */
+struct conn {
+	struct conn *next;
+	struct node *node;
+	uv_tcp_t tcp;
+	uv_connect_t connect_req;
+	uv_getaddrinfo_t *resolving;	/* host name lookup in progress */
+	uv_shutdown_t shutdown_req;
+	struct tls_conn *tls;
+	struct sync_session *sess;
+	struct peer *peer;	/* known from the start when we dialled */
+	int outbound;
+	enum conn_state state;
+	uint64_t created_ms;
+	char addr[80];		/* remote address, for logs */
+	char *rbuf;		/* read buffer, CONN_READ_CHUNK */
+	uint8_t *pbuf;		/* plaintext scratch, CONN_READ_CHUNK */
+	uint64_t closing_ms;	/* when the graceful close began */
+	int read_paused;	/* reading stopped: our output is full */
+	int read_yield;		/* reading stopped until the next turn */
+	unsigned rejects_logged;
+};
+
+/*
+ * Kept under the names they had when other files called them: they are
+ * file statics now, reached from outside through the conn__*_all and
+ * conn__*_peer functions below.
+ */
+static void conn__close(struct conn *c, const char *why);
+static void conn__flush(struct conn *c);
+static void conn__shutdown(struct conn *c);
 
 /* A write in flight: the request and the ciphertext it sends. */
 struct wreq {
@@ -173,7 +224,7 @@ conn_end(struct conn *c, const char *why)
 	uv_close((uv_handle_t *)&c->tcp, conn_closed);
 }
 
-void
+static void
 conn__close(struct conn *c, const char *why)
 {
 	if (c->state == CONN_CLOSING)
@@ -210,7 +261,7 @@ write_done(uv_write_t *req, int status)
 }
 
 /*
- * The loop's turn has taken its share of received bytes (NODE_RX_TURN):
+ * The loop's turn has taken its share of received bytes (CONN_RX_TURN):
  * c stops reading until the next turn (conn__turn), so that a node
  * receiving from many peers at once answers its control socket, dials and
  * pings in between instead of applying every batch that is waiting.
@@ -221,7 +272,7 @@ read_yield(struct conn *c, size_t got)
 	struct node *n = c->node;
 
 	n->rx_turn += got;
-	if (n->rx_turn < NODE_RX_TURN || c->state != CONN_ESTABLISHED ||
+	if (n->rx_turn < CONN_RX_TURN || c->state != CONN_ESTABLISHED ||
 	    c->read_paused || c->read_yield)
 		return;
 	c->read_yield = 1;
@@ -285,12 +336,12 @@ send_tls_out(struct conn *c)
 
 /*
  * Streams what the session has to send: pump once (at most one batch,
- * node.c: pump_all), encrypt in large records, hand to libuv, until the
+ * pump_all), encrypt in large records, hand to libuv, until the
  * session has nothing more or libuv's queue for this peer is full (a slow
  * reader is paused here, not buffered without bound; the session's window
  * stops it producing, and the dead-link timer eventually drops it).
  */
-void
+static void
 conn__flush(struct conn *c)
 {
 	const uint8_t *p;
@@ -302,8 +353,8 @@ conn__flush(struct conn *c)
 			send_tls_out(c);
 		return;
 	}
-	if (c->node->pump_turn >= NODE_PUMP_TURN)
-		node__pump_soon(c->node);	/* this turn has made its share */
+	if (c->node->pump_turn >= CONN_PUMP_TURN)
+		conn__pump_soon(c->node);	/* this turn has made its share */
 	else {
 		uint64_t made = sync_session_stats(c->sess)->batches_out;
 
@@ -314,7 +365,7 @@ conn__flush(struct conn *c)
 		c->node->pump_turn += (unsigned)
 		    (sync_session_stats(c->sess)->batches_out - made);
 		if (sync_session_more(c->sess))
-			node__pump_soon(c->node);
+			conn__pump_soon(c->node);
 	}
 	while (rounds-- > 0 && c->state == CONN_ESTABLISHED) {
 		if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) >
@@ -351,7 +402,7 @@ shutdown_done(uv_shutdown_t *req, int status)
 /*
  * The end of a graceful close, once close_notify was handed to libuv:
  * the socket is shut down after the writes before it, then closed
- * (conn__tick gives up after CONN_CLOSE_MS).
+ * (tick gives up after CONN_CLOSE_MS).
  */
 static void
 shutdown_after_notify(struct conn *c, const char *why)
@@ -370,7 +421,7 @@ shutdown_after_notify(struct conn *c, const char *why)
  * Graceful close: what the session queued (an ERROR, say) and TLS
  * close_notify go out first, then the socket is shut down and closed.
  */
-void
+static void
 conn__shutdown(struct conn *c)
 {
 	const uint8_t *p;
@@ -556,7 +607,7 @@ read_plaintext(struct conn *c)
 		}
 	}
 	send_tls_out(c);	/* TLS may answer reads (tickets, key update) */
-	node__pump_soon(c->node);
+	conn__pump_soon(c->node);
 	read_backpressure(c);
 }
 
@@ -820,8 +871,9 @@ unread_bytes(struct conn *c)
 	    ioctl(fd, FIONREAD, &n) == 0 && n > 0;
 }
 
-void
-conn__tick(struct conn *c, uint64_t now)
+/* A timer tick for c: timeouts, pings, and what the session has to send. */
+static void
+tick(struct conn *c, uint64_t now)
 {
 	char why[96];
 	int rc;
@@ -834,7 +886,7 @@ conn__tick(struct conn *c, uint64_t now)
 		return;
 	}
 	if (c->state != CONN_ESTABLISHED) {
-		if (now - c->created_ms > NODE_HANDSHAKE_MS)
+		if (now - c->created_ms > CONN_HANDSHAKE_MS)
 			conn__close(c, "handshake timed out");
 		return;
 	}
@@ -848,4 +900,115 @@ conn__tick(struct conn *c, uint64_t now)
 		return;
 	}
 	conn__flush(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Every connection of the node                                        */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Lets every established session stream what the log gained.  Each
+ * session makes at most one batch per call (sopts.pump_batches), a loop
+ * turn at most CONN_PUMP_TURN in all (conn__flush), and one with more to
+ * send asks for another turn, so that a node streaming to many peers
+ * still reads, answers its control socket and pings in between.  Each
+ * turn another session goes first, so the share goes round.
+ */
+static void
+pump_all(struct node *n)
+{
+	unsigned i = 0, first = n->pump_rr;
+
+	if (n->pumping)
+		return;		/* a pump in progress will see the new entries */
+	n->pumping = 1;
+	/* from session pump_rr to the last, then from the first */
+	for (unsigned k = 0; k < 2; k++) {
+		i = 0;
+		for (struct conn *c = n->conns; c; c = c->next, i++)
+			if ((k == 0) == (i >= first) &&
+			    c->state == CONN_ESTABLISHED)
+				conn__flush(c);
+	}
+	n->pump_rr = first + 1 < i ? first + 1 : 0;	/* i: the conns */
+	n->pumping = 0;
+}
+
+static void
+on_more(uv_idle_t *h)
+{
+	struct node *n = h->data;
+
+	/*
+	 * A local write parsed on the thread pool goes first: its writer
+	 * waits for the reply, while the peers' batches can wait a turn
+	 * (one, so that a stream of writes never starves them).  The idle
+	 * handle stays active, so the loop polls at once and comes back.
+	 */
+	if (!n->pump_waited && ctl_parsed_waiting() > 0) {
+		n->pump_waited = 1;
+		return;
+	}
+	n->pump_waited = 0;
+	uv_idle_stop(h);
+	pump_all(n);
+}
+
+void
+conn__pump_soon(struct node *n)
+{
+	if (!n->stopping && !uv_is_active((uv_handle_t *)&n->more))
+		uv_idle_start(&n->more, on_more);
+}
+
+void
+conn__tick_all(struct node *n, uint64_t now)
+{
+	struct conn *c, *next;
+
+	for (c = n->conns; c; c = next) {
+		next = c->next;
+		tick(c, now);
+	}
+}
+
+void
+conn__recheck_all(struct node *n)
+{
+	struct conn *c, *next;
+	char why[512];
+
+	for (c = n->conns; c; c = next) {
+		next = c->next;
+		if (c->state != CONN_ESTABLISHED ||
+		    tls_ctx_verify_peer(n->tls, c->tls, why, sizeof(why)) == 0)
+			continue;
+		log_msg(LOG_WARN, c->peer ? c->peer->id : NULL, "peer no longer "
+		    "passes verification: %s", why);
+		conn__close(c, why);
+	}
+}
+
+void
+conn__shutdown_all(struct node *n)
+{
+	for (struct conn *c = n->conns; c; c = c->next)
+		conn__shutdown(c);
+}
+
+void
+conn__close_peer(struct node *n, struct peer *p, const char *why)
+{
+	for (struct conn *c = n->conns; c; c = c->next)
+		if (c->peer == p) {
+			conn__close(c, why);
+			c->peer = NULL;
+		}
+}
+
+const struct sync_stats *
+conn__peer_stats(const struct peer *p)
+{
+	return p->active && p->active->sess ?
+	    sync_session_stats(p->active->sess) : NULL;
 }

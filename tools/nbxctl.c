@@ -24,8 +24,13 @@ struct ctx {
 	const char *config;	/* -c */
 	const char *socket;	/* -s */
 	int json;		/* --json */
+	const char *verb;	/* as typed: put, delete and erase share a handler */
 };
 
+#define STR_(x)	#x
+#define STR(x)	STR_(x)
+
+/* nbxctl --help: a line for every row of verbs[] below. */
 static const char MAIN_HELP[] =
     "usage: nbxctl [-c FILE] [-s SOCKET] VERB [ARGS...]\n"
     "\n"
@@ -58,6 +63,7 @@ static const char MAIN_HELP[] =
     "  -s SOCKET  control socket path (overrides the config)\n"
     "  --json     print data as JSON\n";
 
+/* 1 if --help or -h is among the verb's arguments. */
 static int
 wants_help(int argc, char **argv)
 {
@@ -96,9 +102,9 @@ cmd_ca(struct ctx *x, int argc, char **argv)
 	char err[1024], pin[65];
 	int rc;
 
-	if (argc < 1 || wants_help(argc, argv)) {
-		fputs(CA_HELP, argc < 1 ? stderr : stdout);
-		return argc < 1 ? EXIT_USAGE : 0;
+	if (argc < 1) {
+		fputs(CA_HELP, stderr);
+		return EXIT_USAGE;
 	}
 	for (int i = 1; i < argc; i += 2) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -318,10 +324,6 @@ cmd_status(struct ctx *x, int argc, char **argv)
 	json_t *reply, *node;
 	int rc;
 
-	if (wants_help(argc, argv)) {
-		fputs(STATUS_HELP, stdout);
-		return 0;
-	}
 	if (argc > 0)
 		return cli_usage_error("status: unexpected '%s'", argv[0]);
 	if ((rc = call(x, json_pack("{s:s}", "cmd", "status"), &reply)) != 0)
@@ -362,9 +364,9 @@ cmd_peer(struct ctx *x, int argc, char **argv)
 	json_t *reply, *req;
 	int rc;
 
-	if (argc < 1 || wants_help(argc, argv)) {
-		fputs(PEER_HELP, argc < 1 ? stderr : stdout);
-		return argc < 1 ? EXIT_USAGE : 0;
+	if (argc < 1) {
+		fputs(PEER_HELP, stderr);
+		return EXIT_USAGE;
 	}
 	if (!strcmp(argv[0], "add")) {
 		const char *pin = NULL;
@@ -438,16 +440,14 @@ static const char PUT_HELP[] =
     "delete hides a record (a later put revives it); erase purges its\n"
     "values for good, everywhere it was sent.\n";
 
+/* put, delete and erase: one request built from the command line. */
 static int
-cmd_write(struct ctx *x, const char *cmd, int argc, char **argv)
+cmd_write(struct ctx *x, int argc, char **argv)
 {
+	const char *cmd = x->verb;
 	json_t *req, *fields, *reply;
 	int rc;
 
-	if (wants_help(argc, argv)) {
-		fputs(PUT_HELP, stdout);
-		return 0;
-	}
 	if (argc < 2)
 		return cli_usage_error("%s: COLL and ID are required", cmd);
 	req = json_pack("{s:s, s:s, s:s}", "cmd", cmd, "collection", argv[0],
@@ -503,7 +503,8 @@ static const char IMPORT_HELP[] =
     "  {\"collection\":\"service\",\"id\":\"ee:shelter-1\",\n"
     "   \"fields\":{\"name\":\"...\",\"languages\":[\"et\",\"ru\"]},\n"
     "   \"audience\":[\"ee\",\"lv\"]}\n"
-    "Streams any size in bounded memory, %d lines per transaction.  Each\n"
+    "Streams any size in bounded memory, " STR(IMPORT_BATCH) " lines per "
+    "transaction.  Each\n"
     "line is applied whole or not at all; a bad line is reported with its\n"
     "number and reason and the import goes on.  Ends with a summary.\n"
     "Importing the same file again changes nothing.  Exit 0 if every line\n"
@@ -522,10 +523,6 @@ cmd_import(struct ctx *x, int argc, char **argv)
 	FILE *f;
 	int rc = 0;
 
-	if (wants_help(argc, argv)) {
-		printf(IMPORT_HELP, IMPORT_BATCH);
-		return 0;
-	}
 	if (argc != 1)
 		return cli_usage_error("%s", "import FILE.jsonl (or - for stdin)");
 	f = strcmp(argv[0], "-") ? fopen(argv[0], "r") : stdin;
@@ -561,6 +558,11 @@ out:
 	return rc;
 }
 
+static const char QUARANTINE_HELP[] =
+    "usage: nbxctl quarantine [--json]\n"
+    "\n"
+    "Changes refused from peers: when, from which peer, what, and why.\n";
+
 static int
 cmd_quarantine(struct ctx *x, int argc, char **argv)
 {
@@ -568,11 +570,8 @@ cmd_quarantine(struct ctx *x, int argc, char **argv)
 	size_t i;
 	int rc;
 
-	if (wants_help(argc, argv)) {
-		puts("usage: nbxctl quarantine [--json]\n\nChanges refused from "
-		    "peers: when, from which peer, what, and why.");
-		return 0;
-	}
+	(void)argc;
+	(void)argv;
 	if ((rc = call(x, json_pack("{s:s}", "cmd", "quarantine"), &reply)) != 0)
 		return rc;
 	if (!x->json)
@@ -595,19 +594,21 @@ cmd_quarantine(struct ctx *x, int argc, char **argv)
 	return 0;
 }
 
+static const char METRICS_HELP[] =
+    "usage: nbxctl metrics\n"
+    "\n"
+    "Prometheus text exposition: peer up, lag, bytes and changes each way,\n"
+    "quarantined, records, store and map size.  Serve it with a textfile\n"
+    "collector or a small wrapper.\n";
+
 static int
 cmd_metrics(struct ctx *x, int argc, char **argv)
 {
 	json_t *reply;
 	int rc;
 
-	if (wants_help(argc, argv)) {
-		puts("usage: nbxctl metrics\n\nPrometheus text exposition: peer "
-		    "up, lag, bytes and changes each way,\nquarantined, records, "
-		    "store and map size.  Serve it with a textfile\ncollector or "
-		    "a small wrapper.");
-		return 0;
-	}
+	(void)argc;
+	(void)argv;
 	if ((rc = call(x, json_pack("{s:s}", "cmd", "metrics"), &reply)) != 0)
 		return rc;
 	fputs(ctl_str_or(reply, "text", ""), stdout);
@@ -649,11 +650,6 @@ cmd_audit(struct ctx *x, int argc, char **argv)
 	size_t i, j;
 	int rc;
 
-	if (wants_help(argc, argv)) {
-		fputs(AUDIT_HELP, stdout);
-		json_decref(req);
-		return 0;
-	}
 	for (int k = 0; k < argc; k += 2) {
 		const char *v = k + 1 < argc ? argv[k + 1] : NULL;
 
@@ -708,6 +704,13 @@ cmd_audit(struct ctx *x, int argc, char **argv)
 	return 0;
 }
 
+static const char ERASURES_HELP[] =
+    "usage: nbxctl erasures [--json]\n"
+    "\n"
+    "Every erased record this node knows: when and by whom it was erased,\n"
+    "which nodes confirmed the purge (receipts) and which are still pending.\n"
+    "A pending node gets the erasure whenever it reconnects; it never expires.\n";
+
 static int
 cmd_erasures(struct ctx *x, int argc, char **argv)
 {
@@ -715,14 +718,8 @@ cmd_erasures(struct ctx *x, int argc, char **argv)
 	size_t i, j;
 	int rc;
 
-	if (wants_help(argc, argv)) {
-		puts("usage: nbxctl erasures [--json]\n\nEvery erased record this "
-		    "node knows: when and by whom it was erased,\nwhich nodes "
-		    "confirmed the purge (receipts) and which are still pending.\n"
-		    "A pending node gets the erasure whenever it reconnects; it "
-		    "never expires.");
-		return 0;
-	}
+	(void)argc;
+	(void)argv;
 	if ((rc = call(x, json_pack("{s:s}", "cmd", "erasures"), &reply)) != 0)
 		return rc;
 	if (!x->json)
@@ -754,20 +751,22 @@ cmd_erasures(struct ctx *x, int argc, char **argv)
 	return 0;
 }
 
+static const char COMPACT_HELP[] =
+    "usage: nbxctl compact\n"
+    "\n"
+    "Rewrites the node's store without free pages (LMDB MDB_CP_COMPACT) and\n"
+    "swaps it in, so bytes of erased or purged values leave the disk.\n"
+    "nbxd pauses for the copy; it needs free disk space for the data in\n"
+    "use and refuses with a clear message when there is not enough.\n";
+
 static int
 cmd_compact(struct ctx *x, int argc, char **argv)
 {
 	json_t *reply;
 	int rc;
 
-	if (wants_help(argc, argv)) {
-		puts("usage: nbxctl compact\n\nRewrites the node's store without "
-		    "free pages (LMDB MDB_CP_COMPACT) and\nswaps it in, so bytes "
-		    "of erased or purged values leave the disk.\nnbxd pauses for "
-		    "the copy; it needs free disk space for the data in\nuse and "
-		    "refuses with a clear message when there is not enough.");
-		return 0;
-	}
+	(void)argc;
+	(void)argv;
 	if ((rc = call(x, json_pack("{s:s}", "cmd", "compact"), &reply)) != 0)
 		return rc;
 	if (x->json) {
@@ -783,20 +782,20 @@ cmd_compact(struct ctx *x, int argc, char **argv)
 	return 0;
 }
 
+static const char VERIFY_HELP[] =
+    "usage: nbxctl verify PEER [--json]\n"
+    "\n"
+    "Prints the digest of everything this node and PEER may both hold\n"
+    "(region fields, and audience fields of records whose audience holds\n"
+    "both).  Run `nbxctl verify` for this node on PEER: equal digests\n"
+    "mean the two have converged.\n";
+
 static int
 cmd_verify(struct ctx *x, int argc, char **argv)
 {
 	json_t *reply;
 	int rc;
 
-	if (wants_help(argc, argv)) {
-		puts("usage: nbxctl verify PEER [--json]\n\nPrints the digest of "
-		    "everything this node and PEER may both hold\n(region fields, "
-		    "and audience fields of records whose audience holds\nboth). "
-		    " Run `nbxctl verify` for this node on PEER: equal digests\n"
-		    "mean the two have converged.");
-		return 0;
-	}
 	if (argc != 1)
 		return cli_usage_error("%s", "verify PEER");
 	if ((rc = call(x, json_pack("{s:s, s:s}", "cmd", "verify", "peer",
@@ -816,23 +815,54 @@ cmd_verify(struct ctx *x, int argc, char **argv)
 	return 0;
 }
 
+static const char RELOAD_HELP[] = "usage: nbxctl reload\n";
+
 static int
-cmd_simple(struct ctx *x, const char *cmd, const char *done, int argc,
-    char **argv)
+cmd_reload(struct ctx *x, int argc, char **argv)
 {
 	json_t *reply;
 	int rc;
 
-	if (wants_help(argc, argv)) {
-		printf("usage: nbxctl %s\n", cmd);
-		return 0;
-	}
-	if ((rc = call(x, json_pack("{s:s}", "cmd", cmd), &reply)) != 0)
+	(void)argc;
+	(void)argv;
+	if ((rc = call(x, json_pack("{s:s}", "cmd", "reload"), &reply)) != 0)
 		return rc;
-	puts(done);
+	puts("reloaded");
 	json_decref(reply);
 	return 0;
 }
+
+/* ------------------------------------------------------------------ */
+/* Verbs                                                               */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A verb's handler gets the arguments after the verb (--json taken out)
+ * and returns the exit code: 0, EXIT_RUNTIME or EXIT_USAGE.  VERB --help
+ * (or -h) anywhere among them prints the row's help instead.
+ */
+struct verb {
+	const char *name;
+	int (*fn)(struct ctx *x, int argc, char **argv);
+	const char *help;
+};
+
+static const struct verb verbs[] = {
+	{ "ca",		cmd_ca,		CA_HELP },
+	{ "status",	cmd_status,	STATUS_HELP },
+	{ "peer",	cmd_peer,	PEER_HELP },
+	{ "put",	cmd_write,	PUT_HELP },
+	{ "delete",	cmd_write,	PUT_HELP },
+	{ "erase",	cmd_write,	PUT_HELP },
+	{ "import",	cmd_import,	IMPORT_HELP },
+	{ "quarantine",	cmd_quarantine,	QUARANTINE_HELP },
+	{ "metrics",	cmd_metrics,	METRICS_HELP },
+	{ "audit",	cmd_audit,	AUDIT_HELP },
+	{ "verify",	cmd_verify,	VERIFY_HELP },
+	{ "compact",	cmd_compact,	COMPACT_HELP },
+	{ "erasures",	cmd_erasures,	ERASURES_HELP },
+	{ "reload",	cmd_reload,	RELOAD_HELP },
+};
 
 int
 main(int argc, char **argv)
@@ -842,7 +872,7 @@ main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct ctx x = { NULL, NULL, 0 };
+	struct ctx x = { NULL, NULL, 0, NULL };
 	int c, i;
 	const char *verb;
 
@@ -871,30 +901,15 @@ main(int argc, char **argv)
 			argc--;
 			i--;
 		}
-	if (!strcmp(verb, "ca"))
-		return cmd_ca(&x, argc, argv);
-	if (!strcmp(verb, "status"))
-		return cmd_status(&x, argc, argv);
-	if (!strcmp(verb, "peer"))
-		return cmd_peer(&x, argc, argv);
-	if (!strcmp(verb, "put") || !strcmp(verb, "delete") ||
-	    !strcmp(verb, "erase"))
-		return cmd_write(&x, verb, argc, argv);
-	if (!strcmp(verb, "import"))
-		return cmd_import(&x, argc, argv);
-	if (!strcmp(verb, "quarantine"))
-		return cmd_quarantine(&x, argc, argv);
-	if (!strcmp(verb, "metrics"))
-		return cmd_metrics(&x, argc, argv);
-	if (!strcmp(verb, "audit"))
-		return cmd_audit(&x, argc, argv);
-	if (!strcmp(verb, "verify"))
-		return cmd_verify(&x, argc, argv);
-	if (!strcmp(verb, "compact"))
-		return cmd_compact(&x, argc, argv);
-	if (!strcmp(verb, "erasures"))
-		return cmd_erasures(&x, argc, argv);
-	if (!strcmp(verb, "reload"))
-		return cmd_simple(&x, "reload", "reloaded", argc, argv);
+	for (size_t k = 0; k < sizeof(verbs) / sizeof(verbs[0]); k++) {
+		if (strcmp(verb, verbs[k].name) != 0)
+			continue;
+		if (wants_help(argc, argv)) {
+			fputs(verbs[k].help, stdout);
+			return 0;
+		}
+		x.verb = verb;
+		return verbs[k].fn(&x, argc, argv);
+	}
 	return cli_usage_error("unknown verb '%s'", verb);
 }
