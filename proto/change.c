@@ -707,22 +707,6 @@ out:
 /* Comparison                                                         */
 /* ------------------------------------------------------------------ */
 
-static int
-value_eq(const struct nbx_value *a, const struct nbx_value *b)
-{
-	if (a->t != b->t)
-		return 0;
-	switch (a->t) {
-	case NBX_V_BOOL:
-	case NBX_V_INT:
-		return a->i == b->i;
-	case NBX_V_STR:
-		return nbx_str_eq(a->s, b->s);
-	default:
-		return 1;
-	}
-}
-
 int
 change_eq(const struct change *a, const struct change *b)
 {
@@ -730,7 +714,7 @@ change_eq(const struct change *a, const struct change *b)
 	    !nbx_str_eq(a->coll, b->coll) || !nbx_str_eq(a->id, b->id) ||
 	    !nbx_str_eq(a->field, b->field) ||
 	    !nbx_str_eq(a->elem, b->elem) ||
-	    !nbx_str_eq(a->origin, b->origin) || !value_eq(&a->val, &b->val))
+	    !nbx_str_eq(a->origin, b->origin) || !nbx_value_eq(&a->val, &b->val))
 		return 0;
 	if (a->aud.hlc != b->aud.hlc || a->aud.n != b->aud.n ||
 	    !nbx_str_eq(a->aud.origin, b->aud.origin))

@@ -257,6 +257,29 @@ change_same_record(const struct change *x, const struct change *y)
 	return nbx_str_eq(x->id, y->id) && nbx_str_eq(x->coll, y->coll);
 }
 
+/* 1 if `id` is in the audience's id list (a NULL audience holds none). */
+static inline int
+nbx_audience_has(const struct nbx_audience *a, struct nbx_str id)
+{
+	if (a == NULL)
+		return 0;
+	for (uint32_t i = 0; i < a->n && i < NBX_AUD_MAX; i++)
+		if (nbx_str_eq(a->ids[i], id))
+			return 1;
+	return 0;
+}
+
+/* 1 if the two values are equal: the same type and the same value. */
+static inline int
+nbx_value_eq(const struct nbx_value *a, const struct nbx_value *b)
+{
+	if (a->t != b->t)
+		return 0;
+	if (a->t == NBX_V_STR)
+		return nbx_str_eq(a->s, b->s);
+	return a->t == NBX_V_NIL || a->i == b->i;
+}
+
 /* Bytewise comparison, shorter-is-less on a common prefix: <0, 0, >0. */
 int nbx_str_cmp(struct nbx_str a, struct nbx_str b);
 /* Slice over a NUL-terminated C string. */

@@ -34,15 +34,6 @@ aud_ver(const struct nbx_audience *a)
 	return v;
 }
 
-static int
-aud_has(const struct nbx_audience *a, struct nbx_str id)
-{
-	for (uint32_t i = 0; i < a->n; i++)
-		if (nbx_str_eq(a->ids[i], id))
-			return 1;
-	return 0;
-}
-
 /* Sorts and de-duplicates the id list so equal sets encode equally. */
 static void
 aud_normalise(struct nbx_audience *a)
@@ -250,7 +241,7 @@ adopt_audience(struct crdt_record *r, const struct nbx_audience *a,
 		aud_normalise(&r->aud);
 		changed = 1;
 	}
-	if (!aud_has(a, self) && crdt_ver_cmp(v, r->excl) > 0) {
+	if (!nbx_audience_has(a, self) && crdt_ver_cmp(v, r->excl) > 0) {
 		r->excl = v;
 		changed = 1;
 		for (size_t i = 0; i < r->nregs; i++) {
@@ -411,7 +402,7 @@ crdt_record_restamp(struct crdt_record *r, struct nbx_str self)
 {
 	size_t n = 0;
 
-	if (r->erased || !aud_has(&r->aud, self))
+	if (r->erased || !nbx_audience_has(&r->aud, self))
 		return 0;
 	for (size_t i = 0; i < r->nregs; i++) {
 		struct crdt_reg *g = &r->regs[i];
@@ -426,7 +417,7 @@ crdt_record_restamp(struct crdt_record *r, struct nbx_str self)
 		if ((g->flags & CRDT_REG_SCOPED) &&
 		    (g->flags & CRDT_REG_VALUE) &&
 		    crdt_ver_cmp(aud_ver(&g->aud), aud_ver(&r->aud)) < 0 &&
-		    aud_has(&r->aud, g->ver.origin)) {
+		    nbx_audience_has(&r->aud, g->ver.origin)) {
 			g->aud = r->aud;
 			n++;
 		}

@@ -724,17 +724,6 @@ policy_elem_check(const struct pol_field *f, struct nbx_str elem)
 	return 0;
 }
 
-int
-nbx_audience_has(const struct nbx_audience *a, struct nbx_str id)
-{
-	if (a == NULL)
-		return 0;
-	for (uint32_t i = 0; i < a->n && i < NBX_AUD_MAX; i++)
-		if (nbx_str_eq(a->ids[i], id))
-			return 1;
-	return 0;
-}
-
 /* policy_may_write with the record id's creator already found. */
 static int
 may_write(const struct pol_field *f, struct nbx_str origin,

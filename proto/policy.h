@@ -194,7 +194,4 @@ int policy_check_change_memo(const struct policy *p, const struct change *c,
     struct nbx_str self, int remote, const struct pol_field **fout,
     struct policy_memo *m);
 
-/* 1 if `id` is in the audience's id list. */
-int nbx_audience_has(const struct nbx_audience *a, struct nbx_str id);
-
 #endif

@@ -267,16 +267,6 @@ quarantine_put(struct apply *a, const struct change *c, int reason)
 }
 
 static int
-value_eq(const struct nbx_value *x, const struct nbx_value *y)
-{
-	if (x->t != y->t)
-		return 0;
-	if (x->t == NBX_V_STR)
-		return nbx_str_eq(x->s, y->s);
-	return x->t == NBX_V_NIL || x->i == y->i;
-}
-
-static int
 aud_subset(const struct nbx_audience *x, const struct nbx_audience *y)
 {
 	for (uint32_t i = 0; i < x->n; i++)
@@ -313,7 +303,7 @@ remote_held(const struct crdt_record *r, const struct change *c)
 		    g->ver.hlc == c->hlc && nbx_str_eq(g->ver.origin,
 		    c->origin) && g->aud.hlc == c->aud.hlc &&
 		    nbx_str_eq(g->aud.origin, c->aud.origin) &&
-		    value_eq(&g->val, &c->val);
+		    nbx_value_eq(&g->val, &c->val);
 	default:
 		return 0;
 	}
@@ -350,7 +340,7 @@ local_unchanged(const struct crdt_record *r, const struct change *c)
 		if (g == NULL && c->kind == CHANGE_ELEM && c->val.i == 0)
 			return 1;	/* removing what is not there */
 		return g && (g->flags & CRDT_REG_VALUE) &&
-		    value_eq(&g->val, &c->val) &&
+		    nbx_value_eq(&g->val, &c->val) &&
 		    g->aud.hlc == c->aud.hlc && nbx_str_eq(g->aud.origin,
 		    c->aud.origin);
 	}
@@ -704,7 +694,7 @@ change_same(const struct change *x, const struct change *y)
 	return x->kind == y->kind && x->hlc == y->hlc &&
 	    nbx_str_eq(x->origin, y->origin) &&
 	    nbx_str_eq(x->field, y->field) && nbx_str_eq(x->elem, y->elem) &&
-	    value_eq(&x->val, &y->val) && x->aud.hlc == y->aud.hlc &&
+	    nbx_value_eq(&x->val, &y->val) && x->aud.hlc == y->aud.hlc &&
 	    nbx_str_eq(x->aud.origin, y->aud.origin) &&
 	    aud_same(&x->aud, &y->aud);
 }
@@ -909,18 +899,6 @@ apply_batch(MDB_txn *txn, void *arg)
 	    a->own_since)) != 0)
 		return store__mdb_code(st, rc, "write meta");
 	return 0;
-}
-
-int
-store_reader_check(struct store *st)
-{
-	int dead = 0, rc;
-
-	if (st->env == NULL || (st->env_flags & MDB_NOLOCK))
-		return 0;
-	if ((rc = mdb_reader_check(st->env, &dead)) != 0)
-		return store__mdb_code(st, rc, "reader check");
-	return dead;
 }
 
 /*

@@ -486,6 +486,18 @@ store_last_error(const struct store *st)
 	return st->err[0] ? st->err : "no error";
 }
 
+int
+store_reader_check(struct store *st)
+{
+	int dead = 0, rc;
+
+	if (st->env == NULL || (st->env_flags & MDB_NOLOCK))
+		return 0;
+	if ((rc = mdb_reader_check(st->env, &dead)) != 0)
+		return store__mdb_code(st, rc, "reader check");
+	return dead;
+}
+
 /* Doubles the map.  Only legal with no transaction open in this process. */
 static int
 grow_map(struct store *st)
