@@ -57,14 +57,17 @@ struct tls_conn {
 	enum phase phase;
 	int rc;				/* the error, once PH_FAILED */
 	int is_server;
-	int has_expected, has_pin;
+	int has_expected;
 	int verified;			/* handshake completed, peer checked */
 	int closed;			/* we queued close_notify */
 	int peer_closed;		/* we read the peer's close_notify */
 	int eof, eof_rc;		/* transport ended; tls_conn_eof's answer */
 	char expected[NBX_ID_MAX + 1];
 	char peer_id[NBX_ID_MAX + 1];
-	uint8_t pin[PKI_PIN_LEN];
+	uint8_t pin[PKI_PIN_LEN];	/* tls_conn_new's fixed pin */
+	/* the pin the peer that a certificate names must have (NULL: none) */
+	const uint8_t *(*pin_for)(void *arg, const char *peer_id);
+	void *pin_arg;
 	int why_rc;			/* set by the callbacks below ... */
 	char why[200];			/* ... when they refuse the peer */
 	char hint[80];			/* what a refused ClientHello offered */
@@ -112,15 +115,18 @@ time_str(const ASN1_TIME *t, char *buf, size_t n)
 
 /*
  * The nbx part of verifying a peer certificate whose chain OpenSSL has
- * accepted: identity, expected id, pin.  On refusal the reason goes to
- * c->why and -1 is returned.
+ * accepted: identity, expected id, pin.  This is the one place a pin is
+ * decided, for both directions: the pin is the one c->pin_for gives for
+ * the identity just read from the certificate (a client's fixed pin for
+ * the peer it dialled, a server's lookup of whoever the client turns out
+ * to be).  On refusal the reason goes to c->why and -1 is returned.
  */
 static int
 peer_check(struct tls_conn *c, X509 *x)
 {
 	char id[NBX_ID_MAX + 1], hex[2 * PKI_PIN_LEN + 1];
 	uint8_t pin[PKI_PIN_LEN];
-	int ok;
+	const uint8_t *want;
 
 	c->why_rc = NBX_EPEER;
 	if (pki_cert_node_id(x, id, c->why, sizeof c->why) != 0)
@@ -131,14 +137,14 @@ peer_check(struct tls_conn *c, X509 *x)
 		    c->expected);
 		return -1;
 	}
-	if (c->has_pin) {
-		ok = pki_spki_pin(x, pin) == 0;
-		if (!ok) {
+	want = c->pin_for ? c->pin_for(c->pin_arg, id) : NULL;
+	if (want) {
+		if (pki_spki_pin(x, pin) != 0) {
 			snprintf(c->why, sizeof c->why,
-			    "cannot compute the peer's SPKI pin");
+			    "cannot compute the SPKI pin of peer '%s'", id);
 			return -1;
 		}
-		if (CRYPTO_memcmp(pin, c->pin, PKI_PIN_LEN) != 0) {
+		if (CRYPTO_memcmp(pin, want, PKI_PIN_LEN) != 0) {
 			nbx_hex(pin, PKI_PIN_LEN, hex);
 			snprintf(c->why, sizeof c->why, "SPKI pin mismatch: "
 			    "peer '%s' has key sha256 %s", id, hex);
@@ -703,10 +709,21 @@ q_bio(struct tls_q *q)
 	return b;
 }
 
-int
-tls_conn_new(struct tls_ctx *ctx, int is_server,
-    const char *expected_peer_id, const uint8_t *pin,
-    struct tls_conn **out)
+/* The pin given to tls_conn_new, whoever the peer is (it was expected). */
+static const uint8_t *
+pin_fixed(void *arg, const char *peer_id)
+{
+	struct tls_conn *c = arg;
+
+	(void)peer_id;
+	return c->pin;
+}
+
+/* tls_conn_new and tls_conn_new_lookup: a fixed `pin` or a lookup. */
+static int
+conn_make(struct tls_ctx *ctx, int is_server, const char *expected_peer_id,
+    const uint8_t *pin, const uint8_t *(*pin_for)(void *, const char *),
+    void *arg, struct tls_conn **out)
 {
 	struct tls_conn *c = NULL;
 	BIO *rbio, *wbio;
@@ -736,8 +753,12 @@ tls_conn_new(struct tls_ctx *ctx, int is_server,
 		strcpy(c->expected, expected_peer_id);
 	}
 	if (pin) {
-		c->has_pin = 1;
 		memcpy(c->pin, pin, PKI_PIN_LEN);
+		c->pin_for = pin_fixed;
+		c->pin_arg = c;
+	} else {
+		c->pin_for = pin_for;
+		c->pin_arg = arg;
 	}
 	if (c->is_server) {
 		SSL_set_accept_state(c->ssl);
@@ -754,6 +775,25 @@ out:
 	ERR_clear_error();
 	tls_conn_free(c);
 	return rc;
+}
+
+int
+tls_conn_new(struct tls_ctx *ctx, int is_server,
+    const char *expected_peer_id, const uint8_t *pin,
+    struct tls_conn **out)
+{
+	return conn_make(ctx, is_server, expected_peer_id, pin, NULL, NULL,
+	    out);
+}
+
+int
+tls_conn_new_lookup(struct tls_ctx *ctx, int is_server,
+    const char *expected_peer_id,
+    const uint8_t *(*pin_for)(void *arg, const char *peer_id), void *arg,
+    struct tls_conn **out)
+{
+	return conn_make(ctx, is_server, expected_peer_id, NULL, pin_for, arg,
+	    out);
 }
 
 void
