@@ -1,9 +1,10 @@
 /*
- * tls_test.c - TLS over memory BIOs (daemon/tls.c).  Client and server run
- * in one process; a pump moves ciphertext between them.  Every refusal
- * case checks three things: the handshake fails, the reason says why, and
- * no application data crosses.  Certificates come from tools/ca.c; peers
- * the nbx API cannot make (no certificate, TLS 1.2) are raw OpenSSL.
+ * tls_test.c - TLS over memory BIOs (daemon/tls_*.c).  Client and
+ * server run in one process; a pump moves ciphertext between them.
+ * Every refusal case checks three things: the handshake fails, the
+ * reason says why, and no application data crosses.  Certificates come
+ * from tools/ca.c; peers the nbx API cannot make (no certificate, TLS
+ * 1.2) are raw OpenSSL.
  */
 #include <criterion/criterion.h>
 
