@@ -481,14 +481,19 @@ drop_dial(struct conn *d)
 	conn_end(d, NULL);
 }
 
-/* An inbound peer's key against its configured pin, in constant time. */
-static int
-pin_matches(const struct tls_conn *t, const uint8_t pin[32])
+/*
+ * The pin TLS verification asks for (tls_conn_new_lookup), in both
+ * directions: the SPKI pin configured for the peer whose certificate
+ * names `id`, or NULL when it has none or is no peer of this node (the
+ * handshake then completes and established() refuses it).  So a peer with
+ * the wrong key fails the handshake itself, whoever dialled.
+ */
+static const uint8_t *
+peer_pin(void *arg, const char *id)
 {
-	uint8_t got[32];
+	struct peer *p = node__peer_find(arg, id, strlen(id));
 
-	return tls_conn_peer_pin(t, got) == 0 && CRYPTO_memcmp(got, pin,
-	    32) == 0;
+	return p && p->has_pin ? p->pin : NULL;
 }
 
 /*
@@ -515,7 +520,10 @@ log_reject(void *arg, const struct change *c, int err)
 	    c->origin.n), c->origin.p, nbx_strerror(err));
 }
 
-/* The handshake finished: check who it is, then start the session. */
+/*
+ * The handshake finished, the peer's chain, identity and pin verified
+ * (peer_pin): check that it is a peer of ours, then start the session.
+ */
 static void
 established(struct conn *c)
 {
@@ -530,12 +538,6 @@ established(struct conn *c)
 		snprintf(c->addr, sizeof(c->addr), "%s", id);
 		conn__close(c, "refused: not a peer of this node (add it with "
 		    "nbxctl peer add)");
-		return;
-	}
-	if (!c->outbound && p->has_pin && !pin_matches(c->tls, p->pin)) {
-		snprintf(c->addr, sizeof(c->addr), "%s", id);
-		conn__close(c, "refused: certificate key does not match the "
-		    "pinned SPKI");
 		return;
 	}
 	c->peer = p;
@@ -678,8 +680,8 @@ start_tls(struct conn *c, int server)
 	struct peer *p = c->peer;
 	int rc;
 
-	rc = tls_conn_new(c->node->tls, server, server ? NULL : p->id,
-	    (!server && p->has_pin) ? p->pin : NULL, &c->tls);
+	rc = tls_conn_new_lookup(c->node->tls, server, server ? NULL : p->id,
+	    peer_pin, c->node, &c->tls);
 	if (rc != 0)
 		return rc;
 	c->state = CONN_HANDSHAKE;

@@ -116,13 +116,37 @@ int tls_ctx_verify_peer(struct tls_ctx *ctx, const struct tls_conn *conn,
  * is the node id the peer's certificate must carry; required for a
  * client, optional for a server (NULL: any valid identity under the CA is
  * accepted, and tls_conn_peer_id tells which).  `pin`: NULL or 32 bytes,
- * the SHA-256 of the peer's DER SubjectPublicKeyInfo (pki_spki_pin).  Both
- * are copied.  Returns 0 and *out (owned by the caller), NBX_EINVAL (bad
- * argument or invalid expected id) or NBX_ENOMEM.  A client has its
- * ClientHello ready in the output buffer on return.
+ * the SHA-256 of the peer's DER SubjectPublicKeyInfo (pki_spki_pin),
+ * required of whichever peer connects.  Both are copied.  Returns 0 and
+ * *out (owned by the caller), NBX_EINVAL (bad argument or invalid expected
+ * id) or NBX_ENOMEM.  A client has its ClientHello ready in the output
+ * buffer on return.
  */
 int tls_conn_new(struct tls_ctx *ctx, int is_server,
     const char *expected_peer_id, const uint8_t *pin,
+    struct tls_conn **out);
+
+/*
+ * As tls_conn_new, but the pin is looked up by the identity the peer's
+ * certificate carries, during certificate verification: a server that
+ * accepts any identity learns who the peer is only there, and a wrong
+ * pin must fail the handshake itself, before any application data.  The
+ * same check serves a client (its lookup is asked for expected_peer_id,
+ * once the certificate carries it).
+ *
+ * pin_for(arg, peer_id) is called inside tls_conn_handshake (possibly
+ * more than once per handshake) with the peer's verified node id; it
+ * returns the PKI_PIN_LEN-byte pin configured for that peer, which must
+ * stay valid until it returns, or NULL when that peer has no pin (an
+ * identity the caller does not know at all is the caller's to refuse once
+ * tls_conn_peer_id names it).  A mismatch fails the handshake with
+ * NBX_EPEER and "SPKI pin mismatch: peer '<id>' has key sha256 <hex>".
+ * `pin_for` may be NULL (no pin); `arg` is the caller's and must outlive
+ * the connection's handshake.
+ */
+int tls_conn_new_lookup(struct tls_ctx *ctx, int is_server,
+    const char *expected_peer_id,
+    const uint8_t *(*pin_for)(void *arg, const char *peer_id), void *arg,
     struct tls_conn **out);
 
 /* Frees the connection; sends nothing (call tls_conn_shutdown first for a
@@ -213,10 +237,9 @@ const char *tls_conn_peer_id(const struct tls_conn *conn);
 
 /*
  * Stores the SPKI pin (SHA-256 of the DER SubjectPublicKeyInfo) of the
- * verified peer certificate in `out`.  A server that accepts any identity
- * uses it to enforce the pin configured for the peer that tls_conn_peer_id
- * names, before it reads or writes anything.  Returns 0, or NBX_EINVAL
- * before the handshake is complete.
+ * verified peer certificate in `out`, for display and tests; pins are
+ * enforced during the handshake (tls_conn_new, tls_conn_new_lookup), not
+ * with this.  Returns 0, or NBX_EINVAL before the handshake is complete.
  */
 int tls_conn_peer_pin(const struct tls_conn *conn, uint8_t out[PKI_PIN_LEN]);
 

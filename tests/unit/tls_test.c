@@ -1,9 +1,10 @@
 /*
- * tls_test.c - TLS over memory BIOs (daemon/tls.c).  Client and server run
- * in one process; a pump moves ciphertext between them.  Every refusal
- * case checks three things: the handshake fails, the reason says why, and
- * no application data crosses.  Certificates come from tools/ca.c; peers
- * the nbx API cannot make (no certificate, TLS 1.2) are raw OpenSSL.
+ * tls_test.c - TLS over memory BIOs (daemon/tls_*.c).  Client and
+ * server run in one process; a pump moves ciphertext between them.
+ * Every refusal case checks three things: the handshake fails, the
+ * reason says why, and no application data crosses.  Certificates come
+ * from tools/ca.c; peers the nbx API cannot make (no certificate, TLS
+ * 1.2) are raw OpenSSL.
  */
 #include <criterion/criterion.h>
 
@@ -792,6 +793,164 @@ Test(tls, refuses_pin_mismatch)
 	    (struct side){ "lv", NULL, NULL, NULL }, 65536);
 	assert_refused(&p.cl, NBX_EPEER, "SPKI pin mismatch");
 	assert_refused(&p.sv, NBX_ETLS, "peer sent alert");
+	pair_close(&p);
+}
+
+/* ------------------------------------------------------------------ */
+/* Pins looked up by the identity in the certificate                   */
+/* ------------------------------------------------------------------ */
+
+/* A peer table of one: `id` pinned to `pin`; counts the lookups. */
+struct pin_table {
+	const char *id;
+	uint8_t pin[32];
+	int calls;
+	char asked[64];		/* the last id asked for */
+};
+
+static const uint8_t *
+pin_lookup(void *arg, const char *peer_id)
+{
+	struct pin_table *pt = arg;
+
+	pt->calls++;
+	snprintf(pt->asked, sizeof pt->asked, "%s", peer_id);
+	return strcmp(peer_id, pt->id) == 0 ? pt->pin : NULL;
+}
+
+/*
+ * Client fi (fixed pin `cpin` for lv, or none) calls a server lv that
+ * accepts any identity and looks pins up in `pt`; runs the handshake.
+ */
+static void
+pair_lookup(struct pair *p, const uint8_t *cpin, struct pin_table *pt)
+{
+	p->cctx = ctx_of("fi", NULL);
+	p->sctx = ctx_of("lv", NULL);
+	p->cl = ep_nbx(p->cctx, 0, "lv", cpin);
+	p->sv = (struct ep){ .rc = NBX_EAGAIN };
+	cr_assert_eq(tls_conn_new_lookup(p->sctx, 1, NULL, pin_lookup, pt,
+	    &p->sv.t), 0);
+	pump_handshake(&p->cl, &p->sv, 65536);
+}
+
+Test(tls, inbound_pin_mismatch_fails_the_handshake)
+{
+	struct pin_table pt = { .id = "fi" };
+	uint8_t buf[64];
+	size_t got = 7;
+	struct pair p;
+
+	/* The server holds fi pinned to lv's key: fi's own key is wrong. */
+	cr_assert_eq(ca_spki_pin_file(path("lv", "node.crt"), pt.pin), 0);
+	pair_lookup(&p, NULL, &pt);
+	cr_assert_geq(pt.calls, 1, "the server never asked for a pin");
+	cr_assert_str_eq(pt.asked, "fi", "asked for the certificate's id");
+	assert_refused(&p.sv, NBX_EPEER, "SPKI pin mismatch: peer 'fi' has "
+	    "key sha256 ");
+	/* the client finished first; what it sends is never released, and
+	   it learns of the refusal at its next read */
+	assert_client_data_dropped(&p.cl, &p.sv);
+	cr_assert_neq(tls_conn_write(p.cl.t, "more", 4), 0,
+	    "the refused client can still write");
+	cr_assert_neq(tls_conn_read(p.cl.t, buf, sizeof buf, &got), 0);
+	cr_assert_eq(got, 0);
+	cr_assert_eq(tls_conn_handshake(p.sv.t), NBX_EPEER, "final");
+	pair_close(&p);
+}
+
+Test(tls, inbound_pin_match_opens)
+{
+	struct pin_table pt = { .id = "fi" };
+	uint8_t buf[64];
+	int last;
+	struct pair p;
+
+	cr_assert_eq(ca_spki_pin_file(path("fi", "node.crt"), pt.pin), 0);
+	pair_lookup(&p, NULL, &pt);
+	cr_assert_eq(p.cl.rc, 0, "client: %s", tls_conn_error(p.cl.t));
+	cr_assert_eq(p.sv.rc, 0, "server: %s", tls_conn_error(p.sv.t));
+	cr_assert_str_eq(pt.asked, "fi");
+	cr_assert_str_eq(tls_conn_peer_id(p.sv.t), "fi");
+	cr_assert_eq(tls_conn_write(p.cl.t, "ping", 4), 0);
+	ep_move(&p.cl, &p.sv, 65536);
+	cr_assert_eq(read_all(p.sv.t, buf, sizeof buf, &last), 4);
+	cr_assert_eq(memcmp(buf, "ping", 4), 0);
+	cr_assert_eq(tls_conn_write(p.sv.t, "pong", 4), 0);
+	ep_move(&p.sv, &p.cl, 65536);
+	cr_assert_eq(read_all(p.cl.t, buf, sizeof buf, &last), 4);
+	cr_assert_eq(memcmp(buf, "pong", 4), 0);
+	pair_close(&p);
+}
+
+Test(tls, inbound_lookup_without_pin_opens)
+{
+	/* A peer with no pin configured (or one the caller does not know,
+	   refused by the caller afterwards): only chain and identity. */
+	struct pin_table pt = { .id = "ee" };
+	struct pair p;
+
+	pair_lookup(&p, NULL, &pt);
+	cr_assert_eq(p.sv.rc, 0, "server: %s", tls_conn_error(p.sv.t));
+	cr_assert_str_eq(pt.asked, "fi");
+	cr_assert_str_eq(tls_conn_peer_id(p.sv.t), "fi");
+	pair_close(&p);
+}
+
+Test(tls, inbound_lookup_never_asked_for_unverified_chain)
+{
+	struct pin_table pt = { .id = "fi" };
+	struct pair p;
+
+	/* fi's certificate from another CA: refused before any pin. */
+	cr_assert_eq(ca_init(otherdir, err, sizeof err), 0);
+	node("other", "evil", "fi", NULL);
+	append_file(path("evil", "ca.crt"), path("ca", "ca.crt"));
+	cr_assert_eq(ca_spki_pin_file(path("evil", "node.crt"), pt.pin), 0);
+	p.cctx = ctx_of("evil", NULL);
+	p.sctx = ctx_of("lv", NULL);
+	p.cl = ep_nbx(p.cctx, 0, "lv", NULL);
+	p.sv = (struct ep){ .rc = NBX_EAGAIN };
+	cr_assert_eq(tls_conn_new_lookup(p.sctx, 1, NULL, pin_lookup, &pt,
+	    &p.sv.t), 0);
+	pump_handshake(&p.cl, &p.sv, 65536);
+	assert_refused(&p.sv, NBX_ETLS, "certificate verify failed");
+	cr_assert_eq(pt.calls, 0, "a pin was looked up for an unverified "
+	    "certificate");
+	assert_client_data_dropped(&p.cl, &p.sv);
+	pair_close(&p);
+}
+
+Test(tls, outbound_lookup_checks_the_expected_peer)
+{
+	struct pin_table pt = { .id = "lv" };
+	struct pair p;
+
+	/* the client's lookup, pinned to the wrong key: refused as a fixed
+	   pin is (refuses_pin_mismatch) */
+	cr_assert_eq(ca_spki_pin_file(path("fi", "node.crt"), pt.pin), 0);
+	p.cctx = ctx_of("fi", NULL);
+	p.sctx = ctx_of("lv", NULL);
+	p.cl = (struct ep){ .rc = NBX_EAGAIN };
+	cr_assert_eq(tls_conn_new_lookup(p.cctx, 0, "lv", pin_lookup, &pt,
+	    &p.cl.t), 0);
+	p.sv = ep_nbx(p.sctx, 1, NULL, NULL);
+	pump_handshake(&p.cl, &p.sv, 65536);
+	cr_assert_str_eq(pt.asked, "lv");
+	assert_refused(&p.cl, NBX_EPEER, "SPKI pin mismatch: peer 'lv'");
+	assert_refused(&p.sv, NBX_ETLS, "peer sent alert");
+	pair_close(&p);
+	/* the right pin */
+	cr_assert_eq(ca_spki_pin_file(path("lv", "node.crt"), pt.pin), 0);
+	p.cctx = ctx_of("fi", NULL);
+	p.sctx = ctx_of("lv", NULL);
+	cr_assert_eq(tls_conn_new_lookup(p.cctx, 0, "lv", pin_lookup, &pt,
+	    &p.cl.t), 0);
+	p.cl.rc = NBX_EAGAIN;
+	p.sv = ep_nbx(p.sctx, 1, NULL, NULL);
+	pump_handshake(&p.cl, &p.sv, 65536);
+	cr_assert_eq(p.cl.rc, 0, "client: %s", tls_conn_error(p.cl.t));
+	cr_assert_eq(p.sv.rc, 0, "server: %s", tls_conn_error(p.sv.t));
 	pair_close(&p);
 }
 
