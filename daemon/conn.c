@@ -11,7 +11,6 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#include <openssl/crypto.h>
 
 #include "control.h"
 #include "log.h"
