@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crdt.h"
 #include "ini_lines.h"
 #include "nbx_err.h"
 #include "policy.h"
@@ -756,6 +757,67 @@ policy_may_send(const struct pol_field *f,
 	default:
 		return 0;
 	}
+}
+
+static int
+coll_has_region(const struct pol_coll *pc)
+{
+	for (size_t i = 0; i < pc->nfields; i++)
+		if (pc->fields[i].share == SHARE_REGION)
+			return 1;
+	return 0;
+}
+
+/*
+ * 1 if a receipt of r names P: P purged, must purge, or itself answered
+ * for someone who must.  Each of those held the record, so the receipts
+ * tell it nothing it did not know.  After an erasure this is all that
+ * is left of who held the record (its audience is purged with the rest).
+ */
+static int
+receipts_name(const struct crdt_record *r, struct nbx_str peer)
+{
+	for (size_t i = 0; i < r->nrcpt; i++)
+		if (nbx_str_eq(r->rcpt[i].node, peer) ||
+		    nbx_str_eq(r->rcpt[i].ver.origin, peer))
+			return 1;
+	return 0;
+}
+
+static enum policy_send
+yes_or_if_disclosed(int yes)
+{
+	return yes ? POLICY_SEND_YES : POLICY_SEND_IF_DISCLOSED;
+}
+
+enum policy_send
+policy_may_send_change(const struct pol_coll *pc, const struct crdt_record *r,
+    const struct change *c, struct nbx_str peer, int with_data)
+{
+	const struct pol_field *f;
+
+	switch (c->kind) {
+	case CHANGE_FIELD:
+	case CHANGE_ELEM:
+		f = policy_field(pc, c->field);
+		if (f == NULL || f->share == SHARE_LOCAL ||
+		    (c->kind == CHANGE_ELEM) != (f->type == POL_SET))
+			return POLICY_SEND_NO;
+		return policy_may_send(f, &c->aud, &r->aud, peer) == 1 ?
+		    POLICY_SEND_YES : POLICY_SEND_NO;
+	case CHANGE_AUDIENCE:
+		return yes_or_if_disclosed(nbx_audience_has(&r->aud, peer) ||
+		    receipts_name(r, peer));
+	case CHANGE_STATE:
+		return yes_or_if_disclosed(with_data);
+	case CHANGE_ERASE:
+		return yes_or_if_disclosed(coll_has_region(pc));
+	case CHANGE_RECEIPT:
+		return yes_or_if_disclosed(coll_has_region(pc) ||
+		    nbx_audience_has(&r->aud, peer) || receipts_name(r, peer) ||
+		    nbx_str_eq(nbx_id_creator(r->id), peer));
+	}
+	return POLICY_SEND_NO;
 }
 
 /* ------------------------------------------------------------------ */

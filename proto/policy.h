@@ -146,6 +146,41 @@ int policy_may_send(const struct pol_field *f,
     const struct nbx_audience *value_aud, const struct nbx_audience *rec_aud,
     struct nbx_str peer);
 
+struct crdt_record;
+
+/* policy_may_send_change's answers. */
+enum policy_send {
+	POLICY_SEND_NO = 0,		/* never to this peer */
+	POLICY_SEND_YES = 1,		/* to this peer */
+	POLICY_SEND_IF_DISCLOSED = 2,	/* only if the peer was disclosed
+					   the record before (the caller
+					   knows, from the disclosure log) */
+};
+
+/*
+ * "May change c of record r, as this node holds it, go to peer P?"  The
+ * one place that decides what leaves a node; the egress filter only
+ * applies the answers.  pc is r's collection.  with_data says whether
+ * something else of r (a field, an element or its audience) goes to P in
+ * the same batch; it matters for the record's STATE only.
+ *   FIELD/ELEM: a known field of the right kind whose value
+ *               policy_may_send permits (never a local field); else NO;
+ *   AUDIENCE:   YES to a member of r's audience and to a node one of r's
+ *               receipts names (the creator's pending revocation names
+ *               each node it removed: that is how a removed node learns
+ *               it, from any holder); else IF_DISCLOSED;
+ *   STATE:      YES with_data, else IF_DISCLOSED;
+ *   ERASE:      YES when the collection has a region field (every peer
+ *               may hold part of it), else IF_DISCLOSED;
+ *   RECEIPT:    YES as ERASE, to r's audience, to r's creator, and to a
+ *               node r's receipts name (as the purging node or as a
+ *               receipt's origin: either way it held r), so receipts go
+ *               back along the path the erasure came; else IF_DISCLOSED.
+ */
+enum policy_send policy_may_send_change(const struct pol_coll *pc,
+    const struct crdt_record *r, const struct change *c, struct nbx_str peer,
+    int with_data);
+
 /*
  * Validates a change against the schema, as this node `self` sees it.
  * `remote` is 1 for a change received from a peer, 0 for a local write.

@@ -42,56 +42,15 @@ sync__egress_fini(struct sync_egress *e)
 /* The filter                                                          */
 /* ------------------------------------------------------------------ */
 
-static int
-coll_has_region(const struct pol_coll *pc)
-{
-	for (size_t i = 0; i < pc->nfields; i++)
-		if (pc->fields[i].share == SHARE_REGION)
-			return 1;
-	return 0;
-}
-
-/* A FIELD or ELEM change: a known field, of its kind, that may go to P. */
-static int
-field_may_go(const struct pol_coll *pc, const struct crdt_record *r,
-    const struct change *c, struct nbx_str peer)
-{
-	const struct pol_field *f = policy_field(pc, c->field);
-
-	if (f == NULL || f->share == SHARE_LOCAL)
-		return 0;
-	if ((c->kind == CHANGE_ELEM) != (f->type == POL_SET))
-		return 0;
-	return policy_may_send(f, &c->aud, &r->aud, peer) == 1;
-}
-
 /*
- * 1 if a receipt of r names P: P purged, must purge, or itself answered
- * for someone who must.  Each of those held the record, so the receipts
- * tell it nothing it did not know.  After an erasure this is all that
- * is left of who held the record (its audience is purged with the rest),
- * and it is the way back to the eraser for a node that got the erasure
- * from a relay: the relay is named in the pending receipt it sent along.
- */
-static int
-receipts_name(const struct crdt_record *r, struct nbx_str peer)
-{
-	for (size_t i = 0; i < r->nrcpt; i++)
-		if (nbx_str_eq(r->rcpt[i].node, peer) ||
-		    nbx_str_eq(r->rcpt[i].ver.origin, peer))
-			return 1;
-	return 0;
-}
-
-/*
- * v || disclosed, where disclosed may be unknown: then *ask is set when
- * the answer would depend on it.
+ * Policy's answer applied: whether the change goes, where disclosed may
+ * be unknown: then *ask is set when the answer would depend on it.
  */
 static unsigned char
-or_disclosed(int v, int disclosed, int *ask)
+apply_answer(enum policy_send s, int disclosed, int *ask)
 {
-	if (v)
-		return 1;
+	if (s != POLICY_SEND_IF_DISCLOSED)
+		return s == POLICY_SEND_YES;
 	if (disclosed == EGRESS_DISCLOSED_UNKNOWN) {
 		*ask = 1;
 		return 0;
@@ -112,53 +71,22 @@ sync__egress_filter(const struct policy *pol, const struct crdt_record *r,
 		memset(keep, 0, n);
 	if (pc == NULL)
 		return 0;
+	/* policy decides (policy_may_send_change); this applies it */
 	for (size_t i = 0; i < n; i++) {
 		const struct change *c = &chs[i];
 
-		switch (c->kind) {
-		case CHANGE_FIELD:
-		case CHANGE_ELEM:
-			keep[i] = (unsigned char)field_may_go(pc, r, c, peer);
+		if (c->kind == CHANGE_STATE)
+			continue;	/* decided below, once data is known */
+		keep[i] = apply_answer(policy_may_send_change(pc, r, c, peer, 0),
+		    disclosed, &ask);
+		if (c->kind == CHANGE_FIELD || c->kind == CHANGE_ELEM ||
+		    c->kind == CHANGE_AUDIENCE)
 			data |= keep[i];
-			break;
-		case CHANGE_AUDIENCE:
-			/*
-			 * To its members, and to every node that held the
-			 * record: this is how a removed node learns it was
-			 * removed.  A relay may not have disclosed the record
-			 * to it (or lost the log of it when rebuilt), but the
-			 * creator's pending revocation receipt names it.
-			 */
-			keep[i] = or_disclosed(nbx_audience_has(&r->aud, peer) ||
-			    receipts_name(r, peer), disclosed, &ask);
-			data |= keep[i];
-			break;
-		case CHANGE_ERASE:
-			keep[i] = or_disclosed(coll_has_region(pc), disclosed,
-			    &ask);
-			break;
-		case CHANGE_RECEIPT:
-			/*
-			 * Receipts say who purged; they travel to whoever had
-			 * the record (its audience, the nodes its receipts
-			 * name, those it was disclosed to), and back to its
-			 * creator, so the eraser learns about nodes it reached
-			 * through relays: hop by hop, back along the path the
-			 * erasure came.
-			 */
-			keep[i] = or_disclosed(coll_has_region(pc) ||
-			    nbx_audience_has(&r->aud, peer) ||
-			    receipts_name(r, peer) ||
-			    nbx_str_eq(nbx_id_creator(r->id), peer), disclosed,
-			    &ask);
-			break;
-		case CHANGE_STATE:
-			break;		/* decided below, once data is known */
-		}
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (chs[i].kind == CHANGE_STATE)
-			keep[i] = or_disclosed(data, disclosed, &ask);
+			keep[i] = apply_answer(policy_may_send_change(pc, r, &chs[i],
+			    peer, data), disclosed, &ask);
 		count += keep[i];
 	}
 	return ask ? EGRESS_ASK : count;

@@ -62,19 +62,10 @@ int sync__egress_batch(struct store *st, const struct policy *pol,
  * EGRESS_DISCLOSED_UNKNOWN: then, if some verdict depends on it, the
  * filter returns EGRESS_ASK (keep[] undefined) and must be called again
  * with the answer; if none does, the verdicts stand for either answer,
- * and the store need not be asked.
- *   FIELD/ELEM: a known field of the right kind whose value policy_may_send
- *               permits (never a local field);
- *   AUDIENCE:   P is in r's audience, was disclosed r before, or is
- *               named by one of r's receipts (the creator's pending
- *               revocation names each node it removed): that is how a
- *               removed node learns it was removed, from any holder;
- *   STATE:      something else of r goes to P now, or P was disclosed r;
- *   ERASE:      P was disclosed r, or the collection has a region field
- *               (every peer may then hold part of it);
- *   RECEIPT:    as ERASE, or P is in r's audience, is r's creator, or is
- *               named by one of r's receipts (as the purging node or as
- *               a receipt's origin: either way it held r).
+ * and the store need not be asked.  Each verdict is policy's
+ * (policy_may_send_change, which says what each kind of change needs);
+ * the filter only applies it: "if disclosed" with `disclosed`, and a
+ * record's STATE with whether anything else of r goes to P now.
  * A record of a collection the policy does not know sends nothing.
  */
 #define EGRESS_DISCLOSED_UNKNOWN	(-1)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "change.h"
+#include "crdt.h"
 #include "conf_file.h"
 #include "nbx_err.h"
 #include "policy.h"
@@ -1401,4 +1402,81 @@ Test(errors, retain_days)
 	    "type = int\n", "t.conf", &p, NULL, 0), 0);
 	cr_assert_eq(policy_coll(p, nbx_str_c("c"))->retain_days, 30);
 	policy_free(p);
+}
+
+/*
+ * policy_may_send_change, the one decision on what leaves a node: each
+ * kind of change against a case whose audience is ee, lv and a service.
+ */
+Test(schema, may_send_change_decides_each_kind)
+{
+	const struct pol_coll *cases = policy_coll(pol, NBX_STR("case"));
+	const struct pol_coll *svcs = policy_coll(pol, NBX_STR("service"));
+	struct crdt_record r, s;
+	struct crdt_receipt revoke = { NBX_STR("revoke"), NBX_STR("fi"), RECEIPT_PENDING,
+	    { HLC, NBX_STR("ee") } };
+	struct change c;
+
+	cr_assert(cases != NULL && svcs != NULL);
+	crdt_record_init(&r, NBX_STR("case"), NBX_STR("ee:c1"));
+	r.aud.hlc = HLC;
+	r.aud.origin = NBX_STR("ee");
+	r.aud.n = 2;
+	r.aud.ids[0] = NBX_STR("ee");
+	r.aud.ids[1] = NBX_STR("lv");
+	memset(&c, 0, sizeof(c));
+	c.coll = NBX_STR("case");
+	c.id = NBX_STR("ee:c1");
+	c.kind = CHANGE_FIELD;
+	c.field = NBX_STR("pseudonym");
+	c.aud = r.aud;
+	cr_assert_eq(policy_may_send_change(cases, &r, &c, NBX_STR("lv"), 0),
+	    POLICY_SEND_YES);
+	cr_assert_eq(policy_may_send_change(cases, &r, &c, NBX_STR("fi"), 0),
+	    POLICY_SEND_NO, "an audience field to a node outside it");
+	c.field = NBX_STR("legal_name");
+	cr_assert_eq(policy_may_send_change(cases, &r, &c, NBX_STR("lv"), 0),
+	    POLICY_SEND_NO, "a local field leaves no node");
+	c.kind = CHANGE_ELEM;
+	c.field = NBX_STR("pseudonym");
+	cr_assert_eq(policy_may_send_change(cases, &r, &c, NBX_STR("lv"), 0),
+	    POLICY_SEND_NO, "an element change to a scalar field");
+	c.kind = CHANGE_AUDIENCE;
+	cr_assert_eq(policy_may_send_change(cases, &r, &c, NBX_STR("lv"), 0),
+	    POLICY_SEND_YES);
+	cr_assert_eq(policy_may_send_change(cases, &r, &c, NBX_STR("fi"), 0),
+	    POLICY_SEND_IF_DISCLOSED);
+	r.rcpt = &revoke;
+	r.nrcpt = 1;
+	cr_assert_eq(policy_may_send_change(cases, &r, &c, NBX_STR("fi"), 0),
+	    POLICY_SEND_YES, "a removed node a revocation names learns it");
+	r.rcpt = NULL;
+	r.nrcpt = 0;
+	c.kind = CHANGE_STATE;
+	cr_assert_eq(policy_may_send_change(cases, &r, &c, NBX_STR("fi"), 1),
+	    POLICY_SEND_YES);
+	cr_assert_eq(policy_may_send_change(cases, &r, &c, NBX_STR("fi"), 0),
+	    POLICY_SEND_IF_DISCLOSED);
+	c.kind = CHANGE_ERASE;
+	cr_assert_eq(policy_may_send_change(cases, &r, &c, NBX_STR("fi"), 0),
+	    POLICY_SEND_IF_DISCLOSED, "a case has no region field");
+	c.kind = CHANGE_RECEIPT;
+	cr_assert_eq(policy_may_send_change(cases, &r, &c, NBX_STR("ee"), 0),
+	    POLICY_SEND_YES, "receipts go back to the creator");
+	cr_assert_eq(policy_may_send_change(cases, &r, &c, NBX_STR("fi"), 0),
+	    POLICY_SEND_IF_DISCLOSED);
+	crdt_record_fini(&r);
+
+	crdt_record_init(&s, NBX_STR("service"), NBX_STR("ee:s1"));
+	c.coll = NBX_STR("service");
+	c.id = NBX_STR("ee:s1");
+	c.kind = CHANGE_ERASE;
+	cr_assert_eq(policy_may_send_change(svcs, &s, &c, NBX_STR("fi"), 0),
+	    POLICY_SEND_YES, "every peer may hold part of a service");
+	c.kind = CHANGE_FIELD;
+	c.field = NBX_STR("name");
+	memset(&c.aud, 0, sizeof(c.aud));
+	cr_assert_eq(policy_may_send_change(svcs, &s, &c, NBX_STR("fi"), 0),
+	    POLICY_SEND_YES, "a region field");
+	crdt_record_fini(&s);
 }
