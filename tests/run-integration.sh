@@ -22,6 +22,7 @@ for t in tests/integration/*_test.sh; do
 	else
 		fail=$((fail + 1))
 		echo "FAIL $(basename "$t"); its log:"
+		grep '^FAIL' "$BUILD/$(basename "$t").log" | head -n 5
 		tail -n 60 "$BUILD/$(basename "$t").log"
 	fi
 done

@@ -63,7 +63,10 @@ n0=$(refused)
 ctl ee put service ee:s2 name=Two kind=shelter >/dev/null
 wait_until 30 "a dial between ee and the revoked lv refused after the write" \
     sh -c "[ \$(grep -c 'certificate revoked' '$T/ee/nbxd.log') -gt $n0 ]"
-is_up lv ee && fail "lv has a session with ee after its revocation"
+# ee, which holds the data, verifies lv in either role and never lets a
+# session up (lv, a TLS 1.3 client, may count itself connected for the
+# moment before ee's refusal reaches it)
+is_up ee lv 2>/dev/null && fail "ee has a session with lv after its revocation"
 has_field lv service ee:s2 name Two && fail "revoked lv still receives data"
 ok "CRL reload drops and refuses a revoked peer"
 
