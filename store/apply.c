@@ -671,6 +671,16 @@ apply_one(struct apply *a, const struct change *in, struct store_outcome *out)
 		if ((rc = revoke_removed(a, &aud_before)) != 0)
 			return rc;
 	}
+	/*
+	 * A member's write made before it heard of our latest audience
+	 * arrives stamped with an older one: re-stamped as it would have
+	 * been had it come before that audience, or the members it was not
+	 * stamped for never get it, and the winners differ for good.
+	 */
+	if (changed && remote && (c.kind == CHANGE_FIELD ||
+	    c.kind == CHANGE_ELEM) && c.aud.n > 0 &&
+	    nbx_str_eq(a->r.rec.aud.origin, a->self))
+		crdt_record_restamp(&a->r.rec, a->self);
 	/* the receipt follows the purge's greatest version */
 	if (changed && a->r.rec.erased &&
 	    crdt_ver_cmp(a->r.rec.erase, erase_before) != 0 &&
