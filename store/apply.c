@@ -458,6 +458,40 @@ revoke_removed(struct apply *a, const struct nbx_audience *old)
 	return rc;
 }
 
+/*
+ * A holder's own receipt has no time: the earliest version, so that a
+ * node reaches the same state whatever order it got the record's changes
+ * in, and any receipt for it with a time (a purge) supersedes it.
+ */
+#define HOLDER_HLC	1
+
+/*
+ * Who held a record is part of the record.  A node that holds a record
+ * with an audience names itself in a pending erasure receipt ("received
+ * data, must purge"), which travels with the record, merged by union
+ * like every receipt, to every node that holds it.  A disclosure log is
+ * lost when its node is rebuilt from empty, and the creator's memory of
+ * its audiences when the creator is; this is not: the rebuilt node gets
+ * it back with the record.  The egress filter sends a node a receipt
+ * names the record's audience (so a removed node learns it) and its
+ * erasure.  Sets *changed when the receipt is new.  0 or NBX_ENOMEM.
+ */
+static int
+note_holder(struct apply *a, int *changed)
+{
+	const struct crdt_record *r = &a->r.rec;
+	int rc;
+
+	if (r->erased || r->aud.hlc == 0 ||
+	    crdt_record_receipt(r, nbx_str_c("erase"), a->self) != NULL)
+		return 0;
+	if ((rc = receipt_local(a, "erase", a->self, RECEIPT_PENDING,
+	    HOLDER_HLC)) != 0)
+		return rc;
+	*changed = 1;
+	return 0;
+}
+
 /* 1 if the two audiences hold the same ids. */
 static int
 aud_same(const struct nbx_audience *x, const struct nbx_audience *y)
@@ -689,6 +723,8 @@ apply_one(struct apply *a, const struct change *in, struct store_outcome *out)
 	if (changed && !a->r.rec.erased &&
 	    crdt_ver_cmp(a->r.rec.excl, excl_before) != 0 &&
 	    (rc = purge_receipts(a, "revoke", a->r.rec.excl.hlc)) != 0)
+		return rc;
+	if ((rc = note_holder(a, &changed)) != 0)
 		return rc;
 	if (!changed) {
 		out->status = STORE_NOOP;

@@ -84,6 +84,20 @@ receipts_name(const struct crdt_record *r, struct nbx_str peer)
 }
 
 /*
+ * 1 if a pending erasure receipt of r names P: P held the record (or was
+ * sent it) and has not said it purged.  Before an erasure, each holder's
+ * own pending receipt says who must get it.
+ */
+static int
+must_purge(const struct crdt_record *r, struct nbx_str peer)
+{
+	const struct crdt_receipt *x = crdt_record_receipt(r,
+	    nbx_str_c("erase"), peer);
+
+	return x != NULL && x->state == RECEIPT_PENDING;
+}
+
+/*
  * v || disclosed, where disclosed may be unknown: then *ask is set when
  * the answer would depend on it.
  */
@@ -134,8 +148,15 @@ sync__egress_filter(const struct policy *pol, const struct crdt_record *r,
 			data |= keep[i];
 			break;
 		case CHANGE_ERASE:
-			keep[i] = or_disclosed(coll_has_region(pc), disclosed,
-			    &ask);
+			/*
+			 * To every node that held the record and has not
+			 * said it purged: each names itself in a pending
+			 * receipt (store/apply.c note_holder), which outlives
+			 * the disclosure log of the relay that sent it the
+			 * record.
+			 */
+			keep[i] = or_disclosed(coll_has_region(pc) ||
+			    must_purge(r, peer), disclosed, &ask);
 			break;
 		case CHANGE_RECEIPT:
 			/*
