@@ -135,6 +135,7 @@ TEST_MOD_config_test      := conf
 TEST_MOD_egress_test      := sync
 TEST_MOD_session_test     := sync
 TEST_MOD_writes_test      := sync
+TEST_MOD_edges_prop_test  := sync
 TEST_MOD_ca_test          := tools
 TEST_MOD_importline_test  := tools
 TEST_MOD_nbxq_test        := tools

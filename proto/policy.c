@@ -784,6 +784,21 @@ receipts_name(const struct crdt_record *r, struct nbx_str peer)
 	return 0;
 }
 
+/*
+ * 1 if a pending erasure receipt of r names P: P held the record (or was
+ * sent it) and has not said it purged.  Before an erasure, each holder's
+ * own pending receipt (store/apply.c note_holder) says who must get it,
+ * and outlives the disclosure log of a relay rebuilt from empty.
+ */
+static int
+must_purge(const struct crdt_record *r, struct nbx_str peer)
+{
+	const struct crdt_receipt *x = crdt_record_receipt(r,
+	    nbx_str_c("erase"), peer);
+
+	return x != NULL && x->state == RECEIPT_PENDING;
+}
+
 static enum policy_send
 yes_or_if_disclosed(int yes)
 {
@@ -811,7 +826,8 @@ policy_may_send_change(const struct pol_coll *pc, const struct crdt_record *r,
 	case CHANGE_STATE:
 		return yes_or_if_disclosed(with_data);
 	case CHANGE_ERASE:
-		return yes_or_if_disclosed(coll_has_region(pc));
+		return yes_or_if_disclosed(coll_has_region(pc) ||
+		    must_purge(r, peer));
 	case CHANGE_RECEIPT:
 		return yes_or_if_disclosed(coll_has_region(pc) ||
 		    nbx_audience_has(&r->aud, peer) || receipts_name(r, peer) ||

@@ -171,7 +171,9 @@ enum policy_send {
  *               it, from any holder); else IF_DISCLOSED;
  *   STATE:      YES with_data, else IF_DISCLOSED;
  *   ERASE:      YES when the collection has a region field (every peer
- *               may hold part of it), else IF_DISCLOSED;
+ *               may hold part of it) or a pending erasure receipt of r
+ *               names P (every holder names itself in one), else
+ *               IF_DISCLOSED;
  *   RECEIPT:    YES as ERASE, to r's audience, to r's creator, and to a
  *               node r's receipts name (as the purging node or as a
  *               receipt's origin: either way it held r), so receipts go

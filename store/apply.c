@@ -448,6 +448,40 @@ revoke_removed(struct apply *a, const struct nbx_audience *old)
 	return rc;
 }
 
+/*
+ * A holder's own receipt has no time: the earliest version, so that a
+ * node reaches the same state whatever order it got the record's changes
+ * in, and any receipt for it with a time (a purge) supersedes it.
+ */
+#define HOLDER_HLC	1
+
+/*
+ * Who held a record is part of the record.  A node that holds a record
+ * with an audience names itself in a pending erasure receipt ("received
+ * data, must purge"), which travels with the record, merged by union
+ * like every receipt, to every node that holds it.  A disclosure log is
+ * lost when its node is rebuilt from empty, and the creator's memory of
+ * its audiences when the creator is; this is not: the rebuilt node gets
+ * it back with the record.  The egress filter sends a node a receipt
+ * names the record's audience (so a removed node learns it) and its
+ * erasure.  Sets *changed when the receipt is new.  0 or NBX_ENOMEM.
+ */
+static int
+note_holder(struct apply *a, int *changed)
+{
+	const struct crdt_record *r = &a->r.rec;
+	int rc;
+
+	if (r->erased || r->aud.hlc == 0 ||
+	    crdt_record_receipt(r, nbx_str_c("erase"), a->self) != NULL)
+		return 0;
+	if ((rc = receipt_local(a, "erase", a->self, RECEIPT_PENDING,
+	    HOLDER_HLC)) != 0)
+		return rc;
+	*changed = 1;
+	return 0;
+}
+
 /* 1 if the two audiences hold the same ids. */
 static int
 aud_same(const struct nbx_audience *x, const struct nbx_audience *y)
@@ -661,6 +695,16 @@ apply_one(struct apply *a, const struct change *in, struct store_outcome *out)
 		if ((rc = revoke_removed(a, &aud_before)) != 0)
 			return rc;
 	}
+	/*
+	 * A member's write made before it heard of our latest audience
+	 * arrives stamped with an older one: re-stamped as it would have
+	 * been had it come before that audience, or the members it was not
+	 * stamped for never get it, and the winners differ for good.
+	 */
+	if (changed && remote && (c.kind == CHANGE_FIELD ||
+	    c.kind == CHANGE_ELEM) && c.aud.n > 0 &&
+	    nbx_str_eq(a->r.rec.aud.origin, a->self))
+		crdt_record_restamp(&a->r.rec, a->self);
 	/* the receipt follows the purge's greatest version */
 	if (changed && a->r.rec.erased &&
 	    crdt_ver_cmp(a->r.rec.erase, erase_before) != 0 &&
@@ -669,6 +713,8 @@ apply_one(struct apply *a, const struct change *in, struct store_outcome *out)
 	if (changed && !a->r.rec.erased &&
 	    crdt_ver_cmp(a->r.rec.excl, excl_before) != 0 &&
 	    (rc = purge_receipts(a, "revoke", a->r.rec.excl.hlc)) != 0)
+		return rc;
+	if ((rc = note_holder(a, &changed)) != 0)
 		return rc;
 	if (!changed) {
 		out->status = STORE_NOOP;

@@ -20,8 +20,12 @@ ctl ee put case ee:c1 --audience ee,lv,lt pseudonym="$CANARY" >/dev/null
 wait_until 20 "lt got c1 through lv" has_field lt case ee:c1 pseudonym "$CANARY"
 q lv disclosures case ee:c1 --json | grep -q '"peer":"lt"' ||
     fail "lv's log lacks its relay to lt"
-ctl lt audit --record case/ee:c1 --json | grep -q '"peer"' &&
-    fail "lt disclosed c1 to someone: the test needs it not to"
+# lt sends lv back only its receipt naming it a holder (with the record):
+# never to ee, which is not its peer
+wait_until 20 "lt's holder receipt reached ee through lv" sh -c \
+    "'$BIN/nbxq' -c '$T/ee/nbx.conf' get case ee:c1 --meta --json | grep -q '\"what\":\"erase\",\"node\":\"lt\",\"state\":\"pending\"'"
+ctl lt audit --record case/ee:c1 --json | grep '"peer"' | grep -qv '"peer":"lv"' &&
+    fail "lt disclosed c1 to a node other than lv"
 
 ctl ee erase case ee:c1 >/dev/null
 wait_until 20 "lt purged c1" sh -c \

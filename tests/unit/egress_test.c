@@ -413,3 +413,44 @@ Test(egress, batches_end_before_a_record_that_does_not_fit)
 	sync__egress_fini(&e);
 	node_close(&ee);
 }
+
+/*
+ * A collection with no region field, erased: the erasure goes to a node
+ * a pending erasure receipt names (it named itself a holder before, and
+ * the relay that sent it the record may have lost its disclosure log),
+ * not to one whose receipt says it purged, nor to a node no receipt
+ * names.
+ */
+Test(egress, erasure_goes_to_every_node_named_as_a_holder_not_yet_purged)
+{
+	struct policy *pp = NULL;
+	struct filt f;
+	struct change cs[3];
+	char err[256];
+
+	cr_assert_eq(policy_load_string(PRIVATE_SCHEMA, "private", &pp, err,
+	    sizeof(err)), 0, "%s", err);
+	cs[0] = stamped(test_change(CHANGE_ERASE, "ee:1", NULL), 9);
+	cs[1] = stamped(test_change(CHANGE_RECEIPT, "ee:1", "erase"), 9);
+	cs[1].elem = nbx_str_c("ee");
+	cs[1].val.t = NBX_V_INT;
+	cs[1].val.i = RECEIPT_DONE;
+	cs[2] = cs[1];
+	cs[2].elem = cs[2].origin = nbx_str_c("lt");
+	cs[2].val.i = RECEIPT_PENDING;
+	cs[2].hlc = 1;
+	filt_build(&f, "p", cs, 3);
+	/* lt, pending, never disclosed to: the erasure and the receipts */
+	cr_assert_eq(sync__egress_filter(pp, &f.r, f.chs, f.n, 0,
+	    nbx_str_c("lt"), f.keep), 3);
+	cr_assert_eq(verdict(&f, CHANGE_ERASE, NULL), 1);
+	/* ee said it purged: no erasure back to it (its receipts go) */
+	cr_assert_eq(sync__egress_filter(pp, &f.r, f.chs, f.n, 0,
+	    nbx_str_c("ee"), f.keep), 2);
+	cr_assert_eq(verdict(&f, CHANGE_ERASE, NULL), 0);
+	/* named by none: nothing */
+	cr_assert_eq(sync__egress_filter(pp, &f.r, f.chs, f.n, 0,
+	    nbx_str_c("fi"), f.keep), 0);
+	crdt_record_fini(&f.r);
+	policy_free(pp);
+}

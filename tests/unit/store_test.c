@@ -431,7 +431,10 @@ Test(store, narrowing_leaves_a_pending_revocation_for_each_removed_node)
 	cr_assert_eq(store_rtxn_begin(st, &t), 0);
 	cr_assert_eq(store_record_get(t, nbx_str_c("t"), nbx_str_c("ee:1"),
 	    &r), 0);
-	cr_assert_eq(r.nrcpt, 2);
+	/* and ee's own, naming it a holder (apply.c note_holder) */
+	cr_assert_eq(r.nrcpt, 3);
+	x = crdt_record_receipt(&r, nbx_str_c("erase"), nbx_str_c("ee"));
+	cr_assert(x != NULL && x->state == RECEIPT_PENDING);
 	for (int i = 0; i < 2; i++) {
 		x = crdt_record_receipt(&r, nbx_str_c("revoke"),
 		    nbx_str_c(i ? "lv" : "fi"));
@@ -492,6 +495,97 @@ Test(store, creator_takes_a_write_made_under_its_older_audience)
 	    nbx_strerror(out[0].err));
 	cr_assert_eq(store_meta_get(st, &m), 0);
 	cr_assert_eq(m.quarantined, 0);
+	store_close(st);
+	policy_free(pol);
+	test_rmdir(dir);
+}
+
+/* Sets ee:1's audience on creator st to ids; returns its version's hlc. */
+static uint64_t
+set_audience(struct store *st, const struct policy *pol, uint64_t now,
+    const char *const *ids, uint32_t n)
+{
+	struct change c = test_change(CHANGE_AUDIENCE, "ee:1", NULL);
+	struct store_outcome out[1];
+
+	c.aud.n = n;
+	for (uint32_t i = 0; i < n; i++)
+		c.aud.ids[i] = nbx_str_c(ids[i]);
+	cr_assert_eq(store_apply(st, pol, &c, 1, (struct nbx_str){ 0 }, NULL,
+	    now, 0, out), 0);
+	cr_assert_eq(out[0].status, STORE_APPLIED);
+	return out[0].hlc;
+}
+
+/*
+ * fi writes ee's case under the audience ee,fi before it learns that ee
+ * widened it to ee,fi,lt.  Had the write come first, ee's widening would
+ * have re-stamped it for lt; coming after, it must be re-stamped all the
+ * same, or lt (reached only through ee) never gets the winning value
+ * that ee and fi hold, and the members disagree for good.  Narrowed to
+ * ee,fi again, a write still stamped ee,fi,lt moves to the narrower
+ * audience, so it names lt no more.
+ */
+Test(store, creator_restamps_a_write_made_under_its_older_audience)
+{
+	static const char *const two[] = { "ee", "fi" };
+	static const char *const three[] = { "ee", "fi", "lt" };
+	char *dir = test_tmpdir();
+	struct policy *pol = test_policy();
+	struct store *st = open_store(dir, "ee", 0);
+	struct store_outcome out[1];
+	struct store_rtxn *t;
+	struct crdt_record r;
+	const struct crdt_reg *g;
+	struct change c;
+	uint64_t a1, a2, a3;
+
+	a1 = set_audience(st, pol, NOW, two, 2);
+	a2 = set_audience(st, pol, NOW + 1, three, 3);
+	c = test_str("ee:1", "status", "a");
+	c.hlc = HLC_MAKE(NOW + 2, 0);
+	c.origin = nbx_str_c("fi");
+	c.aud.hlc = a1;
+	c.aud.origin = nbx_str_c("ee");
+	c.aud.n = 2;
+	c.aud.ids[0] = nbx_str_c("ee");
+	c.aud.ids[1] = nbx_str_c("fi");
+	cr_assert_eq(store_apply(st, pol, &c, 1, nbx_str_c("fi"), NULL,
+	    NOW + 2, 0, out), 0);
+	cr_assert_eq(out[0].status, STORE_APPLIED, "%s",
+	    nbx_strerror(out[0].err));
+	cr_assert_eq(store_rtxn_begin(st, &t), 0);
+	cr_assert_eq(store_record_get(t, nbx_str_c("t"), nbx_str_c("ee:1"),
+	    &r), 0);
+	g = crdt_record_find(&r, nbx_str_c("status"), (struct nbx_str){ 0 });
+	cr_assert(g && (g->flags & CRDT_REG_VALUE));
+	cr_assert_eq(g->ver.hlc, c.hlc, "still fi's write");
+	cr_assert_eq(g->aud.hlc, a2, "stamped with the widened audience");
+	cr_assert(nbx_audience_has(&g->aud, nbx_str_c("lt")));
+	crdt_record_fini(&r);
+	store_rtxn_end(t);
+
+	/* narrowed; then fi's later write, stamped with the wider one */
+	a3 = set_audience(st, pol, NOW + 3, two, 2);
+	c.val.s = nbx_str_c("b");
+	c.hlc = HLC_MAKE(NOW + 4, 0);
+	c.aud.hlc = a2;
+	c.aud.n = 3;
+	c.aud.ids[2] = nbx_str_c("lt");
+	cr_assert_eq(store_apply(st, pol, &c, 1, nbx_str_c("fi"), NULL,
+	    NOW + 4, 0, out), 0);
+	cr_assert_eq(out[0].status, STORE_APPLIED, "%s",
+	    nbx_strerror(out[0].err));
+	cr_assert_eq(store_rtxn_begin(st, &t), 0);
+	cr_assert_eq(store_record_get(t, nbx_str_c("t"), nbx_str_c("ee:1"),
+	    &r), 0);
+	g = crdt_record_find(&r, nbx_str_c("status"), (struct nbx_str){ 0 });
+	cr_assert(g && (g->flags & CRDT_REG_VALUE));
+	cr_assert_eq(g->ver.hlc, c.hlc);
+	cr_assert_eq(g->aud.hlc, a3, "stamped with the narrowed audience");
+	cr_assert_not(nbx_audience_has(&g->aud, nbx_str_c("lt")));
+	crdt_record_fini(&r);
+	store_rtxn_end(t);
 	store_close(st);
 	policy_free(pol);
 	test_rmdir(dir);
