@@ -1,7 +1,9 @@
 /*
  * mpbuf.h - glue between msgpack-c and the project's types: a packer that
- * writes into a bounded struct nbx_buf, and readers that take typed values
- * out of an unpacked msgpack_object, checking each type.  Not for peer
+ * writes into a bounded struct nbx_buf (kept for the tests that check
+ * mpwrite.h against msgpack-c byte for byte, and the rogue peer), and
+ * readers that take typed values out of an unpacked msgpack_object,
+ * checking each type.  Not for peer
  * bytes (mpread.h is): only the store's own small tables, unpacked after
  * mpscan, and change_decode_ref's classification of refused input (the
  * list of msgpack paths is in mpread.h).

@@ -22,8 +22,7 @@
  *   read, the store's own small tables (peers, quarantine, audit): mpbuf.h
  *       over msgpack-c, behind mpscan (a damaged store is refused, not
  *       trusted);
- *   write: mpwrite.h everywhere but store/apply.c's quarantine entries,
- *       which still go through mpbuf.h's msgpack-c packer.
+ *   write: mpwrite.h, everywhere.
  */
 #ifndef NBX_MPREAD_H
 #define NBX_MPREAD_H

@@ -12,6 +12,7 @@
 
 #include "hlc.h"
 #include "mpbuf.h"
+#include "mpwrite.h"
 #include "nbx_err.h"
 #include "store.h"
 #include "store_int.h"
@@ -197,7 +198,7 @@ static int
 defer_put(struct apply *a, const struct change *c)
 {
 	struct nbx_buf enc, b;
-	msgpack_packer pk;
+	struct mpwrite w;
 	MDB_stat ms;
 	uint8_t kb[8];
 	MDB_val k = { 8, kb }, d;
@@ -212,13 +213,14 @@ defer_put(struct apply *a, const struct change *c)
 	/* [peer, bin(encoded change)] */
 	nbx_buf_init(&enc, NBX_CHANGE_MAX);
 	nbx_buf_init(&b, NBX_CHANGE_MAX + 64);
-	nbx_mp_packer_init(&pk, &b);
-	if (change_encode(c, &enc) != 0 ||
-	    msgpack_pack_array(&pk, 2) != 0 ||
-	    nbx_mp_pack_str(&pk, a->peer) != 0 ||
-	    msgpack_pack_bin(&pk, enc.len) != 0 ||
-	    msgpack_pack_bin_body(&pk, enc.p, enc.len) != 0)
+	mpwrite_init(&w, &b);
+	if (change_encode(c, &enc) != 0)
 		goto out;	/* not encodable: quarantine only */
+	mpwrite_array(&w, 2);
+	mpwrite_str(&w, a->peer);
+	mpwrite_bin(&w, enc.p, (uint32_t)enc.len);
+	if (w.err != 0)
+		goto out;
 	store__be64_put(kb, last_key_u64(a->txn, a->st->dbi[DB_DEFERRED]) + 1);
 	d.mv_size = b.len;
 	d.mv_data = b.p;
@@ -234,30 +236,31 @@ static int
 quarantine_put(struct apply *a, const struct change *c, int reason)
 {
 	struct nbx_buf b;
-	msgpack_packer pk;
+	struct mpwrite w;
 	uint8_t kb[8];
 	MDB_val k = { 8, kb }, d;
 	int rc;
 
 	nbx_buf_init(&b, 4 * NBX_RECID_MAX);
-	nbx_mp_packer_init(&pk, &b);
+	mpwrite_init(&w, &b);
 	/* [time, reason, kind, peer, coll, id, field, origin, hlc]; names
 	 * longer than their caps are cut: the entry is a report, not data */
 #define CUT(s, m) ((struct nbx_str){ (s).p, (s).n > (m) ? (m) : (s).n })
-	if (msgpack_pack_array(&pk, 9) != 0 ||
-	    msgpack_pack_uint64(&pk, a->now_ms) != 0 ||
-	    msgpack_pack_int32(&pk, reason) != 0 ||
-	    msgpack_pack_uint32(&pk, (uint32_t)c->kind) != 0 ||
-	    nbx_mp_pack_str(&pk, CUT(a->peer, NBX_ID_MAX)) != 0 ||
-	    nbx_mp_pack_str(&pk, CUT(c->coll, NBX_NAME_MAX)) != 0 ||
-	    nbx_mp_pack_str(&pk, CUT(c->id, NBX_RECID_MAX)) != 0 ||
-	    nbx_mp_pack_str(&pk, CUT(c->field, NBX_NAME_MAX)) != 0 ||
-	    nbx_mp_pack_str(&pk, CUT(c->origin, NBX_ID_MAX)) != 0 ||
-	    msgpack_pack_uint64(&pk, c->hlc) != 0) {
-		nbx_buf_fini(&b);
-		return NBX_ENOMEM;
-	}
+	mpwrite_array(&w, 9);
+	mpwrite_uint(&w, a->now_ms);
+	mpwrite_int(&w, reason);
+	mpwrite_uint(&w, (uint32_t)c->kind);
+	mpwrite_str(&w, CUT(a->peer, NBX_ID_MAX));
+	mpwrite_str(&w, CUT(c->coll, NBX_NAME_MAX));
+	mpwrite_str(&w, CUT(c->id, NBX_RECID_MAX));
+	mpwrite_str(&w, CUT(c->field, NBX_NAME_MAX));
+	mpwrite_str(&w, CUT(c->origin, NBX_ID_MAX));
+	mpwrite_uint(&w, c->hlc);
 #undef CUT
+	if (w.err != 0) {
+		nbx_buf_fini(&b);
+		return w.err;
+	}
 	store__be64_put(kb, a->next_qseq++);
 	d.mv_size = b.len;
 	d.mv_data = b.p;
