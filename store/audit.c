@@ -595,25 +595,6 @@ out:
 	return rc;
 }
 
-/*
- * The batch entry store_audit_next read last, unpacked, for the reads of
- * its next records.  Strings borrow from the transaction.
- */
-struct store__audit_at {
-	uint64_t key, count;	/* count 0: none kept */
-	const void *src;	/* the value it was unpacked from */
-	msgpack_unpacked u;
-};
-
-void
-store__audit_at_free(struct store__audit_at *a)
-{
-	if (a == NULL)
-		return;
-	msgpack_unpacked_destroy(&a->u);
-	free(a);
-}
-
 /* 1 if d is a batch entry (by its arity), 0 if not. */
 static int
 is_batch(const MDB_val *d)

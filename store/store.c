@@ -19,6 +19,7 @@
 
 
 #include "hlc.h"
+#include "mpscan.h"
 #include "nbx_err.h"
 #include "store.h"
 #include "store_int.h"
@@ -496,6 +497,36 @@ store_reader_check(struct store *st)
 	return dead;
 }
 
+int
+store__unpack(msgpack_unpacked *u, const MDB_val *d)
+{
+	/* every count backed by bytes: msgpack-c reserves what a header
+	   declares, and a damaged value may declare anything */
+	const struct mpscan_limits lim = { 8, UINT32_MAX, UINT32_MAX,
+	    UINT32_MAX, d->mv_size };
+	size_t size, off = 0;
+
+	if (mpscan_object(d->mv_data, d->mv_size, &lim, &size) != 0 ||
+	    msgpack_unpack_next(u, d->mv_data, d->mv_size, &off) !=
+	    MSGPACK_UNPACK_SUCCESS)
+		return NBX_EMALFORMED;
+	return 0;
+}
+
+void
+store__map_get(struct store *st, uint64_t *size, uint64_t *used)
+{
+	MDB_envinfo info;
+	MDB_stat ms;
+
+	*size = *used = 0;
+	if (mdb_env_info(st->env, &info) == 0 &&
+	    mdb_env_stat(st->env, &ms) == 0) {
+		*size = info.me_mapsize;
+		*used = (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize;
+	}
+}
+
 /* Doubles the map.  Only legal with no transaction open in this process. */
 static int
 grow_map(struct store *st)
@@ -622,8 +653,7 @@ store_compact(struct store *st, uint64_t *before, uint64_t *after)
 	snprintf(to, sizeof(to), "%s/data.mdb", st->dir);
 	if (stat(to, &sb) == 0)
 		*before = (uint64_t)sb.st_size;
-	if ((rc = store_meta_get(st, &m)) != 0)
-		return rc;
+	store__map_get(st, &m.map_size, &m.map_used);
 	need = m.map_used + (1u << 20);
 	if (statvfs(st->dir, &vfs) != 0)
 		return store__fail(st, NBX_EIO, "%s: %s", st->dir,

@@ -9,6 +9,7 @@
 #include <lmdb.h>
 #include <msgpack.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "store.h"
 
@@ -75,7 +76,7 @@ struct store {
 	char err[256];
 };
 
-struct store__audit_at;		/* audit.c */
+struct store__audit_at;		/* below */
 
 struct store_rtxn {
 	struct store *st;
@@ -97,7 +98,28 @@ struct store_rtxn {
  */
 int store__unpack(msgpack_unpacked *u, const MDB_val *d);
 
-void store__audit_at_free(struct store__audit_at *a);
+/*
+ * The batch entry store_audit_next read last, unpacked, for the reads of
+ * its next records (audit.c); the read transaction keeps it and frees it
+ * at its end.  Strings borrow from the transaction.
+ */
+struct store__audit_at {
+	uint64_t key, count;	/* count 0: none kept */
+	const void *src;	/* the value it was unpacked from */
+	msgpack_unpacked u;
+};
+
+static inline void
+store__audit_at_free(struct store__audit_at *a)
+{
+	if (a == NULL)
+		return;
+	msgpack_unpacked_destroy(&a->u);
+	free(a);
+}
+
+/* The map's size and the bytes in use, 0 if LMDB cannot say. */
+void store__map_get(struct store *st, uint64_t *size, uint64_t *used);
 /*
  * Record i of the audit value d stored at key (aseq key + i): of a batch
  * entry, or (i == 0) of an older entry of one record, into out; strings

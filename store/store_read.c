@@ -60,22 +60,6 @@ store_rtxn_end(struct store_rtxn *t)
 	free(t);
 }
 
-int
-store__unpack(msgpack_unpacked *u, const MDB_val *d)
-{
-	/* every count backed by bytes: msgpack-c reserves what a header
-	   declares, and a damaged value may declare anything */
-	const struct mpscan_limits lim = { 8, UINT32_MAX, UINT32_MAX,
-	    UINT32_MAX, d->mv_size };
-	size_t size, off = 0;
-
-	if (mpscan_object(d->mv_data, d->mv_size, &lim, &size) != 0 ||
-	    msgpack_unpack_next(u, d->mv_data, d->mv_size, &off) !=
-	    MSGPACK_UNPACK_SUCCESS)
-		return NBX_EMALFORMED;
-	return 0;
-}
-
 /* Decodes a records value (store__rec_val) into r. */
 static int
 record_decode(const struct store *st, const MDB_val *d,
@@ -210,7 +194,6 @@ store_meta_get(struct store *st, struct store_meta *out)
 {
 	struct store_rtxn *t;
 	MDB_stat ms;
-	MDB_envinfo info;
 	uint64_t next = 1;
 	int rc;
 
@@ -232,11 +215,7 @@ store_meta_get(struct store *st, struct store_meta *out)
 		out->records = ms.ms_entries;
 	if (mdb_stat(t->txn, st->dbi[DB_QUARANTINE], &ms) == 0)
 		out->quarantined = ms.ms_entries;
-	if (mdb_env_info(st->env, &info) == 0 &&
-	    mdb_env_stat(st->env, &ms) == 0) {
-		out->map_size = info.me_mapsize;
-		out->map_used = (uint64_t)(info.me_last_pgno + 1) * ms.ms_psize;
-	}
+	store__map_get(st, &out->map_size, &out->map_used);
 out:
 	store_rtxn_end(t);
 	return rc;
