@@ -129,6 +129,7 @@ TEST_MOD_hlc_test         := proto
 TEST_MOD_mpscan_test      := proto
 TEST_MOD_mpwrite_test     := proto
 TEST_MOD_policy_test      := conf
+TEST_MOD_recon_test       := proto
 TEST_MOD_crdt_prop_test   := store
 TEST_MOD_store_test       := store
 TEST_MOD_config_test      := conf

@@ -224,6 +224,32 @@ mpread_str(struct mpread *r, uint32_t min, uint32_t max, struct nbx_str *s)
 	return 0;
 }
 
+/* A bin of min..max bytes, borrowed from the input (also when empty). */
+static inline int
+mpread_bin(struct mpread *r, uint32_t min, uint32_t max, const uint8_t **p,
+    uint32_t *n)
+{
+	uint8_t b;
+	size_t w;
+	uint64_t len;
+
+	if (!mpread_has(r, 1))
+		return NBX_EMALFORMED;
+	b = r->p[r->off];
+	if (b < 0xc4 || b > 0xc6)
+		return NBX_EMALFORMED;
+	w = (size_t)1 << (b - 0xc4);
+	if (!mpread_has(r, 1 + w))
+		return NBX_EMALFORMED;
+	len = mpread_be(r->p + r->off + 1, w);
+	if (len < min || len > max || !mpread_has(r, 1 + w + (size_t)len))
+		return NBX_EMALFORMED;
+	*n = (uint32_t)len;
+	*p = r->p + r->off + 1 + w;
+	r->off += 1 + w + (size_t)len;
+	return 0;
+}
+
 /* A value: nil, bool, int64 or a str of at most max_str bytes. */
 static inline int
 mpread_value(struct mpread *r, uint32_t max_str, struct nbx_value *v)

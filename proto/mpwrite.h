@@ -186,9 +186,13 @@ mpwrite_str(struct mpwrite *w, struct nbx_str s)
 	w->b->len += hdr + s.n;
 }
 
-/* A bin of n bytes (bin 8/16/32, as msgpack-c's msgpack_pack_bin). */
+/*
+ * The header of a bin of n bytes (bin 8/16/32, as msgpack-c's
+ * msgpack_pack_bin); the caller writes the n bytes after it (mpwrite_raw),
+ * for a body that is not in one piece.
+ */
 static inline void
-mpwrite_bin(struct mpwrite *w, const void *v, uint32_t n)
+mpwrite_bin_head(struct mpwrite *w, uint32_t n)
 {
 	if (n < 256)
 		mpwrite__tagged(w, 0xc4, n, 1);
@@ -196,6 +200,13 @@ mpwrite_bin(struct mpwrite *w, const void *v, uint32_t n)
 		mpwrite__tagged(w, 0xc5, n, 2);
 	else
 		mpwrite__tagged(w, 0xc6, n, 4);
+}
+
+/* A bin of n bytes. */
+static inline void
+mpwrite_bin(struct mpwrite *w, const void *v, uint32_t n)
+{
+	mpwrite_bin_head(w, n);
 	mpwrite_raw(w, v, n);
 }
 

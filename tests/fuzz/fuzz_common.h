@@ -39,6 +39,7 @@
 #include "conf_file.h"
 #include "nbx_err.h"
 #include "policy.h"
+#include "recon.h"
 #include "store.h"
 #include "writes.h"
 
@@ -58,6 +59,9 @@
 #define FZ_NOW_MS	1700000000000ull
 /* A store grown past this is recreated (between inputs, never during). */
 #define FZ_STORE_RESET	((uint64_t)256 << 20)
+/* The reconciliation sets recon_fuzz answers with: a large and a small. */
+#define FZ_RECON_BIG	3000
+#define FZ_RECON_SMALL	20
 
 static struct policy *fz_pol;
 static struct store *fz_st;
@@ -374,6 +378,40 @@ fz_text(const uint8_t *data, size_t size)
 		memcpy(s, data, size);
 	s[size] = 0;
 	return s;
+}
+
+/*
+ * The items of a reconciliation set of n (sorted): kh 16, 32, 48 ...
+ * (small numbers, so that bounds a fuzzer writes cut them), every 50th
+ * repeating the kh before it with another vh (a hash collision), and kh
+ * 0 and UINT64_MAX at the ends.  variant != 0 is a peer's view of the
+ * same set: every 97th item changed, every 101st gone, and one more
+ * item, so that the seeds seedgen builds from it differ here and there.
+ * Returns the number of items written to v (at most n + 1).
+ */
+static inline size_t
+fz_recon_items(struct recon_item *v, size_t n, int variant)
+{
+	size_t m = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		uint64_t h = (uint64_t)i * 0x9E3779B97F4A7C15ull + 1;
+		uint64_t idx = i;
+
+		if (variant && i % 101 == 100)
+			continue;
+		v[m].kh = i == 0 ? 0 : i == n - 1 ? UINT64_MAX :
+		    16 * (uint64_t)(i % 50 == 49 ? i - 1 : i);
+		if (variant && i % 97 == 96)
+			h = ~h;
+		memcpy(v[m].vh, &h, 8);
+		memcpy(v[m].vh + 8, &idx, 8);
+		m++;
+	}
+	if (variant)
+		v[m++] = (struct recon_item){ .kh = 16 * (uint64_t)n / 2 + 1 };
+	recon_sort(v, m);
+	return m;
 }
 
 #ifdef NBX_LIBFUZZER

@@ -16,6 +16,9 @@
  *   record_fuzz   stored records: each record of lv's batch merged after
  *                 a state version (format 2, with int and nil versions),
  *                 and one record in format 1
+ *   recon_fuzz    reconciliation messages: every message of exchanges
+ *                 between the harness's sets and a peer's views of them,
+ *                 an all-SKIP message and one of many FP ranges
  *
  * Usage: seedgen CORPUS_DIR (run from the repository root: it reads
  * conf/).  Every file is named seed-*; the output is the same on every
@@ -34,6 +37,8 @@
 #include "crdt.h"
 #include "frame.h"
 #include "hlc.h"
+#include "mpwrite.h"
+#include "recon.h"
 #include "session.h"
 #include "store_int.h"
 
@@ -322,6 +327,88 @@ gen_audit(void)
 		exit(1);
 	}
 	fz_store_close();	/* the generators after start from the seeds */
+}
+
+/* ------------------------------------------------------------------ */
+/* Reconciliation                                                      */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Every message of an exchange between a peer's view (variant 1) of a
+ * set of n and the harness's own (variant 0), the peer first, as
+ * recon-<name>-<i>.
+ */
+static void
+recon_exchange(const char *name, size_t n)
+{
+	struct recon_item *v[2];
+	struct recon_set s[2];
+	struct nbx_buf m;
+	char file[64];
+	int done = 0, side = 0;
+
+	for (int k = 0; k < 2; k++) {
+		v[k] = calloc(n + 1, sizeof(*v[k]));
+		if (v[k] == NULL)
+			ok(NBX_ENOMEM, "calloc");
+		ok(recon_set_init(&s[k], v[k], fz_recon_items(v[k], n, !k)),
+		    "recon_set_init");
+	}
+	nbx_buf_init(&m, SIZE_MAX);
+	ok(recon_initiate(&s[0], &m), "recon_initiate");
+	for (int i = 0; !done && i < 16; i++, side = !side) {
+		struct nbx_buf r;
+
+		snprintf(file, sizeof(file), "recon-%s-%02d", name, i);
+		put_file("recon_fuzz", file, m.p, m.len);
+		nbx_buf_init(&r, SIZE_MAX);
+		ok(recon_reply(&s[!side], m.p, m.len, NULL, &r, &done),
+		    "recon_reply");
+		nbx_buf_fini(&m);
+		m = r;
+	}
+	nbx_buf_fini(&m);
+	for (int k = 0; k < 2; k++) {
+		recon_set_fini(&s[k]);
+		free(v[k]);
+	}
+}
+
+static void
+gen_recon(void)
+{
+	static const uint8_t fp[16] = { 1 };
+	struct nbx_buf b;
+	struct mpwrite w;
+
+	recon_exchange("big", FZ_RECON_BIG);
+	recon_exchange("small", FZ_RECON_SMALL);
+	nbx_buf_init(&b, SIZE_MAX);
+	mpwrite_init(&w, &b);
+	mpwrite_array(&w, 6);
+	mpwrite_uint(&w, 16 * 100);
+	mpwrite_uint(&w, RECON_SKIP);
+	mpwrite_nil(&w);
+	mpwrite_nil(&w);
+	mpwrite_uint(&w, RECON_SKIP);
+	mpwrite_nil(&w);
+	ok(w.err, "mpwrite");
+	put_file("recon_fuzz", "recon-skip", b.p, b.len);
+	b.len = 0;
+	/* 300 differing FP ranges over the big set's kh */
+	mpwrite_init(&w, &b);
+	mpwrite_array(&w, 3 * 300);
+	for (uint64_t i = 1; i <= 300; i++) {
+		if (i < 300)
+			mpwrite_uint(&w, i * 16 * FZ_RECON_BIG / 300);
+		else
+			mpwrite_nil(&w);
+		mpwrite_uint(&w, RECON_FP);
+		mpwrite_bin(&w, fp, sizeof(fp));
+	}
+	ok(w.err, "mpwrite");
+	put_file("recon_fuzz", "recon-fp300", b.p, b.len);
+	nbx_buf_fini(&b);
 }
 
 /* ------------------------------------------------------------------ */
@@ -733,6 +820,7 @@ main(int argc, char **argv)
 	gen_change();
 	gen_record();
 	gen_audit();
+	gen_recon();
 	gen_frame();
 	gen_session();
 	gen_schema_config();

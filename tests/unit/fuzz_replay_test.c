@@ -33,6 +33,7 @@
 #include "../fuzz/frame_fuzz.c"
 #include "../fuzz/import_fuzz.c"
 #include "../fuzz/jsplit_fuzz.c"
+#include "../fuzz/recon_fuzz.c"
 #include "../fuzz/record_fuzz.c"
 #include "../fuzz/schema_fuzz.c"
 #include "../fuzz/session_fuzz.c"
@@ -227,4 +228,9 @@ Test(fuzz_replay, audit)
 Test(fuzz_replay, record)
 {
 	cr_assert_gt(replay("record_fuzz", nbx_fuzz_record), 0);
+}
+
+Test(fuzz_replay, recon)
+{
+	cr_assert_gt(replay("recon_fuzz", nbx_fuzz_recon), 0);
 }

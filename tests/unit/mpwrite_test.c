@@ -139,6 +139,11 @@ Test(mpwrite, bins_and_raw_bytes_match_msgpack_c)
 	memset(bytes, 0xab, sizeof(bytes));
 	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
 		struct pair p;
+		struct nbx_buf split;
+		struct mpwrite w;
+		struct mpread r;
+		const uint8_t *back;
+		uint32_t n;
 
 		pair_init(&p);
 		msgpack_pack_bin(&p.pk, lens[i]);
@@ -146,6 +151,34 @@ Test(mpwrite, bins_and_raw_bytes_match_msgpack_c)
 		msgpack_pack_nil(&p.pk);
 		mpwrite_bin(&p.w, bytes, lens[i]);
 		mpwrite_raw(&p.w, "\xc0", 1);
+		r = (struct mpread){ p.got.p, p.got.len, 0 };
+		cr_assert_eq(mpread_bin(&r, 0, 70000, &back, &n), 0);
+		cr_assert_eq(n, lens[i]);
+		cr_assert(n == 0 || (back == p.got.p + p.got.len - 1 - n &&
+		    memcmp(back, bytes, n) == 0));
+		cr_assert(mpread_nil(&r) && r.off == p.got.len);
+		/* the header alone, then the body in two pieces */
+		nbx_buf_init(&split, 1 << 20);
+		mpwrite_init(&w, &split);
+		mpwrite_bin_head(&w, lens[i]);
+		mpwrite_raw(&w, bytes, lens[i] / 2);
+		mpwrite_raw(&w, bytes + lens[i] / 2, lens[i] - lens[i] / 2);
+		mpwrite_nil(&w);
+		cr_assert(w.err == 0 && split.len == p.got.len &&
+		    memcmp(split.p, p.got.p, split.len) == 0);
+		nbx_buf_fini(&split);
+		/* a narrower allowed length, or one byte short, is refused */
+		r = (struct mpread){ p.got.p, p.got.len - 2, 0 };
+		cr_assert_eq(mpread_bin(&r, 0, 70000, &back, &n),
+		    NBX_EMALFORMED);
+		cr_assert_eq(r.off, 0);
+		r = (struct mpread){ p.got.p, p.got.len, 0 };
+		if (lens[i] > 0)
+			cr_assert_eq(mpread_bin(&r, 0, lens[i] - 1, &back, &n),
+			    NBX_EMALFORMED);
+		cr_assert_eq(mpread_bin(&r, lens[i] + 1, 70000, &back, &n),
+		    NBX_EMALFORMED);
+		cr_assert_eq(r.off, 0);
 		pair_check(&p, "bin", lens[i]);
 	}
 }
