@@ -236,12 +236,13 @@ int store_compact(struct store *st, uint64_t *before, uint64_t *after);
 
 /*
  * The pair digest for `nbxctl verify PEER` (store/verify.c): SHA-256 over
- * the canonical encoding of every change, in key order, that both this
- * node and `peer` may hold under the policy: region fields, and audience
- * fields of records whose audience holds both (with the record's state and
- * audience when any of its fields counts).  Local fields, erased records
- * and receipts are left out.  Two converged nodes compute equal digests
- * for each other.  *records and *changes count what went in.
+ * the framed canonical encoding of every change (collections in policy
+ * order, records in key order) that both this node and `peer` may hold
+ * under the policy: region fields, and audience fields of records whose
+ * audience holds both (with the record's state and audience when any of
+ * its fields counts).  Local fields, erased records and receipts are
+ * left out.  Two converged nodes compute equal digests for each other.
+ * *records and *changes count what went in.
  */
 int store_pair_digest(struct store *st, const struct policy *pol,
     struct nbx_str peer, uint8_t out[32], uint64_t *records,
