@@ -274,6 +274,55 @@ uint64_t store_generation(const struct store *st);
 int store_records_digest(struct store *st, uint8_t out[32]);
 
 /* ------------------------------------------------------------------ */
+/* Set reconciliation items (store/items.c)                            */
+/* ------------------------------------------------------------------ */
+
+#define STORE_VH_LEN	16
+
+/* One record as a pair sees it. */
+struct store_item {
+	uint64_t kh;			/* store_key_hash(coll, id) */
+	uint8_t vh[STORE_VH_LEN];	/* the first 16 bytes of SHA-256 over
+					   the record's bytes for the pair:
+					   those store_pair_digest hashes */
+};
+
+/*
+ * The first 8 bytes, big-endian, of SHA-256 over coll, one 0 byte, id
+ * (the record's key).  0 only by chance, or if libcrypto cannot allocate
+ * its context.
+ */
+uint64_t store_key_hash(struct nbx_str coll, struct nbx_str id);
+
+/*
+ * The items of the pair (this node, peer): one per record that is not
+ * erased and of which at least one change counts for the pair digest
+ * (the same rule as store_pair_digest: region fields, audience fields
+ * whose record audience and change audience hold both, plus the record's
+ * state and audience changes when a field counts), sorted ascending by
+ * (kh, vh memcmp).  Two converged nodes list equal items for each other;
+ * the records whose items differ are those they differ on.  A record the
+ * peer may not see gives no item.  One read transaction, one pass over
+ * the records of the policy's collections.  *v is malloc'd (the caller
+ * frees it); NULL and 0 when there are none, and on failure.  0,
+ * NBX_ENOMEM or a store error.
+ */
+int store_pair_items(struct store *st, const struct policy *pol,
+    struct nbx_str peer, struct store_item **v, size_t *n);
+
+/*
+ * Calls fn(arg, coll, id) for each record (erased ones included) of the
+ * policy's collections whose key hash is in khs[0..n) (sorted ascending,
+ * duplicates allowed), in any order; coll and id are valid until
+ * store_rtxn_end.  One pass over the record keys; no record is decoded.
+ * Stops and returns fn's non-zero value; 0 at the end (at once for n 0),
+ * NBX_ENOMEM or a store error.
+ */
+int store_keys_by_hash(struct store_rtxn *t, const struct policy *pol,
+    const uint64_t *khs, size_t n,
+    int (*fn)(void *arg, struct nbx_str coll, struct nbx_str id), void *arg);
+
+/* ------------------------------------------------------------------ */
 /* Disclosure log (store/audit.c)                                      */
 /* ------------------------------------------------------------------ */
 
