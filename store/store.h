@@ -7,9 +7,10 @@
  *               appears once, at the seq of its latest change, so a peer
  *               catching up from seq S reads each changed record once.
  *   logidx      "coll\0id" -> its seq in `log`
- *   meta        node_id, epoch, next_seq, hlc, own_since (the first
- *               version this store stamped: older ones of this node's
- *               are a former store's, see store_apply)
+ *   meta        node_id, epoch, next_seq, hlc, format (and own_since,
+ *               which an older nbx kept here and this one no longer
+ *               reads: the first version stamped since store_open is
+ *               kept in memory; see store_apply)
  *   peers       id -> peer entry (daemon)
  *   cursors     peer id -> (epoch, seq) applied from that peer
  *   audit       disclosure log (daemon)
@@ -101,11 +102,13 @@ enum {
  * cursor is written in the same transaction, so "applied" and "cursor
  * advanced" are one atomic fact.  A change naming this node as its origin
  * (or under an audience this node set) is refused (NBX_EPEER) unless this
- * node holds that version already, or the version is older than any this
- * store stamped itself: a store rebuilt from empty takes its former
- * versions back from its peers.  A local AUDIENCE change that removes
- * nodes also records a pending "revoke" receipt for each of them (the
- * way every holder of the record knows whom to tell of the removal).
+ * node holds that version already, or the version is older than the
+ * first this store stamped since store_open (any, until it stamps one):
+ * a store rebuilt from empty or restored from a backup takes the
+ * versions it lost back from its peers.  A local AUDIENCE change that
+ * removes nodes also records a pending "revoke" receipt for each of them
+ * (the way every holder of the record knows whom to tell of the
+ * removal).
  *
  * Every change that alters state gets the next seq and puts its record at
  * that seq in the log; one that alters nothing gets no seq.  out[i] tells

@@ -72,6 +72,13 @@ struct store {
 	char hint_ids[STORE_HINT_AUTHORS][NBX_ID_MAX + 1];
 	unsigned nhint_ids;
 	uint64_t gen;		/* store_generation */
+	uint64_t own_since;	/* the first version this process run of the
+				   store stamped, 0 until it stamps one (a
+				   compaction's reopen is the same run):
+				   apply.c, own_version_known.  In memory:
+				   it is the run's, so opening writes
+				   nothing for it (a store on a full disk
+				   still opens) */
 	int records_written;	/* by the write transaction running now */
 	char err[256];
 };
