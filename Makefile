@@ -132,6 +132,7 @@ TEST_MOD_policy_test      := conf
 TEST_MOD_recon_test       := proto
 TEST_MOD_crdt_prop_test   := store
 TEST_MOD_store_test       := store
+TEST_MOD_items_test       := store
 TEST_MOD_config_test      := conf
 TEST_MOD_egress_test      := sync
 TEST_MOD_session_test     := sync

@@ -49,8 +49,9 @@ struct apply {
 	unsigned flags;
 	struct hlc clock;
 	uint64_t next_seq, next_qseq, now_ms;
-	/* the first version this store stamped itself (meta "own_since");
-	   0: none yet.  Ours older than it are a former store's. */
+	/* st->own_since as this attempt at the batch leaves it (it is
+	   st's once the batch commits); 0: no version stamped yet in this
+	   process run.  See own_version_known */
 	uint64_t own_since;
 	struct apply_rec r;
 	struct policy_memo memo;	/* the last change's record checks */
@@ -502,15 +503,23 @@ aud_same(const struct nbx_audience *x, const struct nbx_audience *y)
  * made before the writer learnt of its removal, every other member takes
  * it, and it travels under the audience it was written under (crdt.h).
  *
- * Except for versions older than the first this store stamped itself
- * (own_since; 0: it has stamped none yet): those were made by a former
- * store of this node, before it was rebuilt from empty, and only the
- * peers remember them.  They are taken as the faithful copies any relayed
- * change is taken as, and pass the same policy checks; this node cannot
- * tell them from a forgery, but nothing it holds is at stake (a peer can
- * send no version of ours newer than what this store made).  That is how
- * a rebuilt store gets its own records back, whole, from any peer and in
- * any order.  Returns 1 to accept.
+ * Except for the versions this store may have lost.  A store restored
+ * from a backup (an mdb_copy) or rebuilt from empty cannot know which
+ * of its versions it lost: those stamped after the backup, or all of
+ * them, are remembered only by its peers.  So own_since is the first
+ * version stamped in this process run of the store, 0 ("none yet") when
+ * the store opens: a version of ours that this store does not hold and
+ * that is older than own_since, or any while it is 0, may be a lost
+ * one.  It is taken as the faithful copy any relayed change is taken
+ * as, and passes the same policy checks.  This node cannot tell it from
+ * a forgery, but that trusts a peer with nothing new: a peer that
+ * relays can already forge the versions of any origin but the receiver,
+ * and every other node takes this node's versions from it on that same
+ * trust.  What stays refused is a version of ours newer than this run's
+ * first stamp that this store does not hold: from that stamp on it
+ * knows every version it makes.  That is how a rebuilt or restored
+ * store gets its own records back, whole, from any peer and in any
+ * order.  Returns 1 to accept.
  */
 static int
 own_version_known(const struct crdt_record *r, const struct change *c,
@@ -915,13 +924,7 @@ apply_batch(MDB_txn *txn, void *arg)
 	    &a->next_seq)) != 0 ||
 	    (rc = store__meta_get_u64(txn, st->dbi[DB_META], "hlc", &h)) != 0)
 		return store__mdb_code(st, rc, "read meta");
-	/* a store made before the key: every version of ours is known */
-	rc = store__meta_get_u64(txn, st->dbi[DB_META], "own_since",
-	    &a->own_since);
-	if (rc == MDB_NOTFOUND)
-		a->own_since = 1;
-	else if (rc != 0)
-		return store__mdb_code(st, rc, "read meta");
+	a->own_since = st->own_since;
 	hlc_init(&a->clock, h);
 	a->next_qseq = last_key_u64(txn, st->dbi[DB_QUARANTINE]) + 1;
 	for (i = 0; (rc = take(x, i, &c)) == 1; i++) {
@@ -943,9 +946,7 @@ apply_batch(MDB_txn *txn, void *arg)
 	if ((rc = store__meta_put_u64(txn, st->dbi[DB_META], "next_seq",
 	    a->next_seq)) != 0 ||
 	    (rc = store__meta_put_u64(txn, st->dbi[DB_META], "hlc",
-	    a->clock.last)) != 0 ||
-	    (rc = store__meta_put_u64(txn, st->dbi[DB_META], "own_since",
-	    a->own_since)) != 0)
+	    a->clock.last)) != 0)
 		return store__mdb_code(st, rc, "write meta");
 	return 0;
 }
@@ -980,6 +981,8 @@ apply_run(struct store *st, const struct policy *pol,
 	nbx_buf_init(&x.a.r.blob, SIZE_MAX);
 	nbx_buf_init(&x.a.enc, SIZE_MAX);
 	rc = store__write(st, apply_batch, &x);
+	if (rc == 0)
+		st->own_since = x.a.own_since;	/* committed */
 	for (size_t i = 0; i < x.a.nowned; i++)
 		free(x.a.owned[i]);
 	free(x.a.owned);

@@ -235,8 +235,6 @@ init_meta(struct store *st, MDB_txn *txn, const char *dir)
 	    (rc = store__meta_put_u64(txn, st->dbi[DB_META], "epoch", epoch)) != 0 ||
 	    (rc = store__meta_put_u64(txn, st->dbi[DB_META], "next_seq", 1)) != 0 ||
 	    (rc = store__meta_put_u64(txn, st->dbi[DB_META], "hlc", 0)) != 0 ||
-	    (rc = store__meta_put_u64(txn, st->dbi[DB_META], "own_since",
-	    0)) != 0 ||
 	    (rc = store__meta_put_u64(txn, st->dbi[DB_META], "format",
 	    STORE_FORMAT)) != 0)
 		return store__mdb_code(st, rc, "write meta");

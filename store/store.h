@@ -7,9 +7,10 @@
  *               appears once, at the seq of its latest change, so a peer
  *               catching up from seq S reads each changed record once.
  *   logidx      "coll\0id" -> its seq in `log`
- *   meta        node_id, epoch, next_seq, hlc, own_since (the first
- *               version this store stamped: older ones of this node's
- *               are a former store's, see store_apply)
+ *   meta        node_id, epoch, next_seq, hlc, format (and own_since,
+ *               which an older nbx kept here and this one no longer
+ *               reads: the first version stamped since store_open is
+ *               kept in memory; see store_apply)
  *   peers       id -> peer entry (daemon)
  *   cursors     peer id -> (epoch, seq) applied from that peer
  *   audit       disclosure log (daemon)
@@ -101,11 +102,13 @@ enum {
  * cursor is written in the same transaction, so "applied" and "cursor
  * advanced" are one atomic fact.  A change naming this node as its origin
  * (or under an audience this node set) is refused (NBX_EPEER) unless this
- * node holds that version already, or the version is older than any this
- * store stamped itself: a store rebuilt from empty takes its former
- * versions back from its peers.  A local AUDIENCE change that removes
- * nodes also records a pending "revoke" receipt for each of them (the
- * way every holder of the record knows whom to tell of the removal).
+ * node holds that version already, or the version is older than the
+ * first this store stamped since store_open (any, until it stamps one):
+ * a store rebuilt from empty or restored from a backup takes the
+ * versions it lost back from its peers.  A local AUDIENCE change that
+ * removes nodes also records a pending "revoke" receipt for each of them
+ * (the way every holder of the record knows whom to tell of the
+ * removal).
  *
  * Every change that alters state gets the next seq and puts its record at
  * that seq in the log; one that alters nothing gets no seq.  out[i] tells
@@ -236,12 +239,13 @@ int store_compact(struct store *st, uint64_t *before, uint64_t *after);
 
 /*
  * The pair digest for `nbxctl verify PEER` (store/verify.c): SHA-256 over
- * the canonical encoding of every change, in key order, that both this
- * node and `peer` may hold under the policy: region fields, and audience
- * fields of records whose audience holds both (with the record's state and
- * audience when any of its fields counts).  Local fields, erased records
- * and receipts are left out.  Two converged nodes compute equal digests
- * for each other.  *records and *changes count what went in.
+ * the framed canonical encoding of every change (collections in policy
+ * order, records in key order) that both this node and `peer` may hold
+ * under the policy: region fields, and audience fields of records whose
+ * audience holds both (with the record's state and audience when any of
+ * its fields counts).  Local fields, erased records and receipts are
+ * left out.  Two converged nodes compute equal digests for each other.
+ * *records and *changes count what went in.
  */
 int store_pair_digest(struct store *st, const struct policy *pol,
     struct nbx_str peer, uint8_t out[32], uint64_t *records,
@@ -271,6 +275,55 @@ uint64_t store_generation(const struct store *st);
 
 /* SHA-256 over every (key, value) of the records database, in key order. */
 int store_records_digest(struct store *st, uint8_t out[32]);
+
+/* ------------------------------------------------------------------ */
+/* Set reconciliation items (store/items.c)                            */
+/* ------------------------------------------------------------------ */
+
+#define STORE_VH_LEN	16
+
+/* One record as a pair sees it. */
+struct store_item {
+	uint64_t kh;			/* store_key_hash(coll, id) */
+	uint8_t vh[STORE_VH_LEN];	/* the first 16 bytes of SHA-256 over
+					   the record's bytes for the pair:
+					   those store_pair_digest hashes */
+};
+
+/*
+ * The first 8 bytes, big-endian, of SHA-256 over coll, one 0 byte, id
+ * (the record's key).  0 only by chance, or if libcrypto cannot allocate
+ * its context.
+ */
+uint64_t store_key_hash(struct nbx_str coll, struct nbx_str id);
+
+/*
+ * The items of the pair (this node, peer): one per record that is not
+ * erased and of which at least one change counts for the pair digest
+ * (the same rule as store_pair_digest: region fields, audience fields
+ * whose record audience and change audience hold both, plus the record's
+ * state and audience changes when a field counts), sorted ascending by
+ * (kh, vh memcmp).  Two converged nodes list equal items for each other;
+ * the records whose items differ are those they differ on.  A record the
+ * peer may not see gives no item.  One read transaction, one pass over
+ * the records of the policy's collections.  *v is malloc'd (the caller
+ * frees it); NULL and 0 when there are none, and on failure.  0,
+ * NBX_ENOMEM or a store error.
+ */
+int store_pair_items(struct store *st, const struct policy *pol,
+    struct nbx_str peer, struct store_item **v, size_t *n);
+
+/*
+ * Calls fn(arg, coll, id) for each record (erased ones included) of the
+ * policy's collections whose key hash is in khs[0..n) (sorted ascending,
+ * duplicates allowed), in any order; coll and id are valid until
+ * store_rtxn_end.  One pass over the record keys; no record is decoded.
+ * Stops and returns fn's non-zero value; 0 at the end (at once for n 0),
+ * NBX_ENOMEM or a store error.
+ */
+int store_keys_by_hash(struct store_rtxn *t, const struct policy *pol,
+    const uint64_t *khs, size_t n,
+    int (*fn)(void *arg, struct nbx_str coll, struct nbx_str id), void *arg);
 
 /* ------------------------------------------------------------------ */
 /* Disclosure log (store/audit.c)                                      */

@@ -72,6 +72,13 @@ struct store {
 	char hint_ids[STORE_HINT_AUTHORS][NBX_ID_MAX + 1];
 	unsigned nhint_ids;
 	uint64_t gen;		/* store_generation */
+	uint64_t own_since;	/* the first version this process run of the
+				   store stamped, 0 until it stamps one (a
+				   compaction's reopen is the same run):
+				   apply.c, own_version_known.  In memory:
+				   it is the run's, so opening writes
+				   nothing for it (a store on a full disk
+				   still opens) */
 	int records_written;	/* by the write transaction running now */
 	char err[256];
 };
@@ -213,5 +220,73 @@ store__rec_val(const struct store *st, const MDB_val *d, uint64_t *seq,
 	*len = d->mv_size - STORE_SEQ_BYTES;
 	return 0;
 }
+
+/*
+ * Decodes the records entry (k, d) into r, which must be initialised: r
+ * is reset for the key's coll and id (crdt_record_reset: its arrays are
+ * kept for the next record) and its strings borrow from k and d.  0 or
+ * NBX_EMALFORMED (also for a key that does not split).
+ */
+int store__record_decode(const struct store *st, const MDB_val *k,
+    const MDB_val *d, struct crdt_record *r);
+
+/*
+ * Calls fn(arg, pc, k, d) for each entry of the records database whose
+ * collection pc is one of pol's: collections in policy order, and in key
+ * order within each, which is the order of the pair digest.  One cursor
+ * steps through each collection; k and d borrow from t.  Stops and
+ * returns fn's non-zero value; 0 at the end, or a store error.
+ */
+int store__records_each(struct store_rtxn *t, const struct policy *pol,
+    int (*fn)(void *arg, const struct pol_coll *pc, const MDB_val *k,
+    const MDB_val *d), void *arg);
+
+/* ------------------------------------------------------------------ */
+/* What of a record a pair shares (share.c)                            */
+/* ------------------------------------------------------------------ */
+
+/*
+ * The bytes of one record that count for the pair (this node self,
+ * peers[i]), for each of several peers at once: the rule of the pair
+ * digest (store.h, store_pair_digest).  They are frames (4-byte
+ * big-endian length, then change_encode) of the record's changes in the
+ * order crdt_record_changes gives them: its state change, and its
+ * audience change when both are in that audience, provided at least one
+ * field change counts; then each region field change, and each audience
+ * field change whose record audience and change audience hold both.
+ * Local fields, fields the policy does not know, erasures and receipts
+ * never count.  The pair digest (verify.c) hashes every record's bytes in
+ * store__records_each order; a set reconciliation item (items.c) hashes
+ * one record's.  peers (borrowed until store__share_free) must not be
+ * empty.
+ */
+struct store__share;
+
+/* 0 or NBX_ENOMEM; *out is NULL on failure. */
+int store__share_new(struct nbx_str self, const struct nbx_str *peers,
+    size_t npeers, struct store__share **out);
+/* NULL is a no-op. */
+void store__share_free(struct store__share *s);
+/*
+ * Works out r's bytes for each pair; r (not erased) and pc stay borrowed
+ * until the next call.  Buffers are kept from one record to the next.
+ * 0, NBX_ENOMEM or NBX_EINVAL (a change that does not encode).
+ */
+int store__share_record(struct store__share *s, const struct pol_coll *pc,
+    const struct crdt_record *r);
+/*
+ * The changes of the record that count for pair i: 0 when the record
+ * gives that pair no bytes at all.
+ */
+uint64_t store__share_changes(const struct store__share *s, size_t i);
+/* 1 if pairs a and b are given the same bytes of the record, else 0. */
+int store__share_same(const struct store__share *s, size_t a, size_t b);
+/*
+ * Calls fn(arg, p, n) over pair i's bytes of the record, in order, in a
+ * few runs (p borrows from s until the next store__share_record); none
+ * when it has none.  Stops and returns fn's non-zero value; else 0.
+ */
+int store__share_bytes(const struct store__share *s, size_t i,
+    int (*fn)(void *arg, const void *p, size_t n), void *arg);
 
 #endif

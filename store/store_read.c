@@ -128,6 +128,64 @@ store_record_next(struct store_rtxn *t, struct nbx_str coll,
 }
 
 int
+store__record_decode(const struct store *st, const MDB_val *k,
+    const MDB_val *d, struct crdt_record *r)
+{
+	struct nbx_str coll, id;
+
+	if (store__rec_key_split(k, &coll, &id) != 0) {
+		crdt_record_reset(r, (struct nbx_str){ "", 0 },
+		    (struct nbx_str){ "", 0 });
+		return NBX_EMALFORMED;
+	}
+	crdt_record_reset(r, coll, id);
+	return record_decode(st, d, r);
+}
+
+/*
+ * A collection's keys are contiguous and start at "coll\0": the cursor
+ * is placed there once and steps on while the key's collection is coll
+ * ("coll2" sorts after every "coll\0...").
+ */
+int
+store__records_each(struct store_rtxn *t, const struct policy *pol,
+    int (*fn)(void *arg, const struct pol_coll *pc, const MDB_val *k,
+    const MDB_val *d), void *arg)
+{
+	uint8_t key[KEY_MAX];
+	MDB_cursor *cu;
+	MDB_val k, d;
+	int rc;
+
+	if ((rc = mdb_cursor_open(t->txn, t->st->dbi[DB_RECORDS], &cu)) != 0)
+		return store__mdb_code(t->st, rc, "cursor");
+	for (size_t i = 0; i < policy_ncoll(pol); i++) {
+		const struct pol_coll *pc = policy_coll_at(pol, i);
+		struct nbx_str coll = { pc->name, pc->name_len };
+
+		k.mv_size = store__rec_key(key, coll, (struct nbx_str){ "", 0 });
+		k.mv_data = key;
+		for (rc = mdb_cursor_get(cu, &k, &d, MDB_SET_RANGE); rc == 0;
+		    rc = mdb_cursor_get(cu, &k, &d, MDB_NEXT)) {
+			if (k.mv_size <= coll.n ||
+			    memcmp(k.mv_data, coll.p, coll.n) != 0 ||
+			    ((const uint8_t *)k.mv_data)[coll.n] != 0)
+				break;	/* past the collection */
+			if ((rc = fn(arg, pc, &k, &d)) != 0)
+				goto out;
+		}
+		if (rc != 0 && rc != MDB_NOTFOUND) {
+			rc = store__mdb_code(t->st, rc, "next record");
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	mdb_cursor_close(cu);
+	return rc;
+}
+
+int
 store_erasure_next(struct store_rtxn *t, struct nbx_str after_coll,
     struct nbx_str after_id, struct nbx_str *coll, struct nbx_str *id)
 {

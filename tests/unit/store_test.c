@@ -7,6 +7,7 @@
 #include <msgpack.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "hlc.h"
 #include "mpread.h"
@@ -1890,7 +1891,10 @@ get_field(struct store *st, const char *field)
  * field another audience member wrote under that audience.  Then, once
  * it has written again, a version of its own it never made (newer than
  * its first) is refused as a forgery, and so is a widened audience of
- * its own, while older versions still come back.
+ * its own, while older versions still come back.  A new process run
+ * (a reopen) has stamped nothing yet: before its first write it takes a
+ * version of its own it does not hold (it may have lost it, restored
+ * from a backup), after it refuses a newer one.
  */
 Test(store, rebuilt_store_takes_its_own_record_back_and_refuses_forgeries)
 {
@@ -1952,24 +1956,207 @@ Test(store, rebuilt_store_takes_its_own_record_back_and_refuses_forgeries)
 	cr_assert_str_eq(get_field(st, "secret"), "Q");
 	cr_assert_str_eq(get_field(st, "status"), "a");
 
-	/* the first write is remembered across a reopen */
+	/* a new run, before its first write: a version of ee's it does not
+	   hold may be one it lost, and is taken */
 	store_close(st);
 	st = open_store(dir, "ee", 0);
-	c = test_str("ee:1", "secret", "forged again");
+	c = test_str("ee:1", "secret", "lost in a restore");
 	c.origin = nbx_str_c("ee");
 	c.hlc = HLC_MAKE(NOW + 40, 0);
 	nbx_aud_copy(&c.aud, &b[1].aud);
 	cr_assert_eq(store_apply(st, pol, &c, 1, nbx_str_c("lv"), NULL,
 	    NOW + 40, 0, out), 0);
+	cr_assert_eq(out[0].status, STORE_APPLIED, "%s",
+	    nbx_strerror(out[0].err));
+	cr_assert_str_eq(get_field(st, "secret"), "lost in a restore");
+	/* once it writes, a later version of ee's it never made is not */
+	c = test_str("ee:1", "name", "run 2");
+	cr_assert_eq(store_apply(st, pol, &c, 1, none, NULL, NOW + 50, 0, out),
+	    0);
+	cr_assert_eq(out[0].status, STORE_APPLIED);
+	c = test_str("ee:1", "secret", "forged again");
+	c.origin = nbx_str_c("ee");
+	c.hlc = HLC_MAKE(NOW + 60, 0);
+	nbx_aud_copy(&c.aud, &b[1].aud);
+	cr_assert_eq(store_apply(st, pol, &c, 1, nbx_str_c("lv"), NULL,
+	    NOW + 60, 0, out), 0);
 	cr_assert_eq(out[0].err, NBX_EPEER);
-	/* a former store's version, older than the first: taken */
+	cr_assert_str_eq(get_field(st, "secret"), "lost in a restore");
+	/* and one older than the run's first: taken */
 	c = test_str("ee:3", "name", "from before the rebuild");
 	c.origin = nbx_str_c("ee");
 	c.hlc = HLC_MAKE(NOW, 0);
 	cr_assert_eq(store_apply(st, pol, &c, 1, nbx_str_c("lv"), NULL,
-	    NOW + 40, 0, out), 0);
+	    NOW + 60, 0, out), 0);
 	cr_assert_eq(out[0].status, STORE_APPLIED);
+	/* the same run goes on across a compaction (a reopen inside it) */
+	{
+		uint64_t before, after;
+
+		cr_assert_eq(store_compact(st, &before, &after), 0, "%s",
+		    store_last_error(st));
+	}
+	c = test_str("ee:1", "secret", "forged after compaction");
+	c.origin = nbx_str_c("ee");
+	c.hlc = HLC_MAKE(NOW + 70, 0);
+	nbx_aud_copy(&c.aud, &b[1].aud);
+	cr_assert_eq(store_apply(st, pol, &c, 1, nbx_str_c("lv"), NULL,
+	    NOW + 70, 0, out), 0);
+	cr_assert_eq(out[0].err, NBX_EPEER);
 	store_close(st);
 	policy_free(pol);
 	test_rmdir(dir);
+}
+
+/* Copies file from over to (neither store open). */
+static void
+copy_file(const char *from, const char *to)
+{
+	FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+	char buf[65536];
+	size_t n;
+
+	cr_assert(in != NULL && out != NULL, "%s -> %s", from, to);
+	while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+		cr_assert_eq(fwrite(buf, 1, n, out), n);
+	cr_assert_eq(ferror(in), 0);
+	fclose(in);
+	cr_assert_eq(fclose(out), 0);
+}
+
+/* Record t/id of st as crdt_record_encode gives it, into out. */
+static void
+record_bytes(struct store *st, const char *id, struct nbx_buf *out)
+{
+	struct store_rtxn *t;
+	struct crdt_record r;
+
+	nbx_buf_init(out, 1 << 20);
+	cr_assert_eq(store_rtxn_begin(st, &t), 0);
+	cr_assert_eq(store_record_get(t, nbx_str_c("t"), nbx_str_c(id), &r), 0,
+	    "%s", id);
+	cr_assert_eq(crdt_record_encode(&r, out), 0);
+	crdt_record_fini(&r);
+	store_rtxn_end(t);
+}
+
+struct change_list {
+	struct change c[32];
+	size_t n;
+};
+
+static int
+change_add(void *arg, const struct change *c)
+{
+	struct change_list *l = arg;
+
+	cr_assert_lt(l->n, 32);
+	l->c[l->n++] = *c;
+	return 0;
+}
+
+/*
+ * A node restored from a backup (its data.mdb copied while it was
+ * closed) takes back from a peer the versions it stamped after the
+ * backup, and its records are then as they were, byte for byte: a field
+ * it wrote again, a scoped field, records it made after the backup (one
+ * with an audience, a scoped value, a set element and its holder
+ * receipt).  Nothing is refused, and the pair digest is as before.
+ */
+Test(store, restored_store_takes_back_what_it_stamped_after_the_backup)
+{
+	static const char *const ids[] = { "ee:1", "ee:2", "ee:3", "ee:4" };
+	char *dir = test_tmpdir(), *bdir = test_tmpdir();
+	char data[4200], backup[4200], lock[4200];
+	struct policy *pol = test_policy();
+	struct store *st = open_store(dir, "ee", 0);
+	struct nbx_str none = { 0 };
+	struct store_outcome out[32];
+	struct nbx_buf orig[4];
+	struct crdt_record r[4];
+	struct change_list l = { .n = 0 };
+	struct change c[4];
+	uint8_t before[32], after[32];
+	uint64_t nr, nc;
+
+	snprintf(data, sizeof(data), "%s/data.mdb", dir);
+	snprintf(lock, sizeof(lock), "%s/lock.mdb", dir);
+	snprintf(backup, sizeof(backup), "%s/data.mdb", bdir);
+	c[0] = test_str("ee:1", "name", "one");
+	c[1] = test_change(CHANGE_AUDIENCE, "ee:2", NULL);
+	c[1].aud.n = 2;
+	c[1].aud.ids[0] = nbx_str_c("ee");
+	c[1].aud.ids[1] = nbx_str_c("lv");
+	c[2] = test_str("ee:2", "secret", "s1");
+	cr_assert_eq(store_apply(st, pol, c, 3, none, NULL, NOW, 0, out), 0);
+	store_close(st);
+	copy_file(data, backup);	/* the backup */
+
+	st = open_store(dir, "ee", 0);
+	c[0] = test_str("ee:1", "name", "one, later");
+	c[1] = test_str("ee:2", "secret", "s2");
+	c[2] = test_str("ee:3", "name", "three");
+	cr_assert_eq(store_apply(st, pol, c, 3, none, NULL, NOW + 10, 0, out),
+	    0);
+	c[0] = test_change(CHANGE_AUDIENCE, "ee:4", NULL);
+	c[0].aud.n = 3;
+	c[0].aud.ids[0] = nbx_str_c("ee");
+	c[0].aud.ids[1] = nbx_str_c("lv");
+	c[0].aud.ids[2] = nbx_str_c("fi");
+	c[1] = test_str("ee:4", "secret", "four");
+	c[2] = test_change(CHANGE_ELEM, "ee:4", "tags");
+	c[2].elem = nbx_str_c("x");
+	c[2].val.t = NBX_V_BOOL;
+	c[2].val.i = 1;
+	cr_assert_eq(store_apply(st, pol, c, 3, none, NULL, NOW + 11, 0, out),
+	    0);
+	for (int i = 0; i < 3; i++)
+		cr_assert_eq(out[i].status, STORE_APPLIED, "change %d", i);
+	for (int i = 0; i < 4; i++)
+		record_bytes(st, ids[i], &orig[i]);
+	cr_assert_eq(store_pair_digest(st, pol, nbx_str_c("lv"), before, &nr,
+	    &nc), 0);
+	store_close(st);
+
+	/* restored: what came after the backup is gone */
+	copy_file(backup, data);
+	(void)unlink(lock);
+	st = open_store(dir, "ee", 0);
+	cr_assert_str_eq(get_name(st, "ee:1"), "one");
+	cr_assert_null(get_name(st, "ee:3"));
+
+	/* a peer (lv) sends the records as it holds them */
+	for (int i = 0; i < 4; i++) {
+		crdt_record_init(&r[i], nbx_str_c("t"), nbx_str_c(ids[i]));
+		cr_assert_eq(crdt_record_decode(orig[i].p, orig[i].len, &r[i]),
+		    0);
+		cr_assert_eq(crdt_record_changes(&r[i], change_add, &l), 0);
+	}
+	cr_assert_eq(store_apply(st, pol, l.c, l.n, nbx_str_c("lv"), NULL,
+	    NOW + 20, 0, out), 0);
+	for (size_t i = 0; i < l.n; i++)
+		cr_assert_neq(out[i].status, STORE_REJECTED,
+		    "change %zu (kind %d, %.*s) refused: %s", i, l.c[i].kind,
+		    (int)l.c[i].field.n, l.c[i].field.p,
+		    nbx_strerror(out[i].err));
+	for (int i = 0; i < 4; i++) {
+		struct nbx_buf now;
+
+		record_bytes(st, ids[i], &now);
+		cr_assert_eq(now.len, orig[i].len, "%s", ids[i]);
+		cr_assert_eq(memcmp(now.p, orig[i].p, now.len), 0, "%s differs "
+		    "from the original", ids[i]);
+		nbx_buf_fini(&now);
+	}
+	cr_assert_eq(store_pair_digest(st, pol, nbx_str_c("lv"), after, &nr,
+	    &nc), 0);
+	cr_assert_eq(memcmp(before, after, 32), 0);
+	for (int i = 0; i < 4; i++) {
+		crdt_record_fini(&r[i]);
+		nbx_buf_fini(&orig[i]);
+	}
+	store_close(st);
+	policy_free(pol);
+	test_rmdir(dir);
+	test_rmdir(bdir);
 }
