@@ -136,6 +136,7 @@ TEST_MOD_items_test       := store
 TEST_MOD_config_test      := conf
 TEST_MOD_egress_test      := sync
 TEST_MOD_session_test     := sync
+TEST_MOD_session_v2_test  := sync
 TEST_MOD_writes_test      := sync
 TEST_MOD_edges_prop_test  := sync
 TEST_MOD_ca_test          := tools

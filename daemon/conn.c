@@ -25,6 +25,9 @@
 #define CONN_RX_TURN		(512u << 10)	/* bytes received per loop turn */
 #define CONN_PUMP_TURN		1	/* batches made per loop turn */
 #define CONN_STABLE_MS		10000	/* a session this old resets backoff */
+/* no protocol version in common: redial this much later (an upgrade
+   or a config change on either side is what can end it) */
+#define CONN_VERSION_BACKOFF_MS	(15 * 60 * 1000)
 #define CONN_REDIAL_MS		250	/* a link up: the others dial this soon */
 #define CONN_REDIAL_EVERY_MS	1000	/* ... at most this often */
 #define CONN_CLOSE_MS		2000	/* graceful close gives up after this */
@@ -122,6 +125,27 @@ conn_closed(uv_handle_t *h)
 	free(c);
 }
 
+/*
+ * Keeps what a session learnt of its peer's HELLO, so that status shows
+ * it while the peer is down (an incompatible peer stays down).
+ */
+void
+conn__peer_learn(struct peer *p, const struct sync_stats *s)
+{
+	if (s->no_common_version) {
+		p->no_common_version = 1;
+		p->version = 0;
+	} else if (s->established) {
+		p->no_common_version = 0;
+		p->version = s->version;
+		p->schema_match = s->schema_match;
+	}
+	if (s->peer_version_max != 0) {
+		p->peer_vmin = s->peer_version_min;
+		p->peer_vmax = s->peer_version_max;
+	}
+}
+
 /* Schedules the next dial of p: exponential backoff with jitter. */
 static void
 peer_backoff(struct node *n, struct peer *p, int stable)
@@ -157,6 +181,7 @@ peers_redial_soon(struct node *n, const struct peer *up)
 	n->redial_ms = now;
 	for (struct peer *q = n->peers; q != NULL; q = q->next)
 		if (q != up && !q->active && !q->dialing &&
+		    !q->no_common_version &&
 		    q->next_dial_ms > now + CONN_REDIAL_MS)
 			q->next_dial_ms = now + (uint64_t)random() %
 			    (CONN_REDIAL_MS + 1);
@@ -197,6 +222,10 @@ peer_detach(struct conn *c, const char *why)
 		p->changes_in += s->changes_in;
 		p->changes_out += s->changes_out;
 		p->rejected_in += s->rejected_in;
+		p->recon_runs += s->recon_runs;
+		if (s->recon_last_ms)
+			p->recon_last_ms = s->recon_last_ms;
+		conn__peer_learn(p, s);
 	}
 	if (p->active == c) {
 		stable = log_now_ms() - p->since_ms > CONN_STABLE_MS;
@@ -208,6 +237,9 @@ peer_detach(struct conn *c, const char *why)
 		snprintf(p->last_error, sizeof(p->last_error), "%s", why);
 	if (!p->active && !p->dialing)
 		peer_backoff(c->node, p, stable);
+	if (!p->active && !p->dialing && p->no_common_version)
+		p->next_dial_ms = log_now_ms() + CONN_VERSION_BACKOFF_MS / 2 +
+		    (uint64_t)random() % (CONN_VERSION_BACKOFF_MS / 2 + 1);
 }
 
 /* Closes c, logged by the caller. */
@@ -1012,4 +1044,11 @@ conn__peer_stats(const struct peer *p)
 {
 	return p->active && p->active->sess ?
 	    sync_session_stats(p->active->sess) : NULL;
+}
+
+int
+conn__peer_reconcile(struct peer *p)
+{
+	return p->active && p->active->sess ?
+	    sync_session_reconcile(p->active->sess) : NBX_EAGAIN;
 }

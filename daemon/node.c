@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "conf_file.h"
 #include "control.h"
 #include "log.h"
@@ -54,6 +56,22 @@ start_listener(struct node *n, char *err, size_t errlen)
 	return 0;
 }
 
+/* SHA-256 of the schema's canonical form: peers compare it (HELLO). */
+static int
+schema_digest(const struct policy *pol, uint8_t out[SYNC_SCHEMA_LEN])
+{
+	struct nbx_buf b;
+	unsigned int len = SYNC_SCHEMA_LEN;
+	int rc;
+
+	nbx_buf_init(&b, 16u << 20);
+	if ((rc = policy_canonical(pol, &b)) == 0 &&
+	    EVP_Digest(b.p, b.len, out, &len, EVP_sha256(), NULL) != 1)
+		rc = NBX_ENOMEM;
+	nbx_buf_fini(&b);
+	return rc;
+}
+
 int
 node_new(uv_loop_t *loop, const char *config_path, struct node **out,
     char *err, size_t errlen)
@@ -87,6 +105,15 @@ node_new(uv_loop_t *loop, const char *config_path, struct node **out,
 	n->sopts.ping_interval_ms = n->cfg.ping_interval_ms;
 	n->sopts.dead_after_ms = n->cfg.dead_after_ms;
 	n->sopts.pump_batches = NODE_PUMP_BATCHES;
+	n->sopts.version_min = n->cfg.protocol_min;
+	n->sopts.version_max = n->cfg.protocol_max;
+	n->sopts.reconcile_interval_ms = n->cfg.reconcile_interval_s == 0 ?
+	    UINT64_MAX : n->cfg.reconcile_interval_s * 1000;
+	if ((rc = schema_digest(n->pol, n->sopts.schema)) != 0) {
+		snprintf(err, errlen, "cannot digest the schema: %s",
+		    nbx_strerror(rc));
+		goto fail;
+	}
 	if ((rc = node__peers_configure(n, &n->cfg)) != 0 ||
 	    (rc = node__peers_load(n)) != 0) {
 		snprintf(err, errlen, "cannot load peers: %s", nbx_strerror(rc));

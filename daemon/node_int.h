@@ -49,6 +49,12 @@ struct peer {
 	uint64_t since_ms;	/* up since / down since */
 	/* totals of connections that ended, so counters survive reconnects */
 	uint64_t bytes_in, bytes_out, changes_in, changes_out, rejected_in;
+	uint64_t recon_runs, recon_last_ms;
+	/* what the last session learnt of the peer (HELLO) */
+	uint32_t version;		/* protocol version spoken, 0 unknown */
+	uint32_t peer_vmin, peer_vmax;	/* versions it speaks */
+	int schema_match;		/* 1, 0, or -1 unknown */
+	int no_common_version;		/* the last session found none */
 	char last_error[256];
 };
 
@@ -231,6 +237,10 @@ void conn__close_peer(struct node *n, struct peer *p, const char *why);
  * the loop runs again.  Those of its ended connections are in p.
  */
 const struct sync_stats *conn__peer_stats(const struct peer *p);
+/* sync_session_reconcile on p's session; NBX_EAGAIN if p is not up. */
+int conn__peer_reconcile(struct peer *p);
+/* Keeps what the session s learnt of p's HELLO (version, schema). */
+void conn__peer_learn(struct peer *p, const struct sync_stats *s);
 
 /*
  * 1 if the socket is joined to itself (a dial to a port of this host that

@@ -69,6 +69,10 @@ node__cmd_metrics(struct node *n, json_t *req)
 		{ "nbx_peer_changes_in_total", "counter", "Changes received from the peer." },
 		{ "nbx_peer_changes_out_total", "counter", "Changes sent to the peer." },
 		{ "nbx_peer_quarantined_total", "counter", "Changes from the peer refused into quarantine." },
+		{ "nbx_peer_protocol_version", "gauge", "Sync protocol version the pair speaks (0: not known yet)." },
+		{ "nbx_peer_no_common_version", "gauge", "1 when the peer speaks no protocol version this node speaks." },
+		{ "nbx_peer_schema_mismatch", "gauge", "1 when the peer's schema digest differs from this node's." },
+		{ "nbx_peer_reconcile_runs_total", "counter", "Reconciliation runs this node started with the peer that ended." },
 	};
 	struct store_meta m;
 	struct text t = { NULL, 0, 0 };
@@ -93,6 +97,11 @@ node__cmd_metrics(struct node *n, json_t *req)
 			case 4: v = p->changes_in + (s ? s->changes_in : 0); break;
 			case 5: v = p->changes_out + (s ? s->changes_out : 0); break;
 			case 6: v = p->rejected_in + (s ? s->rejected_in : 0); break;
+			case 7: v = s && s->established ? s->version : p->version; break;
+			case 8: v = p->no_common_version || (s && s->no_common_version); break;
+			case 9: v = (s && s->established ? s->schema_match : p->schema_match) == 0 &&
+			    (s && s->established ? s->version : p->version) >= 2; break;
+			case 10: v = p->recon_runs + (s ? s->recon_runs : 0); break;
 			}
 			text_add(&t, "%s{peer=\"%s\"} %llu\n", pm[k].name, p->id,
 			    (unsigned long long)v);

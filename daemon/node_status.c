@@ -18,6 +18,8 @@ peer_state(const struct peer *p)
 		return "up";
 	if (p->dialing)
 		return "connecting";
+	if (p->no_common_version)
+		return "incompatible";
 	return "down";
 }
 
@@ -67,6 +69,28 @@ peer_json(struct node *n, const struct peer *p, uint64_t last_seq)
 		    0)));
 	} else
 		json_object_set_new(o, "redial_in_ms", json_null());
+	if (s != NULL)
+		conn__peer_learn((struct peer *)p, s);
+	json_object_set_new(o, "protocol", p->version ?
+	    json_integer(p->version) : json_null());
+	json_object_set_new(o, "peer_protocols", p->peer_vmax ?
+	    json_pack("[i, i]", (int)p->peer_vmin, (int)p->peer_vmax) :
+	    json_null());
+	json_object_set_new(o, "no_common_version",
+	    json_boolean(p->no_common_version));
+	json_object_set_new(o, "schema_match", p->version == 0 ||
+	    p->schema_match < 0 ? json_null() :
+	    json_boolean(p->schema_match));
+	json_object_set_new(o, "reconcile_runs", json_integer((json_int_t)
+	    (p->recon_runs + (s ? s->recon_runs : 0))));
+	json_object_set_new(o, "reconcile_active", json_boolean(s &&
+	    s->recon_active));
+	json_object_set_new(o, "last_reconcile", node__json_time(s &&
+	    s->recon_last_ms ? s->recon_last_ms : p->recon_last_ms));
+	json_object_set_new(o, "reconcile_changes_in", json_integer(
+	    (json_int_t)(s ? s->recon_changes_in : 0)));
+	json_object_set_new(o, "reconcile_changes_out", json_integer(
+	    (json_int_t)(s ? s->recon_changes_out : 0)));
 	(void)n;
 	return o;
 }

@@ -91,6 +91,38 @@ verify_all(struct node *n, const char *peer, const struct store_digest **d)
 }
 
 /*
+ * verify --repair: asks the session with peer for a reconciliation run
+ * (session.h) and answers at once with the runs ended so far; nbxctl
+ * waits for the count to move, then verifies.
+ */
+static json_t *
+repair(struct node *n, const char *peer)
+{
+	struct peer *p;
+	const struct sync_stats *s;
+	int rc;
+
+	for (p = n->peers; p != NULL && strcmp(p->id, peer) != 0; p = p->next)
+		;
+	if (p == NULL)
+		return ctl_error(NBX_ENOTFOUND, "no peer '%s'", peer);
+	if ((s = conn__peer_stats(p)) == NULL || !s->established)
+		return ctl_error(NBX_EAGAIN, "peer %s is not connected; a "
+		    "reconciliation runs by itself when it connects", peer);
+	if ((rc = conn__peer_reconcile(p)) == NBX_EVERSION)
+		return ctl_error(rc, "peer %s speaks protocol version %u, "
+		    "which cannot reconcile (version 2 can)", peer, s->version);
+	if (rc == NBX_EAGAIN)
+		return ctl_error(rc, "peer %s is still starting its session; "
+		    "try again", peer);
+	if (rc != 0)
+		return ctl_error(rc, "peer %s: %s", peer, nbx_strerror(rc));
+	conn__pump_soon(n);
+	return json_pack("{s:b, s:s, s:I}", "ok", 1, "peer", peer, "runs",
+	    (json_int_t)(p->recon_runs + s->recon_runs));
+}
+
+/*
  * verify: the digest this node computes for the pair (this node, peer);
  * the peer's `nbxctl verify` for this node must print the same when the
  * two have converged.
@@ -105,6 +137,8 @@ node__cmd_verify(struct node *n, json_t *req)
 
 	if (peer == NULL || !nbx_node_id_valid(nbx_str_c(peer)))
 		return ctl_error(NBX_EINVAL, "verify needs a peer id");
+	if (json_is_true(json_object_get(req, "repair")))
+		return repair(n, peer);
 	if ((d = verify_cached(n, peer)) == NULL &&
 	    (rc = verify_all(n, peer, &d)) != 0)
 		return ctl_error(rc, "verify: %s", rc == NBX_ENOMEM ?

@@ -91,7 +91,8 @@ rd_skip(struct mpread *r)
 /* ------------------------------------------------------------------ */
 
 /* Elements of each message type, type included (0: no such type). */
-static const uint32_t arity[] = { 0, 4, 3, 4, 2, 5, 2, 2, 3 };
+static const uint32_t arity[] = { 0, 4, 3, 4, 2, 5, 2, 2, 3, 3, 4, 2 };
+#define HELLO2_ARITY	7
 
 #define CHANGE_MIN_BYTES	10
 
@@ -136,9 +137,10 @@ decode_body(struct mpread *r, struct frame_msg *m, int scan)
 {
 	uint32_t n;
 	uint64_t type;
+	uint32_t len;
 
 	if (mpread_array(r, &n) != 0 || n < 1 || mpread_u64(r, &type) != 0 ||
-	    type < FRAME_HELLO || type > FRAME_ERROR)
+	    type < FRAME_HELLO || type > FRAME_TYPE_MAX)
 		return NBX_EMALFORMED;
 	m->type = (enum frame_type)type;
 	if (m->type == FRAME_HELLO ? n < arity[type] : n != arity[type])
@@ -149,7 +151,14 @@ decode_body(struct mpread *r, struct frame_msg *m, int scan)
 		    mpread_str(r, 1, NBX_ID_MAX, &m->node) != 0 ||
 		    mpread_u64(r, &m->epoch) != 0)
 			return NBX_EMALFORMED;
-		for (uint32_t i = arity[type]; i < n; i++)
+		m->version_max = m->version;
+		if (n >= HELLO2_ARITY && (mpread_u64(r, &m->version_max) != 0 ||
+		    mpread_bin(r, FRAME_SCHEMA_LEN, FRAME_SCHEMA_LEN, &m->schema,
+		    &len) != 0 || mpread_u64(r, &m->last_seq) != 0 ||
+		    m->version_max < m->version))
+			return NBX_EMALFORMED;
+		for (uint32_t i = n >= HELLO2_ARITY ? HELLO2_ARITY : arity[type];
+		    i < n; i++)
 			if (rd_skip(r) != 0)
 				return NBX_EMALFORMED;
 		return 0;
@@ -158,6 +167,21 @@ decode_body(struct mpread *r, struct frame_msg *m, int scan)
 		    NBX_EMALFORMED : 0;
 	case FRAME_CHANGES:
 		return decode_changes(r, m, scan);
+	case FRAME_RECORDS:	/* no log position: epoch and upto are 0 */
+		return decode_changes(r, m, scan) != 0 || m->epoch != 0 ||
+		    m->seq != 0 ? NBX_EMALFORMED : 0;
+	case FRAME_RECON:
+		if (mpread_u64(r, &m->run) != 0 || mpread_bin(r, 0,
+		    FRAME_BODY_MAX, &m->payload, &len) != 0)
+			return NBX_EMALFORMED;
+		m->payload_len = len;
+		return 0;
+	case FRAME_WANT:
+		if (mpread_bin(r, 0, FRAME_WANT_MAX * 8, &m->khs, &len) != 0 ||
+		    len % 8 != 0)
+			return NBX_EMALFORMED;
+		m->nkhs = len / 8;
+		return 0;
 	case FRAME_ACK:
 		return mpread_u64(r, &m->seq) ? NBX_EMALFORMED : 0;
 	case FRAME_ERASE_RECEIPT:
@@ -354,6 +378,70 @@ frame_put_hello(struct nbx_buf *b, uint64_t version, struct nbx_str node,
 }
 
 int
+frame_put_hello2(struct nbx_buf *b, const struct frame_hello *h)
+{
+	struct mpwrite w;
+	size_t start;
+	int rc;
+
+	if ((rc = frame_open(b, &w, &start)) != 0)
+		return rc;
+	mpwrite_array(&w, HELLO2_ARITY);
+	mpwrite_uint(&w, FRAME_HELLO);
+	mpwrite_uint(&w, h->version_min);
+	mpwrite_str(&w, h->node);
+	mpwrite_uint(&w, h->epoch);
+	mpwrite_uint(&w, h->version_max);
+	mpwrite_bin(&w, h->schema, FRAME_SCHEMA_LEN);
+	mpwrite_uint(&w, h->last_seq);
+	return frame_close(b, &w, start);
+}
+
+int
+frame_put_recon(struct nbx_buf *b, uint64_t run, const void *payload,
+    size_t len)
+{
+	struct mpwrite w;
+	size_t start;
+	int rc;
+
+	if (len > FRAME_BODY_MAX)
+		return NBX_ETOOBIG;
+	if ((rc = frame_open(b, &w, &start)) != 0)
+		return rc;
+	mpwrite_array(&w, 3);
+	mpwrite_uint(&w, FRAME_RECON);
+	mpwrite_uint(&w, run);
+	mpwrite_bin(&w, payload, (uint32_t)len);
+	return frame_close(b, &w, start);
+}
+
+int
+frame_put_want(struct nbx_buf *b, const uint64_t *khs, size_t n)
+{
+	struct mpwrite w;
+	size_t start;
+	int rc;
+
+	if (n > FRAME_WANT_MAX)
+		return NBX_EINVAL;
+	if ((rc = frame_open(b, &w, &start)) != 0)
+		return rc;
+	mpwrite_array(&w, 2);
+	mpwrite_uint(&w, FRAME_WANT);
+	mpwrite_bin_head(&w, (uint32_t)(n * 8));
+	for (size_t i = 0; i < n; i++)
+		mpwrite_u64be(&w, khs[i]);
+	return frame_close(b, &w, start);
+}
+
+uint64_t
+frame_want_kh(const struct frame_msg *m, uint32_t i)
+{
+	return mpread_be(m->khs + (size_t)i * 8, 8);
+}
+
+int
 frame_put_subscribe(struct nbx_buf *b, uint64_t epoch, uint64_t from)
 {
 	struct mpwrite w;
@@ -438,8 +526,9 @@ frame_put_error(struct nbx_buf *b, int64_t code, const char *msg)
 #define UPTO_W	9
 #define COUNT_W	5
 
-int
-frame_changes_begin(struct nbx_buf *b, uint64_t epoch, struct frame_batch *fb)
+static int
+batch_begin(struct nbx_buf *b, enum frame_type type, uint64_t epoch,
+    struct frame_batch *fb)
 {
 	static const uint8_t fixed[UPTO_W + COUNT_W] = { 0xcf, 0, 0, 0, 0, 0,
 	    0, 0, 0, 0xdd, 0, 0, 0, 0 };
@@ -451,7 +540,7 @@ frame_changes_begin(struct nbx_buf *b, uint64_t epoch, struct frame_batch *fb)
 	if ((rc = frame_open(b, &w, &start)) != 0)
 		return rc;
 	mpwrite_array(&w, 4);
-	mpwrite_uint(&w, FRAME_CHANGES);
+	mpwrite_uint(&w, type);
 	mpwrite_uint(&w, epoch);
 	fb->fixed = b->len;
 	mpwrite_raw(&w, fixed, sizeof(fixed));
@@ -461,6 +550,18 @@ frame_changes_begin(struct nbx_buf *b, uint64_t epoch, struct frame_batch *fb)
 	}
 	fb->start = start;
 	return 0;
+}
+
+int
+frame_changes_begin(struct nbx_buf *b, uint64_t epoch, struct frame_batch *fb)
+{
+	return batch_begin(b, FRAME_CHANGES, epoch, fb);
+}
+
+int
+frame_records_begin(struct nbx_buf *b, struct frame_batch *fb)
+{
+	return batch_begin(b, FRAME_RECORDS, 0, fb);
 }
 
 int

@@ -34,6 +34,28 @@ enum frame_type {
 	FRAME_PING = 6,		/* [6, nonce] */
 	FRAME_PONG = 7,		/* [7, nonce] */
 	FRAME_ERROR = 8,	/* [8, code, message] */
+	/* version 2 */
+	FRAME_RECON = 9,	/* [9, run, payload]: reconciliation */
+	FRAME_RECORDS = 10,	/* [10, 0, 0, [change, ...]]: whole records */
+	FRAME_WANT = 11,	/* [11, key hashes]: "send me these records" */
+};
+#define FRAME_TYPE_MAX	FRAME_WANT
+#define FRAME_WANT_MAX	65536		/* key hashes in one WANT */
+#define FRAME_SCHEMA_LEN 32		/* HELLO's schema digest */
+
+/*
+ * HELLO.  Version 1 is [1, version, node_id, log_epoch]; a version-2
+ * node appends [..., version_max, schema_digest, last_seq], and puts the
+ * lowest version it speaks in the second element, which is all a
+ * version-1 node reads (its decoder skips trailing elements): so a
+ * version-1 node and a version-2 node that still speaks 1 agree on 1.
+ */
+struct frame_hello {
+	uint64_t version_min, version_max;
+	struct nbx_str node;
+	uint64_t epoch;
+	const uint8_t *schema;	/* FRAME_SCHEMA_LEN bytes */
+	uint64_t last_seq;	/* the sender's log end when it said HELLO */
 };
 
 /*
@@ -42,7 +64,15 @@ enum frame_type {
  */
 struct frame_msg {
 	enum frame_type type;
-	uint64_t version;	/* HELLO */
+	uint64_t version;	/* HELLO: the lowest version the peer speaks */
+	uint64_t version_max;	/* HELLO: the highest (= version if absent) */
+	const uint8_t *schema;	/* HELLO: FRAME_SCHEMA_LEN bytes, or NULL */
+	uint64_t last_seq;	/* HELLO: the sender's log end (0 if absent) */
+	uint64_t run;		/* RECON */
+	const uint8_t *payload;	/* RECON: opaque to the codec (recon.h) */
+	size_t payload_len;
+	const uint8_t *khs;	/* WANT: nkhs 8-byte big-endian key hashes */
+	uint32_t nkhs;
 	struct nbx_str node;	/* HELLO: 1..NBX_ID_MAX bytes, not checked
 				   further: the session compares it */
 	uint64_t epoch;		/* HELLO, SUBSCRIBE, CHANGES */
@@ -52,8 +82,8 @@ struct frame_msg {
 	struct nbx_str text;	/* ERROR: 0..FRAME_TEXT_MAX bytes */
 	struct nbx_str coll, id, origin;	/* ERASE_RECEIPT */
 	uint64_t hlc;		/* ERASE_RECEIPT */
-	uint32_t nchanges;	/* CHANGES: elements in the batch */
-	const uint8_t *changes;	/* CHANGES: the elements, back to back */
+	uint32_t nchanges;	/* CHANGES, RECORDS: elements in the batch */
+	const uint8_t *changes;	/* CHANGES, RECORDS: back to back */
 	size_t changes_len;
 };
 
@@ -133,8 +163,16 @@ int frame_src_next(void *arg, struct change *c);
 void frame_src_rewind(void *arg);
 
 /* Encoders: append a whole frame to b.  0, NBX_ENOMEM or NBX_ETOOBIG. */
+/* The version-1 HELLO (what a node of the previous release sends). */
 int frame_put_hello(struct nbx_buf *b, uint64_t version, struct nbx_str node,
     uint64_t epoch);
+/* The version-2 HELLO; h->schema must point at FRAME_SCHEMA_LEN bytes. */
+int frame_put_hello2(struct nbx_buf *b, const struct frame_hello *h);
+/* RECON with an opaque payload of len bytes. */
+int frame_put_recon(struct nbx_buf *b, uint64_t run, const void *payload,
+    size_t len);
+/* WANT for khs[0..n), n <= FRAME_WANT_MAX (else NBX_EINVAL). */
+int frame_put_want(struct nbx_buf *b, const uint64_t *khs, size_t n);
 int frame_put_subscribe(struct nbx_buf *b, uint64_t epoch, uint64_t from);
 int frame_put_ack(struct nbx_buf *b, uint64_t seq);
 int frame_put_erase_receipt(struct nbx_buf *b, struct nbx_str coll,
@@ -160,6 +198,14 @@ struct frame_batch {
 
 int frame_changes_begin(struct nbx_buf *b, uint64_t epoch,
     struct frame_batch *fb);
+/*
+ * The same for a RECORDS frame: whole records outside the log stream,
+ * shaped like CHANGES with epoch and upto 0 (frame_changes_finish with
+ * upto 0), decoded into the same members.
+ */
+int frame_records_begin(struct nbx_buf *b, struct frame_batch *fb);
+/* The i-th key hash of a decoded WANT (i < nkhs). */
+uint64_t frame_want_kh(const struct frame_msg *m, uint32_t i);
 /*
  * Encodes c (change_encode) into the batch.  NBX_ETOOBIG if the batch
  * already holds FRAME_CHANGES_MAX changes or b is full, NBX_EINVAL if c

@@ -88,6 +88,18 @@ mpwrite__tagged(struct mpwrite *w, uint8_t tag, uint64_t v, size_t n)
 	w->b->len += 1 + n;
 }
 
+/* 8 raw bytes, big-endian (no msgpack tag: inside a bin). */
+static inline void
+mpwrite_u64be(struct mpwrite *w, uint64_t v)
+{
+	uint8_t *p = mpwrite__room(w, 8);
+
+	if (p == NULL)
+		return;
+	mpwrite__be(p, v, 8);
+	w->b->len += 8;
+}
+
 static inline void
 mpwrite_byte(struct mpwrite *w, uint8_t v)
 {

@@ -16,6 +16,7 @@
 #include "crdt.h"
 #include "ini_lines.h"
 #include "nbx_err.h"
+#include "mpwrite.h"
 #include "policy.h"
 
 #define STRING_MAX_DEFAULT	256
@@ -599,6 +600,79 @@ policy_load_string(const char *text, const char *name, struct policy **out,
 {
 	assert(text != NULL && out != NULL);
 	return policy_load_buf(text, strlen(text), name, out, err, errlen);
+}
+
+/* ------------------------------------------------------------------ */
+/* Canonical form                                                      */
+/* ------------------------------------------------------------------ */
+
+static int
+coll_by_name(const void *a, const void *b)
+{
+	return strcmp((*(const struct pol_coll *const *)a)->name,
+	    (*(const struct pol_coll *const *)b)->name);
+}
+
+static int
+field_by_name(const void *a, const void *b)
+{
+	return strcmp((*(const struct pol_field *const *)a)->name,
+	    (*(const struct pol_field *const *)b)->name);
+}
+
+static void
+canonical_field(struct mpwrite *w, const struct pol_field *f)
+{
+	mpwrite_array(w, 8);
+	mpwrite_str(w, nbx_str_c(f->name));
+	mpwrite_uint(w, f->type);
+	mpwrite_uint(w, f->share);
+	mpwrite_uint(w, f->writers);
+	mpwrite_int(w, f->min);
+	mpwrite_int(w, f->max);
+	mpwrite_uint(w, f->elem_max);
+	mpwrite_array(w, (uint32_t)f->nvalues);
+	for (size_t v = 0; v < f->nvalues; v++)
+		mpwrite_str(w, nbx_str_c(f->values[v]));
+}
+
+int
+policy_canonical(const struct policy *p, struct nbx_buf *out)
+{
+	size_t nc = policy_ncoll(p), nf = 0;
+	const struct pol_coll **cs;
+	const struct pol_field **fs;
+	struct mpwrite w;
+
+	for (size_t i = 0; i < nc; i++)
+		if (policy_coll_at(p, i)->nfields > nf)
+			nf = policy_coll_at(p, i)->nfields;
+	cs = calloc(nc ? nc : 1, sizeof(*cs));
+	fs = calloc(nf ? nf : 1, sizeof(*fs));
+	if (cs == NULL || fs == NULL) {
+		free(cs);
+		free(fs);
+		return NBX_ENOMEM;
+	}
+	for (size_t i = 0; i < nc; i++)
+		cs[i] = policy_coll_at(p, i);
+	qsort(cs, nc, sizeof(*cs), coll_by_name);
+	mpwrite_init(&w, out);
+	mpwrite_array(&w, (uint32_t)nc);
+	for (size_t i = 0; i < nc; i++) {
+		for (size_t k = 0; k < cs[i]->nfields; k++)
+			fs[k] = &cs[i]->fields[k];
+		qsort(fs, cs[i]->nfields, sizeof(*fs), field_by_name);
+		mpwrite_array(&w, 3);
+		mpwrite_str(&w, nbx_str_c(cs[i]->name));
+		mpwrite_uint(&w, cs[i]->retain_days);
+		mpwrite_array(&w, (uint32_t)cs[i]->nfields);
+		for (size_t k = 0; k < cs[i]->nfields; k++)
+			canonical_field(&w, fs[k]);
+	}
+	free(cs);
+	free(fs);
+	return w.err;
 }
 
 void

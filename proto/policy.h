@@ -107,6 +107,16 @@ int policy_load_string(const char *text, const char *name,
 /* Frees a policy; NULL is a no-op. */
 void policy_free(struct policy *p);
 
+/*
+ * Appends to out the schema in a canonical form (msgpack: collections by
+ * name, each with retain_days and its fields by name, each field with
+ * every rule that decides validity or sharing), so that two schema files
+ * that differ only in order, comments, descriptions or spacing give the
+ * same bytes.  Nodes compare a digest of it (the sync HELLO).  0 or
+ * NBX_ENOMEM / NBX_ETOOBIG.
+ */
+int policy_canonical(const struct policy *p, struct nbx_buf *out);
+
 /* Collections in file order. The pointers live as long as the policy. */
 size_t policy_ncoll(const struct policy *p);
 const struct pol_coll *policy_coll_at(const struct policy *p, size_t i);

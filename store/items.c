@@ -86,18 +86,18 @@ struct items {
 	struct store__share *sh;	/* one pair: (this node, peer) */
 	struct hasher h;
 	struct crdt_record r;	/* decoded here, its arrays kept */
-	struct store_item *v;
+	struct recon_item *v;
 	size_t n, cap;
 };
 
 static int
 item_cmp(const void *a, const void *b)
 {
-	const struct store_item *x = a, *y = b;
+	const struct recon_item *x = a, *y = b;
 
 	if (x->kh != y->kh)
 		return x->kh < y->kh ? -1 : 1;
-	return memcmp(x->vh, y->vh, STORE_VH_LEN);
+	return memcmp(x->vh, y->vh, RECON_VH_LEN);
 }
 
 /*
@@ -107,9 +107,9 @@ item_cmp(const void *a, const void *b)
  * equal kh are put in vh order.  0 or NBX_ENOMEM (v as it was).
  */
 static int
-items_sort(struct store_item *v, size_t n)
+items_sort(struct recon_item *v, size_t n)
 {
-	struct store_item *a = v, *b, *tmp, *sw;
+	struct recon_item *a = v, *b, *tmp, *sw;
 	size_t *pos, i, j;
 
 	if (n < 1024) {
@@ -160,7 +160,7 @@ item_add(void *arg, const struct pol_coll *pc, const MDB_val *k,
     const MDB_val *d)
 {
 	struct items *x = arg;
-	struct store_item *it;
+	struct recon_item *it;
 	unsigned int mdlen = 32;
 	uint8_t vh[32];
 	int rc;
@@ -190,14 +190,14 @@ item_add(void *arg, const struct pol_coll *pc, const MDB_val *k,
 		return rc;
 	if (EVP_DigestFinal_ex(x->h.md, vh, &mdlen) != 1)
 		return NBX_ENOMEM;
-	memcpy(it->vh, vh, STORE_VH_LEN);
+	memcpy(it->vh, vh, RECON_VH_LEN);
 	x->n++;
 	return 0;
 }
 
 int
 store_pair_items(struct store *st, const struct policy *pol,
-    struct nbx_str peer, struct store_item **v, size_t *n)
+    struct nbx_str peer, struct recon_item **v, size_t *n)
 {
 	struct items x;
 	struct store_rtxn *t = NULL;

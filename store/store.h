@@ -31,6 +31,7 @@
 #include "change.h"
 #include "crdt.h"
 #include "policy.h"
+#include "recon.h"
 
 #define STORE_MAP_DEFAULT	(64u << 20)
 
@@ -280,15 +281,11 @@ int store_records_digest(struct store *st, uint8_t out[32]);
 /* Set reconciliation items (store/items.c)                            */
 /* ------------------------------------------------------------------ */
 
-#define STORE_VH_LEN	16
-
-/* One record as a pair sees it. */
-struct store_item {
-	uint64_t kh;			/* store_key_hash(coll, id) */
-	uint8_t vh[STORE_VH_LEN];	/* the first 16 bytes of SHA-256 over
-					   the record's bytes for the pair:
-					   those store_pair_digest hashes */
-};
+/*
+ * One record as a pair sees it is a struct recon_item (recon.h): kh is
+ * store_key_hash(coll, id), vh the first RECON_VH_LEN bytes of SHA-256
+ * over the record's bytes for the pair (those store_pair_digest hashes).
+ */
 
 /*
  * The first 8 bytes, big-endian, of SHA-256 over coll, one 0 byte, id
@@ -311,7 +308,7 @@ uint64_t store_key_hash(struct nbx_str coll, struct nbx_str id);
  * NBX_ENOMEM or a store error.
  */
 int store_pair_items(struct store *st, const struct policy *pol,
-    struct nbx_str peer, struct store_item **v, size_t *n);
+    struct nbx_str peer, struct recon_item **v, size_t *n);
 
 /*
  * Calls fn(arg, coll, id) for each record (erased ones included) of the

@@ -50,7 +50,7 @@ static const char MAIN_HELP[] =
     "  delete COLL ID | erase COLL ID\n"
     "  import FILE.jsonl | -                       load records in bulk\n"
     "  erasures                                    erasures and their receipts\n"
-    "  verify PEER                                 digest to compare with PEER's\n"
+    "  verify PEER [--repair]                      digest to compare with PEER's\n"
     "  compact                                     rewrite the store, purged bytes gone\n"
     "  quarantine                                  refused incoming changes\n"
     "  audit [--peer ID] [--record COLL/ID] [--since T]  disclosure log\n"
@@ -283,12 +283,22 @@ print_peers(json_t *peers)
 	size_t i;
 	json_t *p;
 
-	printf("%-12s %-11s %-24s %8s %8s %7s %9s %9s %6s  %s\n", "PEER",
-	    "STATE", "SINCE", "SENT", "ACKED", "LAG", "IN", "OUT", "QUAR",
-	    "LAST ERROR");
+	printf("%-12s %-12s %-24s %8s %8s %7s %9s %9s %6s %-5s %-7s  %s\n",
+	    "PEER", "STATE", "SINCE", "SENT", "ACKED", "LAG", "IN", "OUT",
+	    "QUAR", "PROTO", "SCHEMA", "LAST ERROR");
 	json_array_foreach(peers, i, p) {
-		char in[32], out[32], lag[32];
+		char in[32], out[32], lag[32], proto[16];
 		json_t *l = json_object_get(p, "lag");
+		json_t *v = json_object_get(p, "protocol");
+		json_t *sm = json_object_get(p, "schema_match");
+
+		if (json_is_integer(v))
+			snprintf(proto, sizeof(proto), "%" JSON_INTEGER_FORMAT,
+			    json_integer_value(v));
+		else
+			snprintf(proto, sizeof(proto), "%s",
+			    json_is_true(json_object_get(p,
+			    "no_common_version")) ? "none" : "-");
 
 		human_bytes(json_integer_value(json_object_get(p, "bytes_in")),
 		    in, sizeof(in));
@@ -299,14 +309,16 @@ print_peers(json_t *peers)
 			    json_integer_value(l));
 		else
 			snprintf(lag, sizeof(lag), "-");
-		printf("%-12s %-11s %-24s %8" JSON_INTEGER_FORMAT " %8"
+		printf("%-12s %-12s %-24s %8" JSON_INTEGER_FORMAT " %8"
 		    JSON_INTEGER_FORMAT " %7s %9s %9s %6" JSON_INTEGER_FORMAT
-		    "  %s\n", ctl_str_or(p, "id", "?"), ctl_str_or(p, "state", "?"),
-		    ctl_str_or(p, "since", "-"),
+		    " %-5s %-7s  %s\n", ctl_str_or(p, "id", "?"),
+		    ctl_str_or(p, "state", "?"), ctl_str_or(p, "since", "-"),
 		    json_integer_value(json_object_get(p, "sent_seq")),
 		    json_integer_value(json_object_get(p, "acked_seq")), lag,
 		    in, out, json_integer_value(json_object_get(p,
-		    "quarantined")), ctl_str_or(p, "last_error", ""));
+		    "quarantined")), proto, json_is_boolean(sm) ?
+		    (json_is_true(sm) ? "same" : "DIFFERS") : "-",
+		    ctl_str_or(p, "last_error", ""));
 	}
 }
 
@@ -315,8 +327,12 @@ static const char STATUS_HELP[] =
     "\n"
     "The node (id, records, last change) and each peer: up or down since\n"
     "when, how far behind it is (LAG, in changes), bytes each way, refused\n"
-    "changes (QUAR) and the last error.  --json adds, for a peer that is\n"
-    "down, redial_in_ms: how long until it is dialled again.\n";
+    "changes (QUAR), the sync protocol version the pair speaks (PROTO;\n"
+    "\"none\" and state \"incompatible\" when the two share no version),\n"
+    "whether the peer's schema equals this node's (SCHEMA; \"-\" for a\n"
+    "version-1 peer, which does not say) and the last error.  --json adds,\n"
+    "for a peer that is down, redial_in_ms: how long until it is dialled\n"
+    "again, and the reconciliation counters.\n";
 
 static int
 cmd_status(struct ctx *x, int argc, char **argv)
@@ -783,23 +799,106 @@ cmd_compact(struct ctx *x, int argc, char **argv)
 }
 
 static const char VERIFY_HELP[] =
-    "usage: nbxctl verify PEER [--json]\n"
+    "usage: nbxctl verify PEER [--repair [--timeout SECONDS]] [--json]\n"
     "\n"
     "Prints the digest of everything this node and PEER may both hold\n"
     "(region fields, and audience fields of records whose audience holds\n"
     "both).  Run `nbxctl verify` for this node on PEER: equal digests\n"
-    "mean the two have converged.\n";
+    "mean the two have converged.\n"
+    "\n"
+    "--repair first runs a reconciliation with PEER (protocol version 2):\n"
+    "the two find the records whose views differ and exchange them whole,\n"
+    "then the digest is printed.  It waits at most SECONDS (default 120)\n"
+    "for the run to end.  Exit status 0 when it ended, 1 when PEER is not\n"
+    "connected, speaks version 1, or the run did not end in time.\n";
+
+/* The reconciliation runs of `peer` that ended, from peer_list; -1 if
+   the peer is not listed or the call failed. */
+static json_int_t
+peer_runs(struct ctx *x, const char *peer, int *active)
+{
+	json_t *reply, *p;
+	json_int_t runs = -1;
+	size_t i;
+
+	*active = 0;
+	if (call(x, json_pack("{s:s}", "cmd", "peer_list"), &reply) != 0)
+		return -1;
+	json_array_foreach(json_object_get(reply, "peers"), i, p)
+		if (!strcmp(ctl_str_or(p, "id", ""), peer)) {
+			runs = json_integer_value(json_object_get(p,
+			    "reconcile_runs"));
+			*active = json_is_true(json_object_get(p,
+			    "reconcile_active"));
+		}
+	json_decref(reply);
+	return runs;
+}
+
+/* Starts a run with peer and waits until it ends; 0 or an exit code. */
+static int
+verify_repair(struct ctx *x, const char *peer, long timeout_s)
+{
+	json_t *reply;
+	json_int_t before, now;
+	int rc, active;
+
+	if ((rc = call(x, json_pack("{s:s, s:s, s:b}", "cmd", "verify",
+	    "peer", peer, "repair", 1), &reply)) != 0)
+		return rc;
+	before = json_integer_value(json_object_get(reply, "runs"));
+	json_decref(reply);
+	for (long i = 0; i < timeout_s * 10; i++) {
+		struct timespec ts = { 0, 100 * 1000 * 1000 };
+
+		now = peer_runs(x, peer, &active);
+		if (now < 0) {
+			fprintf(stderr, "nbxctl: lost peer %s during the "
+			    "reconciliation\n", peer);
+			return EXIT_RUNTIME;
+		}
+		if (now > before && !active) {
+			if (!x->json)
+				printf("reconciled with %s\n", peer);
+			return 0;
+		}
+		nanosleep(&ts, NULL);
+	}
+	fprintf(stderr, "nbxctl: the reconciliation with %s did not end "
+	    "within %ld s (see nbxctl status)\n", peer, timeout_s);
+	return EXIT_RUNTIME;
+}
 
 static int
 cmd_verify(struct ctx *x, int argc, char **argv)
 {
+	const char *peer = NULL;
+	long timeout_s = 120;
+	int repair = 0, rc;
 	json_t *reply;
-	int rc;
 
-	if (argc != 1)
+	for (int i = 0; i < argc; i++) {
+		if (!strcmp(argv[i], "--repair"))
+			repair = 1;
+		else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
+			char *end;
+
+			timeout_s = strtol(argv[++i], &end, 10);
+			if (*end != 0 || timeout_s < 1 || timeout_s > 86400)
+				return cli_usage_error("verify: --timeout "
+				    "wants 1-86400 seconds, got '%s'", argv[i]);
+		} else if (argv[i][0] == '-' || peer != NULL)
+			return cli_usage_error("verify: unexpected '%s'",
+			    argv[i]);
+		else
+			peer = argv[i];
+	}
+	if (peer == NULL)
 		return cli_usage_error("%s", "verify PEER");
+	if (repair && (rc = verify_repair(x, peer, timeout_s)) != 0)
+		return rc;
 	if ((rc = call(x, json_pack("{s:s, s:s}", "cmd", "verify", "peer",
-	    argv[0]), &reply)) != 0)
+	    peer), &reply)) != 0)
 		return rc;
 	if (x->json) {
 		json_object_del(reply, "ok");
@@ -807,7 +906,7 @@ cmd_verify(struct ctx *x, int argc, char **argv)
 	} else {
 		printf("%s  %s<->%s  %" JSON_INTEGER_FORMAT " records, %"
 		    JSON_INTEGER_FORMAT " changes\n", ctl_str_or(reply, "digest", "?"),
-		    ctl_str_or(reply, "node", "?"), argv[0],
+		    ctl_str_or(reply, "node", "?"), peer,
 		    json_integer_value(json_object_get(reply, "records")),
 		    json_integer_value(json_object_get(reply, "changes")));
 	}

@@ -39,7 +39,7 @@ enum key_index {
 	KI_ID, KI_DATA_DIR, KI_LISTEN, KI_SOCKET, KI_SCHEMA, KI_MAP_SIZE,
 	KI_CA, KI_CERT, KI_KEY, KI_CRL,
 	KI_DRIFT, KI_PING, KI_DEAD, KI_BACKOFF_MIN, KI_BACKOFF_MAX,
-	KI_BATCH, KI_WINDOW, NKEYS
+	KI_BATCH, KI_WINDOW, KI_PROTO_MIN, KI_PROTO_MAX, KI_RECONCILE, NKEYS
 };
 
 struct key_def {
@@ -84,6 +84,14 @@ static const struct key_def keys[NKEYS] = {
 	[KI_BATCH] = { S_SYNC, "batch_bytes", K_U32, 0, NUM(batch_bytes),
 	    1024, 16 << 20, 1 << 20 },
 	[KI_WINDOW] = { S_SYNC, "window", K_U32, 0, NUM(window), 1, 1024, 8 },
+	/* the sync protocol versions this node speaks (session.h) */
+	[KI_PROTO_MIN] = { S_SYNC, "protocol_min", K_U32, 0,
+	    NUM(protocol_min), 1, 2, 1 },
+	[KI_PROTO_MAX] = { S_SYNC, "protocol_max", K_U32, 0,
+	    NUM(protocol_max), 1, 2, 2 },
+	/* 0: reconcile only on connect and on demand */
+	[KI_RECONCILE] = { S_SYNC, "reconcile_interval_s", K_U64, 0,
+	    NUM(reconcile_interval_s), 0, 7 * 86400, 600 },
 };
 
 struct cload {
@@ -547,6 +555,11 @@ finish(struct cload *L, int last)
 		    "be greater than ping_interval_ms (%llu)",
 		    (unsigned long long)c->dead_after_ms,
 		    (unsigned long long)c->ping_interval_ms);
+	if (c->protocol_min > c->protocol_max)
+		nbx_ini_fail(ini, L->key_line[KI_PROTO_MIN] ?
+		    L->key_line[KI_PROTO_MIN] : L->key_line[KI_PROTO_MAX],
+		    "[sync]: protocol_min (%u) is greater than protocol_max "
+		    "(%u)", c->protocol_min, c->protocol_max);
 	if (c->backoff_min_ms > c->backoff_max_ms)
 		nbx_ini_fail(ini, L->key_line[KI_BACKOFF_MAX] ?
 		    L->key_line[KI_BACKOFF_MAX] : L->key_line[KI_BACKOFF_MIN],

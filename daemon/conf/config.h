@@ -54,6 +54,8 @@ struct nbx_config {
 	uint64_t max_clock_drift_ms, ping_interval_ms, dead_after_ms;
 	uint64_t backoff_min_ms, backoff_max_ms;
 	uint32_t batch_bytes, window;
+	uint32_t protocol_min, protocol_max;	/* sync versions spoken */
+	uint64_t reconcile_interval_s;	/* 0: on connect and on demand */
 	struct nbx_peer_conf *peers;	/* owned; file order */
 	size_t npeers;
 };

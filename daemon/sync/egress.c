@@ -333,3 +333,59 @@ out:
 	}
 	return rc;
 }
+
+/*
+ * Whole records, for reconciliation: the permitted changes of each key in
+ * keys[*off..) ("coll\0id\0" each), the peer's own included (a restored
+ * peer may have lost them), into one RECORDS frame of about `bytes`.
+ */
+int
+sync__egress_records(struct store *st, const struct policy *pol,
+    struct nbx_str peer, uint64_t now_ms, struct sync_egress *e,
+    const struct nbx_buf *keys, size_t *off, uint32_t bytes,
+    uint32_t *nchanges)
+{
+	struct store_rtxn *t = NULL;
+	struct frame_batch fb;
+	size_t pos = *off;
+	int rc;
+
+	*nchanges = 0;
+	e->frame.len = 0;
+	if ((rc = nbx_buf_reserve(&e->frame, bytes + EGRESS_SLACK)) != 0 &&
+	    rc != NBX_ETOOBIG)
+		goto out;
+	if ((rc = frame_records_begin(&e->frame, &fb)) != 0 ||
+	    (rc = store_rtxn_begin(st, &t)) != 0)
+		goto out;
+	while (pos < keys->len) {
+		const char *k = (const char *)keys->p + pos;
+		struct nbx_str coll = nbx_str_c(k);
+		struct nbx_str id = nbx_str_c(k + coll.n + 1);
+
+		rc = add_record(t, pol, peer, 0, e, &fb, coll, id);
+		if (rc == NBX_ETOOBIG && fb.n > 0) {
+			rc = 0;		/* full: the record opens the next one */
+			break;
+		}
+		if (rc != 0)
+			goto out;
+		pos += coll.n + id.n + 2;
+		if (frame_changes_size(&e->frame, &fb) >= bytes)
+			break;
+	}
+	store_rtxn_end(t);
+	t = NULL;
+	if (fb.n > 0 && ((rc = frame_changes_finish(&e->frame, &fb, 0)) != 0 ||
+	    (rc = disclose(st, pol, peer, now_ms, e)) != 0))
+		goto out;
+	if (fb.n == 0)
+		e->frame.len = 0;	/* nothing of them may go: no frame */
+	*off = pos;
+	*nchanges = fb.n;
+out:
+	store_rtxn_end(t);
+	if (rc != 0)
+		e->frame.len = 0;
+	return rc;
+}

@@ -55,6 +55,21 @@ int sync__egress_batch(struct store *st, const struct policy *pol,
     struct sync_egress *e, struct sync_batch *b);
 
 /*
+ * Reconciliation's whole records: one RECORDS frame for `peer` into
+ * e->frame with the permitted changes of the records named in
+ * keys[*off..keys->len) ("coll\0id\0" back to back), the peer's own
+ * included, until the body reaches `bytes`; *off is advanced past the
+ * records taken and *nchanges says how many changes went in.  As with a
+ * batch, the disclosure is committed before this returns 0; a frame left
+ * empty (nothing of those records may go) is not made (e->frame.len 0).
+ * 0 or an NBX_E* store error.
+ */
+int sync__egress_records(struct store *st, const struct policy *pol,
+    struct nbx_str peer, uint64_t now_ms, struct sync_egress *e,
+    const struct nbx_buf *keys, size_t *off, uint32_t bytes,
+    uint32_t *nchanges);
+
+/*
  * The egress filter for one record r and peer P: sets keep[i] to 1 for
  * each of chs[0..n) (the changes crdt_record_changes gave for r) that may
  * go to P, 0 otherwise, and returns how many may.  `disclosed` says

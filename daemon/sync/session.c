@@ -27,6 +27,7 @@
 #include "frame.h"
 #include "nbx_err.h"
 #include "session.h"
+#include "session_int.h"
 
 _Static_assert(FRAME_BODY_MAX == SYNC_FRAME_MAX, "one frame cap");
 
@@ -40,49 +41,9 @@ _Static_assert(FRAME_BODY_MAX == SYNC_FRAME_MAX, "one frame cap");
 #define KEEP_MAX	((size_t)1 << 20)	/* buffers above: freed when idle */
 #define OUTS_KEEP	4096		/* outcome slots kept between frames */
 
-struct sync_session {
-	struct store *st;
-	const struct policy *pol;
-	char peer[NBX_ID_MAX + 1];
-	char self[NBX_ID_MAX + 1];
-	struct sync_opts o;
-	struct sync_stats stats;
-	uint64_t epoch;			/* our log epoch */
-	struct store_cursor cur;	/* what we asked the peer for */
-
-	int started, got_hello, subscribed;
-	int fatal;			/* sticky error that ended it */
-	char err[256];
-
-	/* receiving */
-	struct nbx_buf in;		/* one partial frame */
-	uint64_t alive_ms;		/* last frame received, or start */
-	uint64_t last_upto;		/* greatest CHANGES upto so far */
-	struct store_outcome *outs;	/* of one CHANGES */
-	size_t outs_cap;
-
-	/* sending */
-	struct nbx_buf out;
-	size_t out_off;			/* bytes of out already consumed */
-	uint64_t last_tx_ms;
-	uint64_t nonce;
-	uint64_t send_pos;		/* our log position streamed */
-	int resync;			/* a full pass is owed (store.h) */
-	int more;			/* sync_session_more */
-	uint64_t *inflight;		/* upto of each unacked batch */
-	uint32_t ninflight;
-	struct sync_egress eg;
-};
-
-enum tell {
-	TELL_NOTHING,		/* the peer ended it, or is gone */
-	TELL_REASON,		/* ERROR carries our reason */
-	TELL_INTERNAL,		/* ERROR says only "internal error" */
-};
-
 static const char *const type_names[] = {
 	"?", "HELLO", "SUBSCRIBE", "CHANGES", "ACK", "ERASE_RECEIPT", "PING",
-	"PONG", "ERROR",
+	"PONG", "ERROR", "RECON", "RECORDS", "WANT",
 };
 
 /* ------------------------------------------------------------------ */
@@ -110,15 +71,15 @@ peer_str(const struct sync_session *s)
 	return nbx_str_c(s->peer);
 }
 
-static size_t
-pending_len(const struct sync_session *s)
+size_t
+sync__pending(const struct sync_session *s)
 {
 	return s->out.len - s->out_off;
 }
 
 /* Accounts for a frame appended to out at offset `before` by `rc = put`. */
-static int
-queued(struct sync_session *s, size_t before, int rc, uint64_t now_ms)
+int
+sync__queued(struct sync_session *s, size_t before, int rc, uint64_t now_ms)
 {
 	if (rc != 0)
 		return rc;
@@ -133,12 +94,8 @@ queued(struct sync_session *s, size_t before, int rc, uint64_t now_ms)
  * reason and queues an ERROR frame as `tell` says.  Returns the code the
  * session ended with.
  */
-static int
-session_end(struct sync_session *s, int code, enum tell tell,
-    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-static int
-session_end(struct sync_session *s, int code, enum tell tell,
+int
+sync__end(struct sync_session *s, int code, enum tell tell,
     const char *fmt, ...)
 {
 	va_list ap;
@@ -151,18 +108,14 @@ session_end(struct sync_session *s, int code, enum tell tell,
 	va_end(ap);
 	s->fatal = code;
 	if (tell != TELL_NOTHING)
-		(void)queued(s, before, frame_put_error(&s->out, code,
+		(void)sync__queued(s, before, frame_put_error(&s->out, code,
 		    tell == TELL_REASON ? s->err : "internal error"),
 		    s->last_tx_ms);
 	return code;
 }
 
-static int
-violation(struct sync_session *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static int
-violation(struct sync_session *s, const char *fmt, ...)
+int
+sync__violation(struct sync_session *s, const char *fmt, ...)
 {
 	char msg[160];
 	va_list ap;
@@ -170,7 +123,7 @@ violation(struct sync_session *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	return session_end(s, NBX_EPEER, TELL_REASON, "protocol violation: %s",
+	return sync__end(s, NBX_EPEER, TELL_REASON, "protocol violation: %s",
 	    msg);
 }
 
@@ -233,6 +186,15 @@ sync_session_new(struct store *st, const struct policy *pol,
 		s->o.scan_max = DEF_SCAN_MAX;
 	if (s->o.out_max == 0)
 		s->o.out_max = DEF_OUT_MAX;
+	if (s->o.version_min == 0)
+		s->o.version_min = SYNC_PROTO_MIN;
+	if (s->o.version_max == 0)
+		s->o.version_max = SYNC_PROTO_MAX;
+	if (s->o.version_min > s->o.version_max ||
+	    s->o.version_max > SYNC_PROTO_MAX) {
+		free(s);
+		return NBX_EINVAL;
+	}
 	if ((s->inflight = calloc(s->o.window, sizeof(*s->inflight))) == NULL) {
 		free(s);
 		return NBX_ENOMEM;
@@ -241,6 +203,7 @@ sync_session_new(struct store *st, const struct policy *pol,
 	/* control frames may still be queued past out_max, within reason */
 	nbx_buf_init(&s->out, s->o.out_max + 2 * (FRAME_HDR + FRAME_BODY_MAX));
 	sync__egress_init(&s->eg);
+	sync__recon_init(s);
 	*out = s;
 	return 0;
 }
@@ -253,9 +216,33 @@ sync_session_free(struct sync_session *s)
 	nbx_buf_fini(&s->in);
 	nbx_buf_fini(&s->out);
 	sync__egress_fini(&s->eg);
+	sync__recon_fini(s);
 	outs_release(s);
 	free(s->inflight);
 	free(s);
+}
+
+/*
+ * Our HELLO: the version-1 form when we speak only version 1 (as the
+ * previous release did), else the version-2 form, whose second element
+ * is the lowest version we speak: all a version-1 node reads.
+ */
+static int
+put_hello(struct sync_session *s, const struct store_meta *meta)
+{
+	struct frame_hello h = {
+		.version_min = s->o.version_min,
+		.version_max = s->o.version_max,
+		.node = nbx_str_c(s->self),
+		.epoch = s->epoch,
+		.schema = s->o.schema,
+		.last_seq = meta->last_seq,
+	};
+
+	if (s->o.version_max < 2)
+		return frame_put_hello(&s->out, s->o.version_min,
+		    nbx_str_c(s->self), s->epoch);
+	return frame_put_hello2(&s->out, &h);
 }
 
 int
@@ -276,11 +263,10 @@ sync_session_start(struct sync_session *s, uint64_t now_ms)
 	s->alive_ms = now_ms;
 	s->last_tx_ms = now_ms;
 	before = s->out.len;
-	if ((rc = queued(s, before, frame_put_hello(&s->out, SYNC_PROTO_VERSION,
-	    nbx_str_c(s->self), s->epoch), now_ms)) != 0)
+	if ((rc = sync__queued(s, before, put_hello(s, &meta), now_ms)) != 0)
 		return rc;
 	before = s->out.len;
-	if ((rc = queued(s, before, frame_put_subscribe(&s->out, s->cur.epoch,
+	if ((rc = sync__queued(s, before, frame_put_subscribe(&s->out, s->cur.epoch,
 	    s->cur.seq), now_ms)) != 0)
 		return rc;
 	s->started = 1;
@@ -296,20 +282,38 @@ on_hello(struct sync_session *s, const struct frame_msg *m)
 {
 	char said[NBX_ID_MAX + 1];
 
+	uint64_t lo, hi;
+
 	if (s->got_hello)
-		return violation(s, "second HELLO");
-	if (m->version != SYNC_PROTO_VERSION)
-		return session_end(s, NBX_EVERSION, TELL_REASON,
-		    "peer speaks protocol version %llu, this node %d",
-		    (unsigned long long)m->version, SYNC_PROTO_VERSION);
+		return sync__violation(s, "second HELLO");
+	s->stats.peer_version_min = (uint32_t)(m->version < UINT32_MAX ?
+	    m->version : UINT32_MAX);
+	s->stats.peer_version_max = (uint32_t)(m->version_max < UINT32_MAX ?
+	    m->version_max : UINT32_MAX);
+	/* the highest version both speak, if any */
+	lo = m->version > s->o.version_min ? m->version : s->o.version_min;
+	hi = m->version_max < s->o.version_max ? m->version_max :
+	    s->o.version_max;
+	if (lo > hi) {
+		s->stats.no_common_version = 1;
+		return sync__end(s, NBX_EVERSION, TELL_REASON,
+		    "no common protocol version: peer speaks %llu..%llu, "
+		    "this node %u..%u", (unsigned long long)m->version,
+		    (unsigned long long)m->version_max, s->o.version_min,
+		    s->o.version_max);
+	}
 	if (!nbx_str_eq(m->node, peer_str(s))) {
 		sanitize(said, sizeof(said), m->node);
-		return session_end(s, NBX_EPEER, TELL_REASON,
+		return sync__end(s, NBX_EPEER, TELL_REASON,
 		    "HELLO says '%s' but certificate says '%s'", said,
 		    s->peer);
 	}
 	s->got_hello = 1;
 	s->stats.established = 1;
+	s->stats.version = (uint32_t)hi;
+	s->stats.schema_match = m->schema == NULL ? -1 :
+	    memcmp(m->schema, s->o.schema, SYNC_SCHEMA_LEN) == 0;
+	sync__recon_hello(s, m);
 	s->stats.peer_epoch = m->epoch;
 	s->stats.recv_seq = s->cur.epoch == m->epoch ? s->cur.seq : 0;
 	return 0;
@@ -330,14 +334,13 @@ on_subscribe(struct sync_session *s, const struct frame_msg *m,
 	int rc;
 
 	if (s->subscribed)
-		return violation(s, "second SUBSCRIBE");
-	if (m->epoch == s->epoch && m->seq > 0) {
-		if ((rc = store_meta_get(s->st, &meta)) != 0)
-			return session_end(s, rc, TELL_INTERNAL,
-			    "reading meta: %s", store_last_error(s->st));
-		if (m->seq <= meta.last_seq)
-			from = m->seq;
-	}
+		return sync__violation(s, "second SUBSCRIBE");
+	if ((rc = store_meta_get(s->st, &meta)) != 0)
+		return sync__end(s, rc, TELL_INTERNAL, "reading meta: %s",
+		    store_last_error(s->st));
+	if (m->epoch == s->epoch && m->seq > 0 && m->seq <= meta.last_seq)
+		from = m->seq;
+	s->rc.our_last_seq = meta.last_seq;	/* catch-up ends there */
 	/*
 	 * From the start, the peer may be a rebuilt store that lost its own
 	 * changes: they go too, until a whole pass has been acknowledged.
@@ -414,7 +417,7 @@ after_commit(struct sync_session *s, const struct frame_msg *m,
 		if (!erases || c.kind != CHANGE_ERASE ||
 		    nbx_str_eq(c.origin, self))
 			continue;
-		if ((rc = queued(s, before, frame_put_erase_receipt(&s->out,
+		if ((rc = sync__queued(s, before, frame_put_erase_receipt(&s->out,
 		    c.coll, c.id, c.hlc, c.origin), now_ms)) != 0)
 			return rc;
 	}
@@ -423,48 +426,38 @@ after_commit(struct sync_session *s, const struct frame_msg *m,
 
 /*
  * Applies a batch: one store_apply_from decodes the changes one at a
- * time and commits them and the cursor (peer epoch, upto) together; a
- * change that does not decode is a framing error and nothing of the
- * batch is written.  Rejected changes are quarantined by the store and do
- * not stop the session.  The ACK is queued only after that commit.
+ * time and commits them and the cursor (peer epoch, upto; none for
+ * RECORDS) together; a change that does not decode is a framing error
+ * and nothing of the batch is written.  Rejected changes are quarantined
+ * by the store and do not stop the session.  A batch of the log is ACKed
+ * only after that commit.
  */
-static int
-on_changes(struct sync_session *s, const struct frame_msg *m, uint64_t now_ms)
+int
+sync__apply(struct sync_session *s, const struct frame_msg *m,
+    const struct store_cursor *cur, uint64_t now_ms)
 {
-	struct store_cursor cur;
 	struct batch_src b = { { m, 0, 0, 0 }, 0 };
 	struct store_change_src src = { batch_next, batch_rewind, &b };
-	size_t before, taken = 0;
+	size_t taken = 0, before;
 	uint32_t n = m->nchanges;
 	int rc, rejects = 0;
 
-	if (m->epoch != s->stats.peer_epoch)
-		return violation(s, "CHANGES of log epoch %llu, HELLO said %llu",
-		    (unsigned long long)m->epoch,
-		    (unsigned long long)s->stats.peer_epoch);
-	if (m->seq < s->last_upto)
-		return violation(s, "CHANGES upto %llu after upto %llu",
-		    (unsigned long long)m->seq,
-		    (unsigned long long)s->last_upto);
 	if (outs_reserve(s, n) != 0)
-		return session_end(s, NBX_ENOMEM, TELL_INTERNAL,
+		return sync__end(s, NBX_ENOMEM, TELL_INTERNAL,
 		    "no memory for %u changes", n);
-	cur.peer = peer_str(s);
-	cur.epoch = m->epoch;
-	cur.seq = m->seq;
-	rc = store_apply_from(s->st, s->pol, &src, n, peer_str(s), &cur,
+	rc = store_apply_from(s->st, s->pol, &src, n, peer_str(s), cur,
 	    now_ms, s->o.no_relay ? STORE_NO_RELAY : 0, s->outs, &taken);
 	if (rc != 0 && b.f.err != 0 && b.f.n < n)
-		return session_end(s, NBX_EMALFORMED, TELL_REASON,
-		    "change %u of a CHANGES frame does not decode: %s",
-		    b.f.n, nbx_strerror(b.f.err));
+		return sync__end(s, NBX_EMALFORMED, TELL_REASON,
+		    "change %u of a %s frame does not decode: %s", b.f.n,
+		    type_names[m->type], nbx_strerror(b.f.err));
 	if (rc != 0 && b.f.err != 0)
-		return session_end(s, NBX_EMALFORMED, TELL_REASON,
-		    "a CHANGES frame holds %zu bytes after its %u changes",
-		    m->changes_len - b.f.off, n);
+		return sync__end(s, NBX_EMALFORMED, TELL_REASON,
+		    "a %s frame holds %zu bytes after its %u changes",
+		    type_names[m->type], m->changes_len - b.f.off, n);
 	if (rc != 0)
-		return session_end(s, rc, TELL_INTERNAL, "applying CHANGES: %s",
-		    store_last_error(s->st));
+		return sync__end(s, rc, TELL_INTERNAL, "applying %s: %s",
+		    type_names[m->type], store_last_error(s->st));
 	s->stats.changes_in += taken;	/* all n: the source checked */
 	for (size_t i = 0; i < taken; i++) {
 		if (s->outs[i].status == STORE_APPLIED)
@@ -474,17 +467,40 @@ on_changes(struct sync_session *s, const struct frame_msg *m, uint64_t now_ms)
 			rejects = s->o.on_reject != NULL;
 		}
 	}
-	s->last_upto = m->seq;
-	s->stats.recv_seq = m->seq;
-	before = s->out.len;
-	if ((rc = queued(s, before, frame_put_ack(&s->out, m->seq),
-	    now_ms)) != 0 ||
-	    (rc = after_commit(s, m, rejects, b.erases, now_ms)) != 0)
-		return session_end(s, rc, TELL_INTERNAL, "output queue: %s",
+	if (cur != NULL) {
+		s->last_upto = cur->seq;
+		s->stats.recv_seq = cur->seq;
+		before = s->out.len;
+		rc = sync__queued(s, before, frame_put_ack(&s->out, cur->seq),
+		    now_ms);
+	}
+	if (rc != 0 || (rc = after_commit(s, m, rejects, b.erases,
+	    now_ms)) != 0)
+		return sync__end(s, rc, TELL_INTERNAL, "output queue: %s",
 		    nbx_strerror(rc));
 	if (s->outs_cap > OUTS_KEEP)
 		outs_release(s);
 	return 0;
+}
+
+/* A batch of the log stream: applied with the cursor, then ACKed. */
+static int
+on_changes(struct sync_session *s, const struct frame_msg *m, uint64_t now_ms)
+{
+	struct store_cursor cur;
+
+	if (m->epoch != s->stats.peer_epoch)
+		return sync__violation(s, "CHANGES of log epoch %llu, HELLO "
+		    "said %llu", (unsigned long long)m->epoch,
+		    (unsigned long long)s->stats.peer_epoch);
+	if (m->seq < s->last_upto)
+		return sync__violation(s, "CHANGES upto %llu after upto %llu",
+		    (unsigned long long)m->seq,
+		    (unsigned long long)s->last_upto);
+	cur.peer = peer_str(s);
+	cur.epoch = m->epoch;
+	cur.seq = m->seq;
+	return sync__apply(s, m, &cur, now_ms);
 }
 
 static int
@@ -496,7 +512,7 @@ on_ack(struct sync_session *s, const struct frame_msg *m, uint64_t now_ms)
 		if (s->inflight[i] == m->seq)
 			break;
 	if (i == s->ninflight)
-		return violation(s, "ACK %llu for nothing sent",
+		return sync__violation(s, "ACK %llu for nothing sent",
 		    (unsigned long long)m->seq);
 	memmove(s->inflight, s->inflight + i + 1,
 	    (s->ninflight - i - 1) * sizeof(*s->inflight));
@@ -518,11 +534,11 @@ handle_frame(struct sync_session *s, const uint8_t *body, size_t len,
 	s->stats.last_rx_ms = now_ms;
 	s->alive_ms = now_ms;
 	if ((rc = frame_decode_lazy(body, len, &m)) != 0)
-		return session_end(s, rc, TELL_REASON,
+		return sync__end(s, rc, TELL_REASON,
 		    "malformed frame of %zu bytes", len);
 	/* an ERROR may come first: the peer may refuse us before HELLO */
 	if (!s->got_hello && m.type != FRAME_HELLO && m.type != FRAME_ERROR)
-		return violation(s, "%s before HELLO", type_names[m.type]);
+		return sync__violation(s, "%s before HELLO", type_names[m.type]);
 	switch (m.type) {
 	case FRAME_HELLO:
 		return on_hello(s, &m);
@@ -536,20 +552,34 @@ handle_frame(struct sync_session *s, const uint8_t *body, size_t len,
 		/* nothing records receipts yet; they are accepted */
 		return 0;
 	case FRAME_PING:
-		if ((rc = queued(s, before, frame_put_pong(&s->out, m.nonce),
+		if ((rc = sync__queued(s, before, frame_put_pong(&s->out, m.nonce),
 		    now_ms)) != 0)
-			return session_end(s, rc, TELL_INTERNAL,
+			return sync__end(s, rc, TELL_INTERNAL,
 			    "output queue: %s", nbx_strerror(rc));
 		return 0;
 	case FRAME_PONG:
 		return 0;
+	case FRAME_RECON:
+	case FRAME_RECORDS:
+	case FRAME_WANT:
+		if (s->stats.version < 2)
+			return sync__violation(s, "%s in protocol version %u",
+			    type_names[m.type], s->stats.version);
+		if (m.type == FRAME_RECON)
+			return sync__recon_on_recon(s, &m, now_ms);
+		if (m.type == FRAME_WANT)
+			return sync__recon_on_want(s, &m, now_ms);
+		s->stats.recon_changes_in += m.nchanges;
+		return sync__apply(s, &m, NULL, now_ms);
 	case FRAME_ERROR:
 		sanitize(text, sizeof(text), m.text);
-		return session_end(s, NBX_ECLOSED, TELL_NOTHING,
+		if (m.code == NBX_EVERSION)
+			s->stats.no_common_version = 1;
+		return sync__end(s, NBX_ECLOSED, TELL_NOTHING,
 		    "peer closed the session: %s (%lld)", text,
 		    (long long)m.code);
 	}
-	return session_end(s, NBX_EMALFORMED, TELL_REASON, "unknown message");
+	return sync__end(s, NBX_EMALFORMED, TELL_REASON, "unknown message");
 }
 
 /* Bytes still missing from the partial frame in s->in. */
@@ -600,12 +630,12 @@ sync_session_feed(struct sync_session *s, const void *data, size_t n,
 			    &used);
 			if (rc == NBX_EAGAIN) {
 				if (nbx_buf_append(&s->in, p, n) != 0)
-					return session_end(s, NBX_ENOMEM,
+					return sync__end(s, NBX_ENOMEM,
 					    TELL_INTERNAL, "input buffer");
 				return 0;
 			}
 			if (rc != 0)
-				return session_end(s, rc, TELL_REASON,
+				return sync__end(s, rc, TELL_REASON,
 				    "frame length over %u bytes",
 				    SYNC_FRAME_MAX);
 			p += used;
@@ -615,7 +645,7 @@ sync_session_feed(struct sync_session *s, const void *data, size_t n,
 			if (take > n)
 				take = n;
 			if (nbx_buf_append(&s->in, p, take) != 0)
-				return session_end(s, NBX_ENOMEM, TELL_INTERNAL,
+				return sync__end(s, NBX_ENOMEM, TELL_INTERNAL,
 				    "input buffer");
 			p += take;
 			n -= take;
@@ -624,7 +654,7 @@ sync_session_feed(struct sync_session *s, const void *data, size_t n,
 			if (rc == NBX_EAGAIN)
 				continue;
 			if (rc != 0)
-				return session_end(s, rc, TELL_REASON,
+				return sync__end(s, rc, TELL_REASON,
 				    "frame length over %u bytes",
 				    SYNC_FRAME_MAX);
 		}
@@ -689,7 +719,7 @@ sync_session_pump(struct sync_session *s, uint64_t now_ms)
 		return s->fatal;
 	if (!s->subscribed)
 		return 0;
-	while (s->ninflight < s->o.window && pending_len(s) < s->o.out_max) {
+	while (s->ninflight < s->o.window && sync__pending(s) < s->o.out_max) {
 		if (scanned >= s->o.scan_max || (s->o.pump_batches != 0 &&
 		    made >= s->o.pump_batches)) {
 			s->more = 1;
@@ -706,7 +736,7 @@ sync_session_pump(struct sync_session *s, uint64_t now_ms)
 		rc = sync__egress_batch(s->st, s->pol, peer_str(s), s->epoch,
 		    now_ms, &s->eg, &b);
 		if (rc != 0)
-			return session_end(s, rc, TELL_INTERNAL,
+			return sync__end(s, rc, TELL_INTERNAL,
 			    "streaming the log: %s", egress_reason(s, rc));
 		if (b.scanned == 0) {
 			/* the end of the log: a full pass done once acked */
@@ -717,14 +747,14 @@ sync_session_pump(struct sync_session *s, uint64_t now_ms)
 		}
 		scanned += b.scanned;
 		/* disclosed before queued: the audit never misses a send */
-		if (pending_len(s) == 0) {
+		if (sync__pending(s) == 0) {
 			out_take_frame(s);
-			rc = queued(s, 0, 0, now_ms);	/* out holds it alone */
+			rc = sync__queued(s, 0, 0, now_ms);	/* out holds it alone */
 		} else
-			rc = queued(s, before, nbx_buf_append(&s->out,
+			rc = sync__queued(s, before, nbx_buf_append(&s->out,
 			    s->eg.frame.p, s->eg.frame.len), now_ms);
 		if (rc != 0)
-			return session_end(s, rc, TELL_INTERNAL,
+			return sync__end(s, rc, TELL_INTERNAL,
 			    "output queue: %s", nbx_strerror(rc));
 		made++;
 		s->inflight[s->ninflight++] = b.upto;
@@ -733,7 +763,7 @@ sync_session_pump(struct sync_session *s, uint64_t now_ms)
 		s->stats.changes_out += b.nchanges;
 		s->stats.batches_out++;
 	}
-	return 0;
+	return sync__recon_pump(s, now_ms);
 }
 
 int
@@ -755,7 +785,7 @@ sync_session_tick(struct sync_session *s, uint64_t now_ms)
 		return 0;
 	if (now_ms >= s->alive_ms &&
 	    now_ms - s->alive_ms >= s->o.dead_after_ms)
-		return session_end(s, NBX_ECLOSED, TELL_REASON,
+		return sync__end(s, NBX_ECLOSED, TELL_REASON,
 		    "nothing received for %llu ms",
 		    (unsigned long long)(now_ms - s->alive_ms));
 	last = s->alive_ms > s->last_tx_ms ? s->alive_ms : s->last_tx_ms;
@@ -770,9 +800,9 @@ sync_session_tick(struct sync_session *s, uint64_t now_ms)
 	    (now_ms >= s->last_tx_ms &&
 	    now_ms - s->last_tx_ms >= s->o.ping_interval_ms &&
 	    now_ms - s->alive_ms < s->o.ping_interval_ms)) &&
-	    (rc = queued(s, before, frame_put_ping(&s->out, ++s->nonce),
+	    (rc = sync__queued(s, before, frame_put_ping(&s->out, ++s->nonce),
 	    now_ms)) != 0)
-		return session_end(s, rc, TELL_INTERNAL, "output queue: %s",
+		return sync__end(s, rc, TELL_INTERNAL, "output queue: %s",
 		    nbx_strerror(rc));
 	return 0;
 }
@@ -787,7 +817,7 @@ sync_session_heard(struct sync_session *s, uint64_t now_ms)
 size_t
 sync_session_pending(struct sync_session *s, const uint8_t **p)
 {
-	size_t n = pending_len(s);
+	size_t n = sync__pending(s);
 
 	*p = n > 0 ? s->out.p + s->out_off : NULL;
 	return n;
@@ -796,7 +826,7 @@ sync_session_pending(struct sync_session *s, const uint8_t **p)
 void
 sync_session_consume(struct sync_session *s, size_t n)
 {
-	size_t left = pending_len(s);
+	size_t left = sync__pending(s);
 
 	s->out_off += n < left ? n : left;
 	if (s->out_off == s->out.len) {
@@ -805,7 +835,7 @@ sync_session_consume(struct sync_session *s, size_t n)
 		if (s->out.cap > KEEP_MAX)
 			nbx_buf_fini(&s->out);
 	} else if (s->out_off >= (64u << 10) && s->out_off >= s->out.len / 2) {
-		memmove(s->out.p, s->out.p + s->out_off, pending_len(s));
+		memmove(s->out.p, s->out.p + s->out_off, sync__pending(s));
 		s->out.len -= s->out_off;
 		s->out_off = 0;
 	}
@@ -820,7 +850,7 @@ sync_session_fail(struct sync_session *s, int code, const char *msg)
 		return;
 	snprintf(s->err, sizeof(s->err), "%s", msg ? msg : "closed");
 	s->fatal = NBX_ECLOSED;
-	(void)queued(s, before, frame_put_error(&s->out, code, s->err),
+	(void)sync__queued(s, before, frame_put_error(&s->out, code, s->err),
 	    s->last_tx_ms);
 }
 

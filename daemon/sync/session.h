@@ -43,7 +43,16 @@
 #include "policy.h"
 #include "store.h"
 
-#define SYNC_PROTO_VERSION	1
+/*
+ * Protocol versions this build speaks.  1 is the log stream alone; 2 adds
+ * reconciliation (RECON, WANT, RECORDS) and a HELLO that carries the
+ * range of versions and the schema digest.  A pair speaks the highest
+ * version both speak (sync_opts.version_min/max narrow ours).
+ */
+#define SYNC_PROTO_VERSION	1	/* the version-1 HELLO's value */
+#define SYNC_PROTO_MIN		1
+#define SYNC_PROTO_MAX		2
+#define SYNC_SCHEMA_LEN		32
 #define SYNC_FRAME_MAX		(16u << 20)	/* hard cap on one frame */
 
 struct sync_opts {
@@ -62,11 +71,32 @@ struct sync_opts {
 	void (*on_reject)(void *arg, const struct change *c, int err);
 	void *reject_arg;
 	int no_relay;		/* accept only changes the peer itself made */
+	/* versions spoken: 0 means SYNC_PROTO_MIN / SYNC_PROTO_MAX */
+	uint32_t version_min, version_max;
+	/* the digest of our schema (policy_canonical), sent in HELLO v2 */
+	uint8_t schema[SYNC_SCHEMA_LEN];
+	/* version 2: time between reconciliation runs started by this end
+	   (the end with the smaller node id); 0 means 10 minutes,
+	   UINT64_MAX never (runs on connect and on demand still happen) */
+	uint64_t reconcile_interval_ms;
 };
 
 /* Counters and positions, for status and metrics. */
 struct sync_stats {
 	int established;	/* HELLO exchanged both ways */
+	uint32_t version;	/* the version the pair speaks, once established */
+	uint32_t peer_version_min, peer_version_max;	/* from its HELLO */
+	int schema_match;	/* 1 equal, 0 differs, -1 unknown (version 1) */
+	int no_common_version;	/* refused: no version both speak */
+	/* reconciliation (version 2) */
+	int recon_active;	/* a run of ours is going on */
+	uint64_t recon_runs;	/* runs of ours that ended */
+	uint64_t recon_last_ms;	/* when the last one ended */
+	uint64_t recon_msgs_in, recon_msgs_out;
+	uint64_t recon_wanted;	/* records asked of the peer */
+	uint64_t recon_records_out;	/* records found for the peer */
+	uint64_t recon_changes_out;	/* changes sent in RECORDS */
+	uint64_t recon_changes_in;	/* changes received in RECORDS */
 	uint64_t peer_epoch;	/* the peer's log epoch */
 	uint64_t sent_seq;	/* our log position sent to the peer */
 	uint64_t acked_seq;	/* our log position the peer acknowledged */
@@ -146,6 +176,14 @@ void sync_session_heard(struct sync_session *s, uint64_t now_ms);
  */
 size_t sync_session_pending(struct sync_session *s, const uint8_t **p);
 void sync_session_consume(struct sync_session *s, size_t n);
+
+/*
+ * Asks for a reconciliation run with the peer (nbxctl verify --repair):
+ * it starts at the next pump.  0; NBX_EAGAIN before HELLO and SUBSCRIBE
+ * came; NBX_EVERSION if the pair speaks version 1; the session's code if
+ * it ended.
+ */
+int sync_session_reconcile(struct sync_session *s);
 
 /* Queues an ERROR frame (code, message) to send before closing. */
 void sync_session_fail(struct sync_session *s, int code, const char *msg);

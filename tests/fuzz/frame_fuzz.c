@@ -49,7 +49,17 @@ frame_same(const struct frame_msg *a, const struct frame_msg *b)
 	fz_check(a->type == b->type, "type survives");
 	fz_check(a->version == b->version && a->epoch == b->epoch &&
 	    a->seq == b->seq && a->nonce == b->nonce && a->code == b->code &&
-	    a->hlc == b->hlc && a->nchanges == b->nchanges, "numbers survive");
+	    a->hlc == b->hlc && a->nchanges == b->nchanges &&
+	    a->version_max == b->version_max && a->last_seq == b->last_seq &&
+	    a->run == b->run && a->payload_len == b->payload_len &&
+	    a->nkhs == b->nkhs, "numbers survive");
+	fz_check((a->schema == NULL) == (b->schema == NULL) &&
+	    (a->schema == NULL || memcmp(a->schema, b->schema,
+	    FRAME_SCHEMA_LEN) == 0), "schema digest survives");
+	fz_check(a->payload_len == 0 || memcmp(a->payload, b->payload,
+	    a->payload_len) == 0, "RECON payload survives");
+	fz_check(a->nkhs == 0 || memcmp(a->khs, b->khs, 8 * (size_t)a->nkhs) ==
+	    0, "WANT key hashes survive");
 	fz_check(nbx_str_eq(a->node, b->node) && nbx_str_eq(a->coll, b->coll) &&
 	    nbx_str_eq(a->id, b->id) && nbx_str_eq(a->origin, b->origin),
 	    "strings survive");
@@ -72,8 +82,14 @@ frame_changes_again(const struct frame_msg *m, struct nbx_buf *b)
 	int rc;
 
 	nbx_buf_init(&b2, FRAME_HDR + FRAME_BODY_MAX);
-	fz_check(frame_changes_begin(b, m->epoch, &fb) == 0, "begin");
-	fz_check(frame_changes_begin(&b2, m->epoch, &fb2) == 0, "begin 2");
+	if (m->type == FRAME_RECORDS) {
+		fz_check(frame_records_begin(b, &fb) == 0, "begin");
+		fz_check(frame_records_begin(&b2, &fb2) == 0, "begin 2");
+	} else {
+		fz_check(frame_changes_begin(b, m->epoch, &fb) == 0, "begin");
+		fz_check(frame_changes_begin(&b2, m->epoch, &fb2) == 0,
+		    "begin 2");
+	}
 	while ((rc = frame_changes_next(m, &off, &p, &len)) == 1) {
 		fz_check(p >= m->changes && p + len <= m->changes +
 		    m->changes_len && len > 0, "element inside the body");
@@ -136,11 +152,12 @@ lazy_agrees(const uint8_t *body, size_t len)
 	rf = frame_decode(body, len, &m);
 	if (rl != 0) {
 		fz_check(rl == NBX_EMALFORMED || rl == NBX_ETOOBIG, "lazy code");
-		fz_check(rf != 0 || m.type == FRAME_CHANGES,
+		fz_check(rf != 0 || m.type == FRAME_CHANGES ||
+		    m.type == FRAME_RECORDS,
 		    "lazy refuses only CHANGES the scan accepts");
 		return;
 	}
-	if (ml.type == FRAME_CHANGES) {
+	if (ml.type == FRAME_CHANGES || ml.type == FRAME_RECORDS) {
 		while (n < ml.nchanges &&
 		    (rc = frame_changes_decode(&ml, &off, &c)) == 1)
 			n++;
@@ -170,7 +187,8 @@ frame_body(const uint8_t *body, size_t len)
 		fz_check(memcmp(&m, &zero, sizeof(m)) == 0, "cleared on error");
 		return;
 	}
-	fz_check(m.type >= FRAME_HELLO && m.type <= FRAME_ERROR, "known type");
+	fz_check(m.type >= FRAME_HELLO && m.type <= FRAME_TYPE_MAX,
+	    "known type");
 	fz_check(frame_inside(m.node, body, len) &&
 	    frame_inside(m.text, body, len) && frame_inside(m.coll, body, len) &&
 	    frame_inside(m.id, body, len) && frame_inside(m.origin, body, len),
@@ -181,16 +199,37 @@ frame_body(const uint8_t *body, size_t len)
 
 	nbx_buf_init(&b, FRAME_HDR + FRAME_BODY_MAX);
 	switch (m.type) {
-	case FRAME_HELLO:
+	case FRAME_HELLO: {
+		struct frame_hello h = { m.version, m.version_max, m.node,
+		    m.epoch, m.schema, m.last_seq };
+
 		fz_check(m.node.n >= 1, "HELLO node");
-		fz_check(frame_put_hello(&b, m.version, m.node, m.epoch) == 0,
+		fz_check(m.version_max >= m.version, "HELLO versions ordered");
+		fz_check((m.schema != NULL ? frame_put_hello2(&b, &h) :
+		    frame_put_hello(&b, m.version, m.node, m.epoch)) == 0,
 		    "HELLO encodes");
 		break;
+	}
+	case FRAME_RECON:
+		fz_check(frame_put_recon(&b, m.run, m.payload, m.payload_len) ==
+		    0, "RECON encodes");
+		break;
+	case FRAME_WANT: {
+		uint64_t *khs = malloc(8 * (size_t)m.nkhs + 8);
+
+		fz_check(khs != NULL && m.nkhs <= FRAME_WANT_MAX, "WANT size");
+		for (uint32_t i = 0; i < m.nkhs; i++)
+			khs[i] = frame_want_kh(&m, i);
+		fz_check(frame_put_want(&b, khs, m.nkhs) == 0, "WANT encodes");
+		free(khs);
+		break;
+	}
 	case FRAME_SUBSCRIBE:
 		fz_check(frame_put_subscribe(&b, m.epoch, m.seq) == 0,
 		    "SUBSCRIBE encodes");
 		break;
 	case FRAME_CHANGES:
+	case FRAME_RECORDS:
 		fz_check(m.nchanges <= FRAME_CHANGES_MAX, "CHANGES count");
 		frame_changes_again(&m, &b);
 		nbx_buf_fini(&b);

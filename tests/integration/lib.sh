@@ -340,3 +340,9 @@ answered_case() {
 		    status accepted
 	done
 }
+
+# sync_set NAME KEY VALUE: sets KEY in NAME's [sync] section (before its
+# peers); takes effect when NAME (re)starts
+sync_set() {
+	sed -i "/^\[sync\]/a $2 = $3" "$T/$1/nbx.conf"
+}

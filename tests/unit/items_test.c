@@ -60,7 +60,7 @@ aud_change(const char *id, const char *const *ids)
 /* The items of (st's node, peer). */
 static size_t
 items(struct store *st, const struct policy *pol, const char *peer,
-    struct store_item **v)
+    struct recon_item **v)
 {
 	size_t n = 99;
 
@@ -71,8 +71,8 @@ items(struct store *st, const struct policy *pol, const char *peer,
 }
 
 /* The item of t/id in v[0..n), or NULL. */
-static const struct store_item *
-item_of(const struct store_item *v, size_t n, const char *id)
+static const struct recon_item *
+item_of(const struct recon_item *v, size_t n, const char *id)
 {
 	uint64_t kh = store_key_hash(nbx_str_c("t"), nbx_str_c(id));
 
@@ -83,14 +83,14 @@ item_of(const struct store_item *v, size_t n, const char *id)
 }
 
 static int
-item_less(const struct store_item *a, const struct store_item *b)
+item_less(const struct recon_item *a, const struct recon_item *b)
 {
 	return a->kh < b->kh || (a->kh == b->kh &&
-	    memcmp(a->vh, b->vh, STORE_VH_LEN) < 0);
+	    memcmp(a->vh, b->vh, RECON_VH_LEN) < 0);
 }
 
 static void
-assert_sorted(const struct store_item *v, size_t n)
+assert_sorted(const struct recon_item *v, size_t n)
 {
 	for (size_t i = 1; i < n; i++)
 		cr_assert(item_less(&v[i - 1], &v[i]), "items %zu, %zu out of "
@@ -98,13 +98,13 @@ assert_sorted(const struct store_item *v, size_t n)
 }
 
 static void
-assert_items_eq(const struct store_item *a, size_t na,
-    const struct store_item *b, size_t nb, const char *what)
+assert_items_eq(const struct recon_item *a, size_t na,
+    const struct recon_item *b, size_t nb, const char *what)
 {
 	cr_assert_eq(na, nb, "%s: %zu items, %zu", what, na, nb);
 	for (size_t i = 0; i < na; i++) {
 		cr_assert_eq(a[i].kh, b[i].kh, "%s: item %zu", what, i);
-		cr_assert_eq(memcmp(a[i].vh, b[i].vh, STORE_VH_LEN), 0,
+		cr_assert_eq(memcmp(a[i].vh, b[i].vh, RECON_VH_LEN), 0,
 		    "%s: item %zu's view", what, i);
 	}
 }
@@ -141,7 +141,7 @@ Test(items, who_gets_an_item)
 	char *dir = test_tmpdir();
 	struct policy *pol = test_policy();
 	struct store *st = open_store(dir, "ee");
-	struct store_item *v;
+	struct recon_item *v;
 	struct change c[4];
 	size_t n;
 
@@ -181,7 +181,7 @@ Test(items, an_empty_store_has_none)
 	char *dir = test_tmpdir();
 	struct policy *pol = test_policy();
 	struct store *st = open_store(dir, "ee");
-	struct store_item *v = (struct store_item *)1;
+	struct recon_item *v = (struct recon_item *)1;
 
 	cr_assert_eq(items(st, pol, "lv", &v), 0);
 	cr_assert_null(v);
@@ -201,7 +201,7 @@ Test(items, many_items_are_sorted_by_key_hash)
 	char *dir = test_tmpdir();
 	struct policy *pol = test_policy();
 	struct store *st = open_store(dir, "ee");
-	struct store_item *v;
+	struct recon_item *v;
 	size_t n;
 
 	for (int i = 0; i < N; i++) {
@@ -234,8 +234,8 @@ Test(items, view_hash_moves_with_what_the_pair_shares_only)
 	char *dir = test_tmpdir();
 	struct policy *pol = test_policy();
 	struct store *st = open_store(dir, "ee");
-	struct store_item *a, *b;
-	const struct store_item *x, *y;
+	struct recon_item *a, *b;
+	const struct recon_item *x, *y;
 	struct change c[16];
 	char ids[10][16];
 	size_t na, nb;
@@ -266,12 +266,12 @@ Test(items, view_hash_moves_with_what_the_pair_shares_only)
 		cr_assert_eq(a[i].kh, b[i].kh, "the keys stay");
 		if (a[i].kh == item_of(a, na, "ee:3")->kh)
 			continue;
-		cr_assert_eq(memcmp(a[i].vh, b[i].vh, STORE_VH_LEN), 0,
+		cr_assert_eq(memcmp(a[i].vh, b[i].vh, RECON_VH_LEN), 0,
 		    "item %zu moved", i);
 	}
 	x = item_of(a, na, "ee:3");
 	y = item_of(b, nb, "ee:3");
-	cr_assert_neq(memcmp(x->vh, y->vh, STORE_VH_LEN), 0,
+	cr_assert_neq(memcmp(x->vh, y->vh, RECON_VH_LEN), 0,
 	    "the changed record's view must move");
 	free(a);
 	free(b);
@@ -463,7 +463,7 @@ Test(items, converged_stores_list_equal_items_property)
 	struct policy *pol = test_policy();
 	struct store *ee = open_store(d0, "ee"), *lv1 = open_store(d1, "lv"),
 	    *lv2 = open_store(d2, "lv");
-	struct store_item *a, *b, *c;
+	struct recon_item *a, *b, *c;
 	struct nbx_buf wire;
 	struct change *v;
 	size_t na, nb, nc, n, *perm;
@@ -521,7 +521,7 @@ Test(items, converged_stores_list_equal_items_property)
 		} else if (i == na || c[j].kh < a[i].kh) {
 			j++, differ++;
 		} else {
-			differ += memcmp(a[i].vh, c[j].vh, STORE_VH_LEN) != 0;
+			differ += memcmp(a[i].vh, c[j].vh, RECON_VH_LEN) != 0;
 			i++, j++;
 		}
 	}
@@ -556,7 +556,7 @@ struct replay {
 	struct store__share *sh;
 	struct crdt_record r;
 	EVP_MD_CTX *all[NPEERS], *one;
-	struct store_item *v[NPEERS];
+	struct recon_item *v[NPEERS];
 	size_t n[NPEERS], found[NPEERS];
 };
 
@@ -580,7 +580,7 @@ replay_one(void *arg, const struct pol_coll *pc, const MDB_val *k,
 		return 0;
 	cr_assert_eq(store__share_record(x->sh, pc, &x->r), 0);
 	for (size_t i = 0; i < NPEERS; i++) {
-		const struct store_item *it = NULL;
+		const struct recon_item *it = NULL;
 		uint8_t vh[32];
 		unsigned int len = 32;
 
@@ -599,7 +599,7 @@ replay_one(void *arg, const struct pol_coll *pc, const MDB_val *k,
 		cr_assert_eq(EVP_DigestInit_ex(x->one, EVP_sha256(), NULL), 1);
 		cr_assert_eq(store__share_bytes(x->sh, i, md_feed, x->one), 0);
 		cr_assert_eq(EVP_DigestFinal_ex(x->one, vh, &len), 1);
-		cr_assert_eq(memcmp(vh, it->vh, STORE_VH_LEN), 0,
+		cr_assert_eq(memcmp(vh, it->vh, RECON_VH_LEN), 0,
 		    "the item's view is not its bytes for %s", peer_ids[i]);
 	}
 	return 0;

@@ -1068,11 +1068,12 @@ Test(session, protocol_violations_end_the_session)
 	cr_assert_eq(sync_session_feed(s, b.p, b.len, T0), NBX_EPEER);
 	sync_session_free(s);
 
-	/* another protocol version */
+	/* a protocol version this node does not speak */
 	cr_assert_eq(sync_session_new(lv.st, pol, "ee", NULL, &s), 0);
 	cr_assert_eq(sync_session_start(s, T0), 0);
 	b.len = 0;
-	cr_assert_eq(frame_put_hello(&b, 2, nbx_str_c("ee"), 1), 0);
+	cr_assert_eq(frame_put_hello(&b, SYNC_PROTO_MAX + 1, nbx_str_c("ee"),
+	    1), 0);
 	cr_assert_eq(sync_session_feed(s, b.p, b.len, T0), NBX_EVERSION);
 	cr_assert_eq(pending_frames(s, FRAME_ERROR, &m), 1);
 	cr_assert_eq(m.code, NBX_EVERSION);
