@@ -700,6 +700,62 @@ def cmd_heal(argv):
 
 
 # ------------------------------------------------------------------
+# 9. reconciliation of an in-sync pair
+# ------------------------------------------------------------------
+
+def pid_cpu_s(pids):
+    tot = 0
+    for pid in pids:
+        with open("/proc/%d/stat" % pid) as f:
+            fs = f.read().rsplit(")", 1)[1].split()
+        tot += int(fs[11]) + int(fs[12])        # utime, stime
+    return tot / os.sysconf("SC_CLK_TCK")
+
+
+def cmd_reconcile(argv):
+    """One run of `verify PEER --repair` between two in-sync nodes: the
+    seconds until it ended, the plaintext bytes both ways (the node's
+    bytes_in + bytes_out for the peer, PINGs included), the records it
+    exchanged and the CPU of both nbxd."""
+    o, _ = args_of(argv, {"ctl": None, "peer": None, "pids": None,
+                          "timeout": "600"})
+    ctl = Ctl(o["ctl"])
+    pids = []
+    for path in o["pids"].split(","):
+        with open(path) as f:
+            pids.append(int(f.read().strip()))
+
+    def peer():
+        for p in ctl.call({"cmd": "peer_list"})["peers"]:
+            if p["id"] == o["peer"]:
+                return p
+        raise SystemExit("nbxbench reconcile: no peer %s" % o["peer"])
+    p0 = peer()
+    cpu0 = pid_cpu_s(pids)
+    t0 = now()
+    rep = ctl.call({"cmd": "verify", "peer": o["peer"], "repair": True})
+    if not rep.get("ok"):
+        raise SystemExit("nbxbench reconcile: %s" % rep)
+    while True:
+        p1 = peer()
+        if p1["reconcile_runs"] > rep["runs"] and not p1["reconcile_active"]:
+            break
+        if now() - t0 > float(o["timeout"]):
+            raise SystemExit("nbxbench reconcile: no end in %s s" % o["timeout"])
+        time.sleep(0.005)
+    t1 = now()
+    cpu1 = pid_cpu_s(pids)
+    print(json.dumps({
+        "n": ctl.call({"cmd": "status"})["node"]["records"],
+        "secs": round(t1 - t0, 3),
+        "bytes": (p1["bytes_in"] + p1["bytes_out"]) -
+                 (p0["bytes_in"] + p0["bytes_out"]),
+        "changes": (p1["reconcile_changes_in"] + p1["reconcile_changes_out"]) -
+                   (p0["reconcile_changes_in"] + p0["reconcile_changes_out"]),
+        "cpu_s": round(cpu1 - cpu0, 2)}))
+
+
+# ------------------------------------------------------------------
 # 7. memory
 # ------------------------------------------------------------------
 
@@ -768,7 +824,8 @@ def table(head, body):
 
 def main():
     cmds = {"live-nbx": cmd_live_nbx, "live-pg": cmd_live_pg,
-            "idle": cmd_idle, "heal": cmd_heal, "rss": cmd_rss}
+            "idle": cmd_idle, "heal": cmd_heal, "rss": cmd_rss,
+            "reconcile": cmd_reconcile}
     if len(sys.argv) < 2 or sys.argv[1] not in cmds:
         sys.stderr.write(__doc__)
         return 2

@@ -36,6 +36,11 @@
 #   8.  scaling: the per-record cost of 1, 2 and 5 at the largest size
 #       against the smallest (with more than one size), and 6 at 2, 4
 #       and 8 nodes
+#   9.  reconciliation of the in-sync pair (at each size): `verify lv
+#       --repair` on ee; time, bytes on the wire, records exchanged, CPU
+#   10. restore (at the first size): lv restored from a hot backup
+#       (mdb_copy -c) after both wrote 1,000 records; seconds from its
+#       start until every record is back and until the digests agree
 #
 # Sizes: BENCH_RECORDS="N [N...]" (default 100000); BENCH_FULL=1 adds
 # 1000000.  BENCH_LIVE_RATE (records/s, default 50000) and
@@ -262,8 +267,59 @@ nbx_pass() {
 		nbx_live
 		nbx_idle
 	fi
+	nbx_reconcile
+	if [ "$N" = "$FIRST_N" ]; then
+		nbx_restore
+	fi
 	nbx_stop lv
 	nbx_stop ee
+}
+
+# 9. reconciliation of an in-sync pair: ee and lv hold the same records
+# (2N, and those of 3 at the first size); `nbxctl verify lv --repair` on
+# ee; nbxbench.py reports the seconds until the run ended, the plaintext
+# bytes both ways, the records exchanged (0: they agree) and the CPU of
+# both nbxd.
+nbx_reconcile() {
+	poll "ee and lv connected and in sync" in_sync
+	say "N=$N: nbx reconciliation of the in-sync pair"
+	$BENCHPY reconcile --ctl "$T/ee/ctl.sock" --peer lv \
+	    --pids "$T/ee/pid,$T/lv/pid" >"$T/recon.json" 2>"$T/recon.err" ||
+	    fail "nbx reconcile: $(cat "$T/recon.err")"
+	extra reconcile "$N" "$(cat "$T/recon.json")"
+	say "  $(cat "$T/recon.json")"
+}
+
+# 10. restore: a hot backup of lv (mdb_copy -c while it runs); then lv and
+# ee each import 1,000 new records and both hold all of them; lv is
+# stopped, its data replaced by the backup, started again.  Timed from its
+# start: every record back (lv's own later ones come only through
+# reconciliation: ee's log stream leaves them out), then equal verify
+# digests on both ends.
+nbx_restore() {
+	rm -rf "$T/lv.backup"
+	mkdir "$T/lv.backup"
+	mdb_copy -c "$T/lv/data" "$T/lv.backup" || fail "mdb_copy of lv"
+	gen json 0 1000 lv >"$T/lv.jsonl"
+	gen json 9000000 1000 ee >"$T/ee.jsonl"
+	ctl lv import "$T/lv.jsonl" >"$T/import.out" 2>&1 || fail "lv import: $(cat "$T/import.out")"
+	ctl ee import "$T/ee.jsonl" >"$T/import.out" 2>&1 || fail "ee import: $(cat "$T/import.out")"
+	want=$(( $(stat_of lv records) + 1000 ))
+	poll "ee and lv hold both imports" records_all "ee lv" "$want"
+	nbx_stop lv
+	rm -rf "$T/lv/data"
+	mkdir "$T/lv/data"
+	cp "$T/lv.backup/data.mdb" "$T/lv/data/data.mdb"
+	say "N=$N: nbx restore of lv from its backup"
+	t0=$(now)
+	nbx_start lv
+	poll "the restored lv holds every record" nbx_has lv "$want"
+	t1=$(now)
+	poll "the restored lv's verify digests equal ee's" digests_agree ee lv
+	t2=$(now)
+	extra restore "$N" "$(awk -v a="$t0" -v b="$t1" -v c="$t2" -v r="$want" \
+	    'BEGIN { printf "{\"records\": %d, \"records_s\": %.3f, \"verify_s\": %.3f}", r, b - a, c - a }')"
+	say "  $(tail -n 1 "$T/extra")"
 }
 
 # 3. live replication: nbxbench.py writes LIVE_RATE records/s for
@@ -659,6 +715,20 @@ if conv:
             f"CPU {d['cpu_quiet_s']:.1f} s",
             f"{max(d['status_max_ms'].values()):,.0f} ms",
             str(ex.get(("convdead", str(k)), "-"))] for k, d in conv])
+
+recon = sorted((int(c), d) for (k, c), d in ex.items() if k == "reconcile")
+restore = sorted((int(c), d) for (k, c), d in ex.items() if k == "restore")
+if recon or restore:
+    print()
+    table(["9, 10. repair", "time", "on the wire", "records exchanged",
+           "nbxd CPU (both)"],
+          [[f"9.  reconcile an in-sync pair of {d['n']:,} records" if "n" in d
+            else f"9.  reconcile an in-sync pair [N = {n:,}]",
+            f"{d['secs']:.2f} s", f"{d['bytes'] / 1024:,.1f} KiB plaintext",
+            f"{d['changes']:,} changes", f"{d['cpu_s']:.2f} s"] for n, d in recon] +
+          [[f"10. restore from a hot backup: {d['records']:,} records back",
+            f"{d['records_s']:.2f} s (digests equal {d['verify_s']:.2f} s)",
+            "-", "-", "-"] for n, d in restore])
 
 if len(sizes) > 1:
     lo, hi = sizes[0], sizes[-1]

@@ -474,6 +474,28 @@ gen_frame(void)
 	ok(frame_put_ping(&b, 1), "ping");
 	put_buf(h, "stream", &b);
 
+	/* version 2 */
+	{
+		static const uint8_t schema[FRAME_SCHEMA_LEN] = { 7 };
+		const struct frame_hello h2 = { 1, 2, NBX_STR(FZ_PEER),
+		    FZ_PEER_EPOCH, schema, 42 };
+		const uint64_t khs[3] = { 0, 0x0123456789abcdefull,
+		    UINT64_MAX };
+		struct frame_batch fb;
+
+		ok(frame_put_hello2(&b, &h2), "hello2");
+		put_buf(h, "hello2", &b);
+		ok(frame_put_recon(&b, 3, "\x93\xc0\x00\xc0", 4), "recon");
+		put_buf(h, "recon", &b);
+		ok(frame_put_want(&b, khs, 3), "want");
+		put_buf(h, "want", &b);
+		ok(frame_records_begin(&b, &fb), "records_begin");
+		for (size_t i = 0; i < 4; i++)
+			ok(frame_changes_add(&b, &fb, &c[i]), "records_add");
+		ok(frame_changes_finish(&b, &fb, 0), "records_finish");
+		put_buf(h, "records", &b);
+	}
+
 	/* bare bodies (no length prefix) */
 	changes_frame(&b, FZ_PEER_EPOCH, 5, c + 6, 4);
 	put_file(h, "body-changes", b.p + FRAME_HDR, b.len - FRAME_HDR);
@@ -578,6 +600,22 @@ gen_session(void)
 	put_buf(h, "subscribe-resume", &b);
 	ok(frame_put_subscribe(&b, FZ_SELF_EPOCH, 1000000), "subscribe");
 	put_buf(h, "subscribe-beyond-log", &b);
+
+	/* version 2: a run of the peer's over nothing, a WANT, RECORDS */
+	{
+		const uint64_t khs[2] = { 1, UINT64_MAX };
+		struct frame_batch fb;
+
+		ok(frame_put_subscribe(&b, 0, 0), "subscribe");
+		ok(frame_put_recon(&b, 3, "\x93\xc0\x02\xc4\x00", 5), "recon");
+		ok(frame_put_want(&b, khs, 2), "want");
+		ok(frame_records_begin(&b, &fb), "records_begin");
+		for (size_t i = 0; i < 6; i++)
+			ok(frame_changes_add(&b, &fb, &c[i]), "records_add");
+		ok(frame_changes_finish(&b, &fb, 0), "records_finish");
+		ok(frame_put_recon(&b, 2, "", 0), "recon end");
+		put_buf(h, "subscribe-recon-want-records", &b);
+	}
 
 	/* protocol violations the session must refuse cleanly */
 	ok(frame_put_hello(&b, SYNC_PROTO_VERSION, NBX_STR(FZ_PEER),

@@ -199,6 +199,9 @@ nbx_fuzz_session(const uint8_t *data, size_t size)
 	struct session_own_ver own[sizeof(session_own) / sizeof(session_own[0])];
 	struct store_meta meta;
 	struct nbx_buf first;
+	static const uint8_t schema[FRAME_SCHEMA_LEN];
+	const struct frame_hello hello = { 1, 2, NBX_STR(FZ_PEER),
+	    FZ_PEER_EPOCH, schema, 0 };
 	uint8_t *in;
 	uint64_t now = FZ_NOW_MS;
 	size_t k = 0;
@@ -217,9 +220,9 @@ nbx_fuzz_session(const uint8_t *data, size_t size)
 	fz_check(store_meta_get(fz_store(), &meta) == 0, "meta");
 	session_patch_epoch(in, size, meta.epoch);
 	nbx_buf_init(&first, FRAME_HDR + FRAME_BODY_MAX);
-	fz_check(frame_put_hello(&first, SYNC_PROTO_VERSION, NBX_STR(FZ_PEER),
-	    FZ_PEER_EPOCH) == 0 && nbx_buf_append(&first, in, k) == 0,
-	    "first feed");
+	/* the peer speaks version 2: reconciliation frames are reachable */
+	fz_check(frame_put_hello2(&first, &hello) == 0 &&
+	    nbx_buf_append(&first, in, k) == 0, "first feed");
 	rc = sync_session_feed(s, first.p, first.len, now);
 	nbx_buf_fini(&first);
 	session_drain(s);

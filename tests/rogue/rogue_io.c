@@ -453,13 +453,24 @@ on_frame(struct rogue *r, const uint8_t *body, size_t len)
 	case FRAME_HELLO:
 		r->got_hello = 1;
 		r->peer_epoch = m.epoch;
-		rogue_say("recv HELLO version=%llu node=%s epoch=%llu",
-		    (unsigned long long)m.version, rogue_show(m.node),
+		rogue_say("recv HELLO version=%llu..%llu node=%s epoch=%llu",
+		    (unsigned long long)m.version,
+		    (unsigned long long)m.version_max, rogue_show(m.node),
 		    (unsigned long long)m.epoch);
 		break;
 	case FRAME_SUBSCRIBE:
 		rogue_say("recv SUBSCRIBE epoch=%llu from=%llu",
 		    (unsigned long long)m.epoch, (unsigned long long)m.seq);
+		break;
+	case FRAME_RECON:
+		rogue_say("recv RECON run=%llu payload=%zu bytes",
+		    (unsigned long long)m.run, m.payload_len);
+		break;
+	case FRAME_WANT:
+		rogue_say("recv WANT of %u records", m.nkhs);
+		break;
+	case FRAME_RECORDS:
+		rogue_say("recv RECORDS changes=%u", m.nchanges);
 		break;
 	case FRAME_CHANGES:
 		rogue_say("recv CHANGES upto=%llu changes=%u",
