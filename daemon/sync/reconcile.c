@@ -190,6 +190,37 @@ key_add(void *arg, struct nbx_str coll, struct nbx_str id)
 }
 
 /*
+ * The records to send, from their key hashes to their keys, in one pass
+ * over the store's keys; only once the keys resolved before have all been
+ * sent.  Until then the hashes wait in r->send, sorted and unique, so
+ * however many messages name the same records (a hostile peer asking for
+ * everything again and again) what waits is at most one entry per record.
+ */
+static int
+resolve_sends(struct sync_session *s)
+{
+	struct sync_recon *r = &s->rc;
+	struct store_rtxn *t;
+	int rc;
+
+	if (r->nsend == 0 || r->keys_off < r->keys.len)
+		return 0;
+	r->keys.len = 0;
+	r->keys_off = 0;
+	if ((rc = store_rtxn_begin(s->st, &t)) == 0) {
+		rc = store_keys_by_hash(t, s->pol, r->send, r->nsend, key_add,
+		    r);
+		store_rtxn_end(t);
+	}
+	s->stats.recon_records_out += r->nsend;
+	r->nsend = 0;
+	if (rc != 0)
+		return sync__end(s, rc, TELL_INTERNAL, "finding records to "
+		    "send: %s", store_last_error(s->st));
+	return 0;
+}
+
+/*
  * What a message found: the WANT frames for the peer's records we lack,
  * and our records it lacks resolved to their keys, to be sent as RECORDS
  * by sync__recon_pump.
@@ -198,7 +229,6 @@ static int
 flush_found(struct sync_session *s, uint64_t now_ms)
 {
 	struct sync_recon *r = &s->rc;
-	struct store_rtxn *t;
 	size_t before;
 	int rc = 0;
 
@@ -217,19 +247,7 @@ flush_found(struct sync_session *s, uint64_t now_ms)
 		return sync__end(s, rc, TELL_INTERNAL, "output queue: %s",
 		    nbx_strerror(rc));
 	sort_unique(r->send, &r->nsend);
-	if (r->nsend == 0)
-		return 0;
-	if ((rc = store_rtxn_begin(s->st, &t)) == 0) {
-		rc = store_keys_by_hash(t, s->pol, r->send, r->nsend, key_add,
-		    r);
-		store_rtxn_end(t);
-	}
-	s->stats.recon_records_out += r->nsend;
-	r->nsend = 0;
-	if (rc != 0)
-		return sync__end(s, rc, TELL_INTERNAL, "finding records to "
-		    "send: %s", store_last_error(s->st));
-	return 0;
+	return resolve_sends(s);
 }
 
 static int
@@ -419,6 +437,11 @@ sync__recon_pump(struct sync_session *s, uint64_t now_ms)
 		r->keys_off = 0;
 		if (r->keys.cap > KEYS_KEEP)
 			nbx_buf_fini(&r->keys);
+		if (r->nsend > 0) {
+			/* found while the last ones went: next pump sends */
+			s->more = 1;
+			return resolve_sends(s);
+		}
 	}
 	return 0;
 }

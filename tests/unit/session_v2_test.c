@@ -6,6 +6,7 @@
  * see ever crossing the link.
  */
 #include "synctest.h"
+#include "session_int.h"
 
 TestSuite(v2, .init = setup, .fini = teardown, .timeout = 60);
 
@@ -505,6 +506,48 @@ Test(v2, malformed_recon_ends_session)
 	    NBX_EMALFORMED);
 	cr_assert(strstr(sync_session_error(l.s[0]), "malformed RECON"),
 	    "%s", sync_session_error(l.s[0]));
+	link_close(&l);
+	nbx_buf_fini(&b);
+	node_close(&ee);
+	node_close(&lv);
+}
+
+/*
+ * A hostile peer asking for everything again and again (one IDS range
+ * over the whole key space, empty) makes what waits to be sent grow to
+ * one entry per record, not per message.
+ */
+Test(v2, repeated_asks_stay_bounded)
+{
+	struct node ee, lv;
+	struct link l;
+	struct link *ls[] = { &l };
+	struct nbx_buf b;
+	static const uint8_t all[] = { 0x93, 0xc0, 0x02, 0xc4, 0x00 };
+	const struct sync_recon *r;
+
+	node_open(&ee, "ee");
+	node_open(&lv, "lv");
+	nbx_buf_init(&b, 1 << 20);
+	for (int i = 0; i < 300; i++) {
+		char id[16];
+
+		snprintf(id, sizeof(id), "ee:%d", i);
+		put(&ee, id, "name", "x", T0 + (uint64_t)i);
+	}
+	link_open(&l, &ee, &lv, NULL, T0 + 1000);
+	run(ls, 1, T0 + 1000, 100);
+	for (int k = 0; k < 50; k++) {
+		b.len = 0;
+		cr_assert_eq(frame_put_recon(&b, (uint64_t)k * 2 + 3, all,
+		    sizeof(all)), 0);
+		cr_assert_eq(sync_session_feed(l.s[0], b.p, b.len, T0 + 1001),
+		    0, "%s", sync_session_error(l.s[0]));
+	}
+	r = &l.s[0]->rc;	/* session_int.h */
+	cr_assert_leq(r->nsend, 300, "%zu hashes wait", r->nsend);
+	cr_assert_leq(r->keys.len, 300 * 12, "%zu bytes of keys wait",
+	    r->keys.len);
 	link_close(&l);
 	nbx_buf_fini(&b);
 	node_close(&ee);
