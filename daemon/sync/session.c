@@ -321,9 +321,9 @@ on_hello(struct sync_session *s, const struct frame_msg *m)
 
 /*
  * Streaming starts where the peer's cursor says, if that cursor is of our
- * current log; a cursor of another epoch, or one beyond our log's end
- * (not the log it was taken from), restarts from 0, which idempotent
- * merge makes safe.
+ * current log; a cursor of another epoch restarts from 0, which
+ * idempotent merge makes safe; one beyond our log's end (a restored
+ * backup of ours) goes on from our end.
  */
 static int
 on_subscribe(struct sync_session *s, const struct frame_msg *m,
@@ -340,6 +340,16 @@ on_subscribe(struct sync_session *s, const struct frame_msg *m,
 		    store_last_error(s->st));
 	if (m->epoch == s->epoch && m->seq > 0 && m->seq <= meta.last_seq)
 		from = m->seq;
+	/*
+	 * A cursor of our epoch beyond our log's end: this store was rolled
+	 * back (a backup put in place), and the peer holds every entry our
+	 * log still has, the same ones it was sent before.  Streaming goes on
+	 * from our end; what the pair lacks on either side, reconciliation
+	 * finds (a version-1 peer never sees our writes whose sequence
+	 * numbers it already passed: nothing but version 2 repairs that).
+	 */
+	else if (m->epoch == s->epoch && m->seq > meta.last_seq)
+		from = meta.last_seq;
 	s->rc.our_last_seq = meta.last_seq;	/* catch-up ends there */
 	/*
 	 * From the start, the peer may be a rebuilt store that lost its own
