@@ -297,6 +297,7 @@ nbx_reconcile() {
 # reconciliation: ee's log stream leaves them out), then equal verify
 # digests on both ends.
 nbx_restore() {
+	want=$(( $(stat_of ee records) + 2000 ))	# in sync: both hold as many
 	rm -rf "$T/lv.backup"
 	mkdir "$T/lv.backup"
 	mdb_copy -c "$T/lv/data" "$T/lv.backup" || fail "mdb_copy of lv"
@@ -304,7 +305,6 @@ nbx_restore() {
 	gen json 9000000 1000 ee >"$T/ee.jsonl"
 	ctl lv import "$T/lv.jsonl" >"$T/import.out" 2>&1 || fail "lv import: $(cat "$T/import.out")"
 	ctl ee import "$T/ee.jsonl" >"$T/import.out" 2>&1 || fail "ee import: $(cat "$T/import.out")"
-	want=$(( $(stat_of lv records) + 1000 ))
 	poll "ee and lv hold both imports" records_all "ee lv" "$want"
 	nbx_stop lv
 	rm -rf "$T/lv/data"
