@@ -139,6 +139,7 @@ TEST_MOD_session_test     := sync
 TEST_MOD_session_v2_test  := sync
 TEST_MOD_writes_test      := sync
 TEST_MOD_edges_prop_test  := sync
+TEST_MOD_recon_prop_test  := sync
 TEST_MOD_ca_test          := tools
 TEST_MOD_importline_test  := tools
 TEST_MOD_nbxq_test        := tools

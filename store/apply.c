@@ -711,10 +711,14 @@ apply_one(struct apply *a, const struct change *in, struct store_outcome *out)
 	 * A member's write made before it heard of our latest audience
 	 * arrives stamped with an older one: re-stamped as it would have
 	 * been had it come before that audience, or the members it was not
-	 * stamped for never get it, and the winners differ for good.
+	 * stamped for never get it, and the winners differ for good.  So
+	 * are the values written here under an older audience of ours when
+	 * a newer one this store had lost (restored from a backup, rebuilt)
+	 * comes back: as if it had been set after them.
 	 */
-	if (changed && remote && (c.kind == CHANGE_FIELD ||
-	    c.kind == CHANGE_ELEM) && c.aud.n > 0 &&
+	if (changed && remote && (((c.kind == CHANGE_FIELD ||
+	    c.kind == CHANGE_ELEM) && c.aud.n > 0) ||
+	    c.kind == CHANGE_AUDIENCE) &&
 	    nbx_str_eq(a->r.rec.aud.origin, a->self))
 		crdt_record_restamp(&a->r.rec, a->self);
 	/* the receipt follows the purge's greatest version */

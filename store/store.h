@@ -106,10 +106,11 @@ enum {
  * node holds that version already, or the version is older than the
  * first this store stamped since store_open (any, until it stamps one):
  * a store rebuilt from empty or restored from a backup takes the
- * versions it lost back from its peers.  A local AUDIENCE change that
- * removes nodes also records a pending "revoke" receipt for each of them
- * (the way every holder of the record knows whom to tell of the
- * removal).
+ * versions it lost back from its peers (an audience of its own so taken
+ * back re-stamps the scoped values, as when it was set).  A local
+ * AUDIENCE change that removes nodes also records a pending "revoke"
+ * receipt for each of them (the way every holder of the record knows
+ * whom to tell of the removal).
  *
  * Every change that alters state gets the next seq and puts its record at
  * that seq in the log; one that alters nothing gets no seq.  out[i] tells
