@@ -339,6 +339,44 @@ sync__recon_on_recon(struct sync_session *s, const struct frame_msg *m,
 }
 
 int
+sync__recon_stale_audiences(struct sync_session *s, const struct frame_msg *m,
+    const struct store_outcome *outs)
+{
+	struct sync_recon *r = &s->rc;
+	struct frame_src f = { m, 0, 0, 0 };
+	struct store_rtxn *t;
+	struct crdt_record rec;
+	struct change c;
+	int rc = 0, back;
+
+	if ((rc = store_rtxn_begin(s->st, &t)) != 0)
+		return sync__end(s, rc, TELL_INTERNAL, "reading: %s",
+		    store_last_error(s->st));
+	for (uint32_t i = 0; rc == 0 && frame_src_next(&f, &c) == 1; i++) {
+		struct crdt_ver theirs = { c.aud.hlc, c.aud.origin };
+
+		if (c.kind != CHANGE_AUDIENCE || outs[i].status != STORE_NOOP ||
+		    !nbx_str_eq(c.aud.origin, nbx_str_c(s->peer)))
+			continue;
+		if (store_record_get(t, c.coll, c.id, &rec) != 0) {
+			crdt_record_fini(&rec);
+			continue;
+		}
+		back = !rec.erased && crdt_ver_cmp((struct crdt_ver){
+		    rec.aud.hlc, rec.aud.origin }, theirs) > 0;
+		crdt_record_fini(&rec);
+		if (back)
+			rc = push_kh(&r->send, &r->nsend, &r->send_cap,
+			    store_key_hash(c.coll, c.id));
+	}
+	store_rtxn_end(t);
+	if (rc != 0)
+		return sync__end(s, rc, TELL_INTERNAL, "no memory");
+	sort_unique(r->send, &r->nsend);
+	return resolve_sends(s);
+}
+
+int
 sync__recon_on_want(struct sync_session *s, const struct frame_msg *m,
     uint64_t now_ms)
 {

@@ -376,7 +376,9 @@ on_subscribe(struct sync_session *s, const struct frame_msg *m,
  */
 struct batch_src {
 	struct frame_src f;
+	struct nbx_str peer;
 	int erases;
+	int own_auds;		/* an audience the peer itself set */
 };
 
 static int
@@ -387,6 +389,9 @@ batch_next(void *arg, struct change *c)
 
 	if (rc == 1 && c->kind == CHANGE_ERASE)
 		b->erases = 1;
+	if (rc == 1 && c->kind == CHANGE_AUDIENCE &&
+	    nbx_str_eq(c->aud.origin, b->peer))
+		b->own_auds = 1;
 	return rc;
 }
 
@@ -397,6 +402,7 @@ batch_rewind(void *arg)
 
 	frame_src_rewind(&b->f);
 	b->erases = 0;
+	b->own_auds = 0;
 }
 
 /*
@@ -446,7 +452,7 @@ int
 sync__apply(struct sync_session *s, const struct frame_msg *m,
     const struct store_cursor *cur, uint64_t now_ms)
 {
-	struct batch_src b = { { m, 0, 0, 0 }, 0 };
+	struct batch_src b = { { m, 0, 0, 0 }, peer_str(s), 0, 0 };
 	struct store_change_src src = { batch_next, batch_rewind, &b };
 	size_t taken = 0, before;
 	uint32_t n = m->nchanges;
@@ -488,6 +494,9 @@ sync__apply(struct sync_session *s, const struct frame_msg *m,
 	    now_ms)) != 0)
 		return sync__end(s, rc, TELL_INTERNAL, "output queue: %s",
 		    nbx_strerror(rc));
+	if (b.own_auds && s->stats.version >= 2 &&
+	    (rc = sync__recon_stale_audiences(s, m, s->outs)) != 0)
+		return rc;
 	if (s->outs_cap > OUTS_KEEP)
 		outs_release(s);
 	return 0;

@@ -123,6 +123,16 @@ int sync__recon_on_recon(struct sync_session *s, const struct frame_msg *m,
     uint64_t now_ms);
 int sync__recon_on_want(struct sync_session *s, const struct frame_msg *m,
     uint64_t now_ms);
+/*
+ * After a batch from the peer was applied (outs[i]: the outcome of its
+ * i-th change): an audience the peer itself set, older than the one we
+ * hold of that record, means the peer lost its newer one (restored from
+ * a backup); our record goes back to it whole.  A removed node is the
+ * only one that may still hold the newer audience, and reconciliation
+ * lists no item it shares with the creator.  0 or the session's end.
+ */
+int sync__recon_stale_audiences(struct sync_session *s,
+    const struct frame_msg *m, const struct store_outcome *outs);
 /* Starts a run when one is due, and sends wanted records while the
    output has room.  0 or the code that ended the session. */
 int sync__recon_pump(struct sync_session *s, uint64_t now_ms);

@@ -70,8 +70,9 @@
  *     no RECON, WANT or RECORDS frame its id or key hash (8 bytes
  *     big-endian), and no frame at all anything of a canary of "c".
  *
- * Seed 5974, and about one run in 4000 past the default range, meets an
- * open bug: restored_creator_takes_back_a_narrowing (disabled), below.
+ * Seed 5974 found that a restored creator never took back a narrowing
+ * that removed every peer it talks to (restored_creator_takes_back_a_
+ * narrowing, below; reconcile.c: sync__recon_stale_audiences).
  *
  * Seeds are printed, from 2000 unless NBX_SEED=<n> is set: it replays
  * one (with NBX_PROP_ITERS, that many from it); NBX_PROP_ITERS sets how
@@ -1397,20 +1398,20 @@ Test(recprop, restored_creator_restamps_its_writes)
 }
 
 /*
- * An open bug the property finds (seed 5974): a restored creator never
- * takes back an audience of its own that removed the peers it talks to.
+ * Found by the property (seed 5974): a restored creator took back no
+ * audience of its own that removed the peers it talks to.
  * ee sets {ee, lv} on ee:1 (audience fields only), syncs with lv and is
  * backed up; it narrows the audience to {ee}, which lv learns (it is
  * removed).  ee is restored: it holds {ee, lv} again.  lv holds {ee}, but
  * the log stream leaves out ee's own changes (ee subscribes from the
  * cursor of its backup: no full pass is owed), and reconciliation lists
  * no item for a record lv shares nothing of, so the pair never compares
- * it.  ee keeps the old audience for good: it sends lv (removed) its new
- * values, which lv drops, and the pair's digests differ for good.  With
- * a region field in the record the pair would compare it and lv would
- * send the audience back.
+ * it.  ee kept the old audience for good: it sent lv (removed) its new
+ * values, which lv dropped, and the pair's digests differed for good.
+ * Now lv, handed an audience ee set that is older than the one lv holds,
+ * sends its record back to ee whole (sync__recon_stale_audiences).
  */
-Test(recprop, restored_creator_takes_back_a_narrowing, .disabled = 1)
+Test(recprop, restored_creator_takes_back_a_narrowing)
 {
 	struct node ee, lv;
 	struct link l;
