@@ -100,6 +100,7 @@ dead_after_ms = ${DEAD_MS:-3000}
 backoff_min_ms = ${BACKOFF_MIN_MS:-100}
 backoff_max_ms = ${BACKOFF_MAX_MS:-1000}
 batch_bytes = ${BATCH_BYTES:-262144}
+${PROTO_MAX:+protocol_max = $PROTO_MAX}
 CONF
 }
 
