@@ -175,6 +175,14 @@ set_lower(const struct recon_set *s, struct bound b)
 	return lo;
 }
 
+int
+recon_set_has(const struct recon_set *s, uint64_t kh)
+{
+	size_t i = set_lower(s, (struct bound){ kh, 0 });
+
+	return i < s->n && s->v[i].kh == kh;
+}
+
 /* 1 if kh lies below the bound b. */
 static int
 bound_above(struct bound b, uint64_t kh)

@@ -110,6 +110,9 @@ int recon_set_init(struct recon_set *s, const struct recon_item *v,
 /* Frees the block sums; a zeroed set, or one already finished, is fine. */
 void recon_set_fini(struct recon_set *s);
 
+/* 1 if the set holds an item with key hash kh (a binary search). */
+int recon_set_has(const struct recon_set *s, uint64_t kh);
+
 /*
  * The fingerprint of items v[i..j) (i <= j <= n) into fp, from the block
  * sums: at most 126 additions whatever j - i.

@@ -100,23 +100,6 @@ items_build(struct sync_session *s)
 	return 0;
 }
 
-/* 1 if kh is the key hash of one of our items. */
-static int
-items_have(const struct sync_recon *r, uint64_t kh)
-{
-	size_t lo = 0, hi = r->nitems;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (r->items[mid].kh < kh)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < r->nitems && r->items[lo].kh == kh;
-}
-
 /* Appends kh to a growing array. */
 static int
 push_kh(uint64_t **v, size_t *n, size_t *cap, uint64_t kh)
@@ -390,8 +373,8 @@ sync__recon_on_want(struct sync_session *s, const struct frame_msg *m,
 		uint64_t kh = frame_want_kh(m, i);
 
 		/* only records the pair shares: nothing else is confirmed */
-		if (items_have(r, kh) && (rc = push_kh(&r->send, &r->nsend,
-		    &r->send_cap, kh)) != 0)
+		if (recon_set_has(&r->set, kh) && (rc = push_kh(&r->send,
+		    &r->nsend, &r->send_cap, kh)) != 0)
 			return sync__end(s, rc, TELL_INTERNAL, "no memory");
 	}
 	rc = flush_found(s, now_ms);

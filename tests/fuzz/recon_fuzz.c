@@ -43,30 +43,13 @@ rfz_ready(void)
 	    "small set");
 }
 
-/* The set holds an item with key hash kh. */
-static int
-rfz_holds(const struct recon_set *s, uint64_t kh)
-{
-	size_t lo = 0, hi = s->n;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (s->v[mid].kh < kh)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo < s->n && s->v[lo].kh == kh;
-}
-
 static int
 rfz_send(void *arg, uint64_t kh)
 {
 	struct rfz_seen *x = arg;
 
 	fz_check(x->nsend == 0 || kh > x->last_send, "send in kh order, once");
-	fz_check(rfz_holds(x->s, kh), "send names a kh we hold");
+	fz_check(recon_set_has(x->s, kh), "send names a kh we hold");
 	x->last_send = kh;
 	x->nsend++;
 	return 0;
