@@ -30,12 +30,6 @@
 #define KEYS_MAX	((size_t)1 << 30)	/* resolved keys waiting */
 #define KEYS_KEEP	((size_t)1 << 20)	/* freed above when drained */
 
-static struct nbx_str
-peer_str(const struct sync_session *s)
-{
-	return nbx_str_c(s->peer);
-}
-
 void
 sync__recon_init(struct sync_session *s)
 {
@@ -44,7 +38,6 @@ sync__recon_init(struct sync_session *s)
 	memset(r, 0, sizeof(*r));
 	nbx_buf_init(&r->keys, KEYS_MAX);
 	nbx_buf_init(&r->msg, FRAME_BODY_MAX - 64);
-	r->initiator = strcmp(s->self, s->peer) < 0;
 	if (s->o.reconcile_interval_ms == 0)
 		s->o.reconcile_interval_ms = DEF_RECON_MS;
 }
@@ -81,7 +74,10 @@ sync__recon_hello(struct sync_session *s, const struct frame_msg *m)
 	s->rc.initiator = strcmp(s->self, s->peer) < 0;
 }
 
-/* A snapshot of our items for a run that starts now. */
+/*
+ * A snapshot of our items for a run that starts now.  0, or the code the
+ * session ended with.
+ */
 static int
 items_build(struct sync_session *s)
 {
@@ -89,13 +85,13 @@ items_build(struct sync_session *s)
 	int rc;
 
 	items_drop(r);
-	if ((rc = store_pair_items(s->st, s->pol, peer_str(s), &r->items,
-	    &r->nitems)) != 0)
-		return rc;
-	if ((rc = recon_set_init(&r->set, r->items, r->nitems)) != 0) {
+	if ((rc = store_pair_items(s->st, s->pol, sync__peer(s), &r->items,
+	    &r->nitems)) == 0 &&
+	    (rc = recon_set_init(&r->set, r->items, r->nitems)) != 0)
 		items_drop(r);
-		return rc;
-	}
+	if (rc != 0)
+		return sync__end(s, rc, TELL_INTERNAL, "listing records for "
+		    "reconciliation: %s", store_last_error(s->st));
 	r->have_set = 1;
 	return 0;
 }
@@ -290,13 +286,10 @@ sync__recon_on_recon(struct sync_session *s, const struct frame_msg *m,
 		r->peer_active = 1;
 		r->peer_run = id;
 		if (r->run == 0 && (rc = items_build(s)) != 0)
-			return sync__end(s, rc, TELL_INTERNAL, "listing "
-			    "records for reconciliation: %s",
-			    store_last_error(s->st));
+			return rc;
 	}
 	if (!r->have_set && (rc = items_build(s)) != 0)
-		return sync__end(s, rc, TELL_INTERNAL, "listing records for "
-		    "reconciliation: %s", store_last_error(s->st));
+		return rc;
 	r->msg.len = 0;
 	rc = recon_reply(&r->set, m->payload, m->payload_len, &d, &r->msg,
 	    &done);
@@ -339,7 +332,7 @@ sync__recon_stale_audiences(struct sync_session *s, const struct frame_msg *m,
 		struct crdt_ver theirs = { c.aud.hlc, c.aud.origin };
 
 		if (c.kind != CHANGE_AUDIENCE || outs[i].status != STORE_NOOP ||
-		    !nbx_str_eq(c.aud.origin, nbx_str_c(s->peer)))
+		    !nbx_str_eq(c.aud.origin, sync__peer(s)))
 			continue;
 		if (store_record_get(t, c.coll, c.id, &rec) != 0) {
 			crdt_record_fini(&rec);
@@ -367,8 +360,7 @@ sync__recon_on_want(struct sync_session *s, const struct frame_msg *m,
 	int rc;
 
 	if (!r->have_set && (rc = items_build(s)) != 0)
-		return sync__end(s, rc, TELL_INTERNAL, "listing records for "
-		    "reconciliation: %s", store_last_error(s->st));
+		return rc;
 	for (uint32_t i = 0; i < m->nkhs; i++) {
 		uint64_t kh = frame_want_kh(m, i);
 
@@ -390,11 +382,8 @@ run_start(struct sync_session *s, uint64_t now_ms)
 	struct sync_recon *r = &s->rc;
 	int rc;
 
-	if (!r->peer_active || !r->have_set) {
-		if ((rc = items_build(s)) != 0)
-			return sync__end(s, rc, TELL_INTERNAL, "listing records "
-			    "for reconciliation: %s", store_last_error(s->st));
-	}
+	if ((!r->peer_active || !r->have_set) && (rc = items_build(s)) != 0)
+		return rc;
 	r->msg.len = 0;
 	if ((rc = recon_initiate(&r->set, &r->msg)) != 0)
 		return sync__end(s, rc, TELL_INTERNAL, "reconciling: %s",
@@ -437,7 +426,7 @@ sync__recon_pump(struct sync_session *s, uint64_t now_ms)
 			s->more = 1;	/* fair to the other peers */
 			break;
 		}
-		rc = sync__egress_records(s->st, s->pol, peer_str(s), now_ms,
+		rc = sync__egress_records(s->st, s->pol, sync__peer(s), now_ms,
 		    &s->eg, &r->keys, &r->keys_off, s->o.batch_bytes, &n);
 		if (rc != 0)
 			return sync__end(s, rc, TELL_INTERNAL, "sending "

@@ -65,12 +65,6 @@ sanitize(char *dst, size_t dstlen, struct nbx_str s)
 		dst[i] = 0;
 }
 
-static struct nbx_str
-peer_str(const struct sync_session *s)
-{
-	return nbx_str_c(s->peer);
-}
-
 size_t
 sync__pending(const struct sync_session *s)
 {
@@ -255,7 +249,7 @@ sync_session_start(struct sync_session *s, uint64_t now_ms)
 	if (s->started)
 		return NBX_EINVAL;
 	if ((rc = store_meta_get(s->st, &meta)) != 0 ||
-	    (rc = store_cursor_get(s->st, peer_str(s), &s->cur)) != 0)
+	    (rc = store_cursor_get(s->st, sync__peer(s), &s->cur)) != 0)
 		return rc;
 	/* the cursor's peer string borrows from s->peer, which stays put */
 	snprintf(s->self, sizeof(s->self), "%s", meta.node_id);
@@ -302,7 +296,7 @@ on_hello(struct sync_session *s, const struct frame_msg *m)
 		    (unsigned long long)m->version_max, s->o.version_min,
 		    s->o.version_max);
 	}
-	if (!nbx_str_eq(m->node, peer_str(s))) {
+	if (!nbx_str_eq(m->node, sync__peer(s))) {
 		sanitize(said, sizeof(said), m->node);
 		return sync__end(s, NBX_EPEER, TELL_REASON,
 		    "HELLO says '%s' but certificate says '%s'", said,
@@ -359,8 +353,8 @@ on_subscribe(struct sync_session *s, const struct frame_msg *m,
 	 */
 	if (from == 0) {
 		s->resync = 1;
-		(void)store_peer_resync_set(s->st, peer_str(s), 1);
-	} else if (store_peer_resync_get(s->st, peer_str(s), &s->resync) != 0)
+		(void)store_peer_resync_set(s->st, sync__peer(s), 1);
+	} else if (store_peer_resync_get(s->st, sync__peer(s), &s->resync) != 0)
 		s->resync = 1;
 	s->send_pos = from;
 	s->stats.sent_seq = from;
@@ -452,7 +446,7 @@ int
 sync__apply(struct sync_session *s, const struct frame_msg *m,
     const struct store_cursor *cur, uint64_t now_ms)
 {
-	struct batch_src b = { { m, 0, 0, 0 }, peer_str(s), 0, 0 };
+	struct batch_src b = { { m, 0, 0, 0 }, sync__peer(s), 0, 0 };
 	struct store_change_src src = { batch_next, batch_rewind, &b };
 	size_t taken = 0, before;
 	uint32_t n = m->nchanges;
@@ -461,7 +455,7 @@ sync__apply(struct sync_session *s, const struct frame_msg *m,
 	if (outs_reserve(s, n) != 0)
 		return sync__end(s, NBX_ENOMEM, TELL_INTERNAL,
 		    "no memory for %u changes", n);
-	rc = store_apply_from(s->st, s->pol, &src, n, peer_str(s), cur,
+	rc = store_apply_from(s->st, s->pol, &src, n, sync__peer(s), cur,
 	    now_ms, s->o.no_relay ? STORE_NO_RELAY : 0, s->outs, &taken);
 	if (rc != 0 && b.f.err != 0 && b.f.n < n)
 		return sync__end(s, NBX_EMALFORMED, TELL_REASON,
@@ -516,7 +510,7 @@ on_changes(struct sync_session *s, const struct frame_msg *m, uint64_t now_ms)
 		return sync__violation(s, "CHANGES upto %llu after upto %llu",
 		    (unsigned long long)m->seq,
 		    (unsigned long long)s->last_upto);
-	cur.peer = peer_str(s);
+	cur.peer = sync__peer(s);
 	cur.epoch = m->epoch;
 	cur.seq = m->seq;
 	return sync__apply(s, m, &cur, now_ms);
@@ -752,7 +746,7 @@ sync_session_pump(struct sync_session *s, uint64_t now_ms)
 		};
 		size_t before = s->out.len;
 
-		rc = sync__egress_batch(s->st, s->pol, peer_str(s), s->epoch,
+		rc = sync__egress_batch(s->st, s->pol, sync__peer(s), s->epoch,
 		    now_ms, &s->eg, &b);
 		if (rc != 0)
 			return sync__end(s, rc, TELL_INTERNAL,
@@ -760,7 +754,7 @@ sync_session_pump(struct sync_session *s, uint64_t now_ms)
 		if (b.scanned == 0) {
 			/* the end of the log: a full pass done once acked */
 			if (s->resync && s->ninflight == 0 &&
-			    store_peer_resync_set(s->st, peer_str(s), 0) == 0)
+			    store_peer_resync_set(s->st, sync__peer(s), 0) == 0)
 				s->resync = 0;
 			break;
 		}

@@ -86,6 +86,13 @@ enum tell {
 	TELL_INTERNAL,		/* ERROR says only "internal error" */
 };
 
+/* The peer's certificate-verified id. */
+static inline struct nbx_str
+sync__peer(const struct sync_session *s)
+{
+	return nbx_str_c(s->peer);
+}
+
 /* Accounts for a frame appended to out at offset `before` by `rc = put`. */
 int sync__queued(struct sync_session *s, size_t before, int rc,
     uint64_t now_ms);
