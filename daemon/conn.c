@@ -126,23 +126,24 @@ conn_closed(uv_handle_t *h)
 }
 
 /*
- * Keeps what a session learnt of its peer's HELLO, so that status shows
- * it while the peer is down (an incompatible peer stays down).
+ * Updates v with what a session learnt of its peer's HELLO; kept in the
+ * peer when the session ends, so that status shows it while the peer is
+ * down (an incompatible peer stays down).
  */
-void
-conn__peer_learn(struct peer *p, const struct sync_stats *s)
+static void
+peer_learn(struct peer_proto *v, const struct sync_stats *s)
 {
 	if (s->no_common_version) {
-		p->no_common_version = 1;
-		p->version = 0;
+		v->no_common_version = 1;
+		v->version = 0;
 	} else if (s->established) {
-		p->no_common_version = 0;
-		p->version = s->version;
-		p->schema_match = s->schema_match;
+		v->no_common_version = 0;
+		v->version = s->version;
+		v->schema_match = s->schema_match;
 	}
 	if (s->peer_version_max != 0) {
-		p->peer_vmin = s->peer_version_min;
-		p->peer_vmax = s->peer_version_max;
+		v->vmin = s->peer_version_min;
+		v->vmax = s->peer_version_max;
 	}
 }
 
@@ -181,7 +182,7 @@ peers_redial_soon(struct node *n, const struct peer *up)
 	n->redial_ms = now;
 	for (struct peer *q = n->peers; q != NULL; q = q->next)
 		if (q != up && !q->active && !q->dialing &&
-		    !q->no_common_version &&
+		    !q->proto.no_common_version &&
 		    q->next_dial_ms > now + CONN_REDIAL_MS)
 			q->next_dial_ms = now + (uint64_t)random() %
 			    (CONN_REDIAL_MS + 1);
@@ -225,7 +226,7 @@ peer_detach(struct conn *c, const char *why)
 		p->recon_runs += s->recon_runs;
 		if (s->recon_last_ms)
 			p->recon_last_ms = s->recon_last_ms;
-		conn__peer_learn(p, s);
+		peer_learn(&p->proto, s);
 	}
 	if (p->active == c) {
 		stable = log_now_ms() - p->since_ms > CONN_STABLE_MS;
@@ -237,7 +238,7 @@ peer_detach(struct conn *c, const char *why)
 		snprintf(p->last_error, sizeof(p->last_error), "%s", why);
 	if (!p->active && !p->dialing)
 		peer_backoff(c->node, p, stable);
-	if (!p->active && !p->dialing && p->no_common_version)
+	if (!p->active && !p->dialing && p->proto.no_common_version)
 		p->next_dial_ms = log_now_ms() + CONN_VERSION_BACKOFF_MS / 2 +
 		    (uint64_t)random() % (CONN_VERSION_BACKOFF_MS / 2 + 1);
 }
@@ -1044,6 +1045,17 @@ conn__peer_stats(const struct peer *p)
 {
 	return p->active && p->active->sess ?
 	    sync_session_stats(p->active->sess) : NULL;
+}
+
+struct peer_proto
+conn__peer_proto(const struct peer *p)
+{
+	const struct sync_stats *s = conn__peer_stats(p);
+	struct peer_proto v = p->proto;
+
+	if (s != NULL)
+		peer_learn(&v, s);
+	return v;
 }
 
 int

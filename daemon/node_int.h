@@ -33,6 +33,14 @@
 
 struct conn;		/* conn.c's; a peer's pointers to it say up, dialling */
 
+/* What a session learnt of a peer's HELLO. */
+struct peer_proto {
+	uint32_t version;		/* protocol version spoken, 0 unknown */
+	uint32_t vmin, vmax;		/* versions it speaks, 0 unknown */
+	int schema_match;		/* 1, 0, or -1 unknown */
+	int no_common_version;		/* the last session found none */
+};
+
 struct peer {
 	struct peer *next;
 	char id[NBX_ID_MAX + 1];
@@ -50,11 +58,7 @@ struct peer {
 	/* totals of connections that ended, so counters survive reconnects */
 	uint64_t bytes_in, bytes_out, changes_in, changes_out, rejected_in;
 	uint64_t recon_runs, recon_last_ms;
-	/* what the last session learnt of the peer (HELLO) */
-	uint32_t version;		/* protocol version spoken, 0 unknown */
-	uint32_t peer_vmin, peer_vmax;	/* versions it speaks */
-	int schema_match;		/* 1, 0, or -1 unknown */
-	int no_common_version;		/* the last session found none */
+	struct peer_proto proto;	/* what the last session learnt */
 	char last_error[256];
 };
 
@@ -239,8 +243,11 @@ void conn__close_peer(struct node *n, struct peer *p, const char *why);
 const struct sync_stats *conn__peer_stats(const struct peer *p);
 /* sync_session_reconcile on p's session; NBX_EAGAIN if p is not up. */
 int conn__peer_reconcile(struct peer *p);
-/* Keeps what the session s learnt of p's HELLO (version, schema). */
-void conn__peer_learn(struct peer *p, const struct sync_stats *s);
+/*
+ * What is known of p's protocol: its live session's HELLO, or else what
+ * the last session learnt (an incompatible peer stays down).
+ */
+struct peer_proto conn__peer_proto(const struct peer *p);
 
 /*
  * 1 if the socket is joined to itself (a dial to a port of this host that

@@ -86,6 +86,7 @@ node__cmd_metrics(struct node *n, json_t *req)
 		metric_head(&t, pm[k].name, pm[k].type, pm[k].help);
 		for (struct peer *p = n->peers; p; p = p->next) {
 			const struct sync_stats *s = conn__peer_stats(p);
+			struct peer_proto pv = conn__peer_proto(p);
 			uint64_t v = 0;
 
 			switch (k) {
@@ -97,10 +98,9 @@ node__cmd_metrics(struct node *n, json_t *req)
 			case 4: v = p->changes_in + (s ? s->changes_in : 0); break;
 			case 5: v = p->changes_out + (s ? s->changes_out : 0); break;
 			case 6: v = p->rejected_in + (s ? s->rejected_in : 0); break;
-			case 7: v = s && s->established ? s->version : p->version; break;
-			case 8: v = p->no_common_version || (s && s->no_common_version); break;
-			case 9: v = (s && s->established ? s->schema_match : p->schema_match) == 0 &&
-			    (s && s->established ? s->version : p->version) >= 2; break;
+			case 7: v = pv.version; break;
+			case 8: v = pv.no_common_version; break;
+			case 9: v = pv.version >= 2 && pv.schema_match == 0; break;
 			case 10: v = p->recon_runs + (s ? s->recon_runs : 0); break;
 			}
 			text_add(&t, "%s{peer=\"%s\"} %llu\n", pm[k].name, p->id,

@@ -18,7 +18,7 @@ peer_state(const struct peer *p)
 		return "up";
 	if (p->dialing)
 		return "connecting";
-	if (p->no_common_version)
+	if (p->proto.no_common_version)
 		return "incompatible";
 	return "down";
 }
@@ -28,6 +28,7 @@ static json_t *
 peer_json(struct node *n, const struct peer *p, uint64_t last_seq)
 {
 	const struct sync_stats *s = conn__peer_stats(p);
+	struct peer_proto v = conn__peer_proto(p);
 	char addr[300], pin[65];
 	json_t *o;
 
@@ -69,18 +70,14 @@ peer_json(struct node *n, const struct peer *p, uint64_t last_seq)
 		    0)));
 	} else
 		json_object_set_new(o, "redial_in_ms", json_null());
-	if (s != NULL)
-		conn__peer_learn((struct peer *)p, s);
-	json_object_set_new(o, "protocol", p->version ?
-	    json_integer(p->version) : json_null());
-	json_object_set_new(o, "peer_protocols", p->peer_vmax ?
-	    json_pack("[i, i]", (int)p->peer_vmin, (int)p->peer_vmax) :
-	    json_null());
+	json_object_set_new(o, "protocol", v.version ?
+	    json_integer(v.version) : json_null());
+	json_object_set_new(o, "peer_protocols", v.vmax ?
+	    json_pack("[i, i]", (int)v.vmin, (int)v.vmax) : json_null());
 	json_object_set_new(o, "no_common_version",
-	    json_boolean(p->no_common_version));
-	json_object_set_new(o, "schema_match", p->version == 0 ||
-	    p->schema_match < 0 ? json_null() :
-	    json_boolean(p->schema_match));
+	    json_boolean(v.no_common_version));
+	json_object_set_new(o, "schema_match", v.version == 0 ||
+	    v.schema_match < 0 ? json_null() : json_boolean(v.schema_match));
 	json_object_set_new(o, "reconcile_runs", json_integer((json_int_t)
 	    (p->recon_runs + (s ? s->recon_runs : 0))));
 	json_object_set_new(o, "reconcile_active", json_boolean(s &&
