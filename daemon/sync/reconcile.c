@@ -256,7 +256,13 @@ run_end(struct sync_session *s, uint64_t now_ms)
 	s->stats.recon_last_ms = now_ms;
 	r->next_ms = s->o.reconcile_interval_ms == UINT64_MAX ? UINT64_MAX :
 	    now_ms + s->o.reconcile_interval_ms;
-	if (!r->peer_active)
+}
+
+/* The snapshot of our items goes once no run, ours or the peer's, lasts. */
+static void
+items_idle(struct sync_recon *r)
+{
+	if (r->run == 0 && !r->peer_active)
 		items_drop(r);
 }
 
@@ -277,8 +283,7 @@ sync__recon_on_recon(struct sync_session *s, const struct frame_msg *m,
 			r->peer_active = 0;
 		else
 			run_end(s, now_ms);
-		if (r->run == 0 && !r->peer_active)
-			items_drop(r);
+		items_idle(r);
 		return 0;
 	}
 	if (theirs && (!r->peer_active || id != r->peer_run)) {
@@ -309,8 +314,7 @@ sync__recon_on_recon(struct sync_session *s, const struct frame_msg *m,
 		r->peer_active = 0;
 	else if (done)
 		run_end(s, now_ms);
-	if (r->run == 0 && !r->peer_active)
-		items_drop(r);
+	items_idle(r);
 	return 0;
 }
 
@@ -369,9 +373,8 @@ sync__recon_on_want(struct sync_session *s, const struct frame_msg *m,
 		    &r->nsend, &r->send_cap, kh)) != 0)
 			return sync__end(s, rc, TELL_INTERNAL, "no memory");
 	}
-	rc = flush_found(s, now_ms);
-	if (rc == 0 && r->run == 0 && !r->peer_active)
-		items_drop(r);
+	if ((rc = flush_found(s, now_ms)) == 0)
+		items_idle(r);
 	return rc;
 }
 
